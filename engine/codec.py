@@ -1,0 +1,326 @@
+"""The one translation layer between engine values and the spec's JSON-lines form.
+
+``decode_command`` never raises: anything that is not a valid command becomes a
+:class:`~engine.commands.Malformed` that the engine answers with a ``rejected`` event.
+``event_to_json`` renders events with prices as decimal strings of their instrument.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import orjson
+
+from engine.commands import (
+    GTC,
+    CancelOrder,
+    Command,
+    DefineInstrument,
+    Deposit,
+    Malformed,
+    NewOrder,
+    ReplaceOrder,
+)
+from engine.events import (
+    BAD_PRICE,
+    BAD_QTY,
+    Accepted,
+    Cancelled,
+    Done,
+    Event,
+    Rejected,
+    Replaced,
+    Trade,
+)
+from engine.instruments import Instrument
+
+_MISSING = object()
+
+
+class _Bad(Exception):
+    def __init__(self, message: str, reason: str = "malformed") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def _str(obj: dict[str, Any], key: str, *, required: bool = True) -> Any:
+    value = obj.get(key, _MISSING)
+    if value is _MISSING or value is None:
+        if required:
+            raise _Bad(f"missing field {key!r}")
+        return None
+    if type(value) is not str or not value:
+        raise _Bad(f"field {key!r} must be a non-empty string")
+    if len(value) > 128:
+        raise _Bad(f"field {key!r} is longer than 128 characters")
+    return value
+
+
+def _int(obj: dict[str, Any], key: str, *, required: bool = True, reason: str = "malformed") -> Any:
+    value = obj.get(key, _MISSING)
+    if value is _MISSING or value is None:
+        if required:
+            raise _Bad(f"missing field {key!r}", reason)
+        return None
+    if type(value) is not int:
+        raise _Bad(f"field {key!r} must be an integer", reason)
+    return value
+
+
+def _price(obj: dict[str, Any], key: str = "price") -> Any:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if type(value) is not str:
+        raise _Bad(f"field {key!r} must be a decimal string", BAD_PRICE)
+    return value
+
+
+def _instrument(o: dict[str, Any], ts: int | None) -> Command:
+    notional = o.get("maxNotional")
+    band = o.get("band")
+    if notional is not None and type(notional) is not str:
+        raise _Bad("field 'maxNotional' must be a decimal string")
+    if band is not None and type(band) is not str:
+        raise _Bad("field 'band' must be a decimal string")
+    return DefineInstrument(
+        symbol=_str(o, "symbol"),
+        tick=_str(o, "tick"),
+        lot=_int(o, "lot"),
+        currency=_str(o, "currency", required=False) or "USD",
+        max_qty=_int(o, "maxQty", required=False),
+        max_notional=notional,
+        band=band,
+        ts=ts,
+    )
+
+
+def _deposit(o: dict[str, Any], ts: int | None) -> Command:
+    amount = o.get("amount")
+    if type(amount) not in (str, int):
+        raise _Bad("field 'amount' must be a decimal string or an integer", BAD_QTY)
+    return Deposit(account=_str(o, "account"), asset=_str(o, "asset"), amount=amount, ts=ts)
+
+
+def _new(o: dict[str, Any], ts: int | None) -> Command:
+    return NewOrder(
+        account=_str(o, "account"),
+        client_order_id=_str(o, "clientOrderId"),
+        symbol=_str(o, "symbol"),
+        side=_str(o, "side"),
+        type=_str(o, "type", required=False) or "limit",
+        price=_price(o),
+        qty=_int(o, "qty", reason=BAD_QTY),
+        tif=_str(o, "tif", required=False) or GTC,
+        ts=ts,
+    )
+
+
+def _cancel(o: dict[str, Any], ts: int | None) -> Command:
+    return CancelOrder(account=_str(o, "account"), client_order_id=_str(o, "clientOrderId"), ts=ts)
+
+
+def _replace(o: dict[str, Any], ts: int | None) -> Command:
+    return ReplaceOrder(
+        account=_str(o, "account"),
+        client_order_id=_str(o, "clientOrderId"),
+        price=_price(o),
+        qty=_int(o, "qty", required=False, reason=BAD_QTY),
+        ts=ts,
+    )
+
+
+_DECODERS: dict[str, Callable[[dict[str, Any], int | None], Command]] = {
+    "instrument": _instrument,
+    "deposit": _deposit,
+    "new": _new,
+    "cancel": _cancel,
+    "replace": _replace,
+}
+
+
+def command_from_obj(obj: object) -> Command:
+    """Build a command from a decoded JSON value; never raises."""
+    if not isinstance(obj, dict):
+        return Malformed("a command must be a JSON object")
+    account = obj.get("account")
+    coid = obj.get("clientOrderId")
+    account = account if type(account) is str else None
+    coid = coid if type(coid) is str else None
+    ts = obj.get("ts")
+    if ts is not None and (type(ts) is not int or ts < 0):
+        return Malformed("field 'ts' must be a non-negative integer", account, coid)
+    op = obj.get("op")
+    decoder = _DECODERS.get(op) if type(op) is str else None
+    if decoder is None:
+        return Malformed(f"unknown op {op!r}", account, coid, ts)
+    try:
+        return decoder(obj, ts)
+    except _Bad as bad:
+        return Malformed(str(bad), account, coid, ts, bad.reason)
+
+
+def decode_command(line: bytes | str) -> Command:
+    """Parse one JSON line into a command; never raises."""
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        return Malformed(f"invalid JSON: {exc}")
+    return command_from_obj(obj)
+
+
+def command_to_json(cmd: Command) -> dict[str, Any]:
+    """The spec's JSON object for a command (used by the journal and the command bus)."""
+    if type(cmd) is NewOrder:
+        out: dict[str, Any] = {
+            "op": "new",
+            "account": cmd.account,
+            "clientOrderId": cmd.client_order_id,
+            "symbol": cmd.symbol,
+            "side": cmd.side,
+            "type": cmd.type,
+        }
+        if cmd.price is not None:
+            out["price"] = cmd.price
+        out["qty"] = cmd.qty
+        out["tif"] = cmd.tif
+    elif type(cmd) is CancelOrder:
+        out = {"op": "cancel", "account": cmd.account, "clientOrderId": cmd.client_order_id}
+    elif type(cmd) is ReplaceOrder:
+        out = {"op": "replace", "account": cmd.account, "clientOrderId": cmd.client_order_id}
+        if cmd.price is not None:
+            out["price"] = cmd.price
+        if cmd.qty is not None:
+            out["qty"] = cmd.qty
+    elif type(cmd) is Deposit:
+        out = {"op": "deposit", "account": cmd.account, "asset": cmd.asset, "amount": cmd.amount}
+    elif type(cmd) is DefineInstrument:
+        out = {"op": "instrument", "symbol": cmd.symbol, "tick": cmd.tick, "lot": cmd.lot}
+        if cmd.currency != "USD":
+            out["currency"] = cmd.currency
+        if cmd.max_qty is not None:
+            out["maxQty"] = cmd.max_qty
+        if cmd.max_notional is not None:
+            out["maxNotional"] = cmd.max_notional
+        if cmd.band is not None:
+            out["band"] = cmd.band
+    else:
+        out = {"op": "malformed", "message": cmd.message, "reason": cmd.reason}
+        if cmd.account is not None:
+            out["account"] = cmd.account
+        if cmd.client_order_id is not None:
+            out["clientOrderId"] = cmd.client_order_id
+    if cmd.ts is not None:
+        out["ts"] = cmd.ts
+    return out
+
+
+def _price_text(instruments: Mapping[str, Instrument], symbol: str | None, ticks: int) -> str:
+    inst = instruments.get(symbol) if symbol is not None else None
+    return inst.price_text(ticks) if inst is not None else str(ticks)
+
+
+def event_to_json(event: Event, instruments: Mapping[str, Instrument]) -> dict[str, Any]:
+    """The spec's JSON object for an event: ``event`` (its kind), ``seq``, ``inSeq``, ``ts``,
+    then the spec's fields. The kind is keyed ``event`` because ``accepted`` has an order
+    ``type`` field of its own."""
+    kind = type(event)
+    if kind is Trade:
+        assert isinstance(event, Trade)
+        return {
+            "event": "trade",
+            "seq": event.seq,
+            "inSeq": event.in_seq,
+            "ts": event.ts,
+            "tradeId": event.trade_id,
+            "symbol": event.symbol,
+            "price": _price_text(instruments, event.symbol, event.price),
+            "qty": event.qty,
+            "aggressor": event.aggressor,
+            "buyOrderId": event.buy_order_id,
+            "sellOrderId": event.sell_order_id,
+            "buyAccount": event.buy_account,
+            "sellAccount": event.sell_account,
+            "buyClientOrderId": event.buy_client_order_id,
+            "sellClientOrderId": event.sell_client_order_id,
+        }
+    if kind is Accepted:
+        assert isinstance(event, Accepted)
+        return {
+            "event": "accepted",
+            "seq": event.seq,
+            "inSeq": event.in_seq,
+            "ts": event.ts,
+            "orderId": event.order_id,
+            "account": event.account,
+            "clientOrderId": event.client_order_id,
+            "symbol": event.symbol,
+            "side": event.side,
+            "type": event.type,
+            "price": None
+            if event.price is None
+            else _price_text(instruments, event.symbol, event.price),
+            "qty": event.qty,
+            "tif": event.tif,
+        }
+    if kind is Cancelled:
+        assert isinstance(event, Cancelled)
+        return {
+            "event": "cancelled",
+            "seq": event.seq,
+            "inSeq": event.in_seq,
+            "ts": event.ts,
+            "orderId": event.order_id,
+            "account": event.account,
+            "clientOrderId": event.client_order_id,
+            "symbol": event.symbol,
+            "remaining": event.remaining,
+            "reason": event.reason,
+        }
+    if kind is Done:
+        assert isinstance(event, Done)
+        return {
+            "event": "done",
+            "seq": event.seq,
+            "inSeq": event.in_seq,
+            "ts": event.ts,
+            "orderId": event.order_id,
+            "account": event.account,
+            "clientOrderId": event.client_order_id,
+            "symbol": event.symbol,
+        }
+    if kind is Replaced:
+        assert isinstance(event, Replaced)
+        return {
+            "event": "replaced",
+            "seq": event.seq,
+            "inSeq": event.in_seq,
+            "ts": event.ts,
+            "orderId": event.order_id,
+            "account": event.account,
+            "clientOrderId": event.client_order_id,
+            "symbol": event.symbol,
+            "price": _price_text(instruments, event.symbol, event.price),
+            "qty": event.qty,
+            "priorityKept": event.priority_kept,
+        }
+    assert isinstance(event, Rejected)
+    out: dict[str, Any] = {
+        "event": "rejected",
+        "seq": event.seq,
+        "inSeq": event.in_seq,
+        "ts": event.ts,
+        "account": event.account,
+        "clientOrderId": event.client_order_id,
+        "reason": event.reason,
+        "message": event.message,
+    }
+    if event.symbol is not None:
+        out["symbol"] = event.symbol
+    return out
+
+
+def encode_event(event: Event, instruments: Mapping[str, Instrument]) -> bytes:
+    """One event as a JSON line (without the trailing newline)."""
+    return orjson.dumps(event_to_json(event, instruments))
