@@ -1,8 +1,9 @@
 """The ``quotegate`` console script: one entry point, a subcommand per job.
 
 Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
-``run(args) -> int``; they are imported only when chosen, so ``quotegate replay`` does not
-pay for the web stack.
+``run(args) -> int``. Only the chosen subcommand's module is imported, so ``quotegate replay``
+does not pay for the web stack and a missing optional dependency of one subcommand does not
+break the others.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from types import ModuleType
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "run": ("gateway.run", "run everything in one process (engine, feed, gateway, web UI)"),
@@ -18,19 +20,23 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only ``chosen``'s module is imported to add its arguments."""
     parser = argparse.ArgumentParser(prog="quotegate", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in SUBCOMMANDS.items():
-        module = importlib.import_module(module_name)
         p = sub.add_parser(name, help=help_text, description=help_text)
-        module.add_arguments(p)
-        p.set_defaults(_module=module)
+        if name == chosen:
+            module: ModuleType = importlib.import_module(module_name)
+            module.add_arguments(p)
+            p.set_defaults(_module=module)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(chosen if chosen in SUBCOMMANDS else None).parse_args(argv)
     try:
         return int(args._module.run(args))
     except KeyboardInterrupt:
