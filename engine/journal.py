@@ -1,0 +1,397 @@
+"""The journal: an append-only file of sequenced input commands, the engine's source of truth.
+
+One record per input command, in input-sequence order::
+
+    <crc32 of the JSON, 8 lowercase hex digits> <JSON>\\n
+    JSON = {"inSeq": 17, "ts": 1700000000000000, "cmd": {<engine.codec.command_to_json>}}
+
+``ts`` is the time the sequencer stamped on the command (the event time); ``cmd`` keeps the
+command exactly as it arrived, including a :class:`~engine.commands.Malformed` one (as
+``{"op": "malformed", "message": .., "reason": ..}``), so that replaying it yields the same
+``rejected`` event. Records are decoded back field for field, without re-validation: the
+engine validates them again when they are replayed, exactly as it did live.
+
+Opening a journal scans it, verifies every checksum and the gap-free ``inSeq`` numbering, and
+cuts a torn or corrupt tail (everything from the first bad record on) by truncating the file;
+:attr:`Journal.cut_bytes` says how much was cut. Writes are buffered in user space and written
+and synced by the fsync policy of :class:`JournalConfig`:
+
+- ``"every"``: every record is written and ``fdatasync``-ed before ``append`` returns;
+- ``"interval"``: the buffer is written and synced by the first ``append`` at least
+  ``fsync_interval_ms`` after the previous sync, and by :meth:`Journal.sync_due` (for a timer
+  when input is quiet), :meth:`Journal.flush` and :meth:`Journal.close`;
+- ``"never"``: the buffer is written when it exceeds ``buffer_max_bytes`` and on
+  ``flush``/``close``; the operating system decides when it reaches the disk.
+
+Pure Python, stdlib only, no asyncio: the engine calls :meth:`Journal.append` synchronously.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Protocol, TypeVar
+
+import orjson
+
+from engine.codec import command_to_json
+from engine.commands import (
+    GTC,
+    CancelOrder,
+    Command,
+    DefineInstrument,
+    Deposit,
+    Malformed,
+    NewOrder,
+    ReplaceOrder,
+)
+
+FsyncPolicy = Literal["every", "interval", "never"]
+FSYNC_POLICIES: tuple[str, ...] = ("every", "interval", "never")
+
+_HEX = frozenset(b"0123456789abcdef")
+_sync = getattr(os, "fdatasync", os.fsync)
+
+
+class JournalError(Exception):
+    """The journal cannot be used: an ``inSeq`` out of order, or a record that does not decode."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JournalConfig:
+    """Where the journal lives and how often it reaches the disk."""
+
+    path: str | os.PathLike[str]
+    fsync: FsyncPolicy = "interval"
+    fsync_interval_ms: float = 5.0
+    buffer_max_bytes: int = 1 << 20
+
+    def __post_init__(self) -> None:
+        if self.fsync not in FSYNC_POLICIES:
+            raise ValueError(f"fsync must be one of {FSYNC_POLICIES}, not {self.fsync!r}")
+        interval = self.fsync_interval_ms
+        if isinstance(interval, bool) or not isinstance(interval, int | float) or interval < 0:
+            raise ValueError(f"fsync_interval_ms must be a number >= 0, not {interval!r}")
+        if isinstance(self.buffer_max_bytes, bool) or not isinstance(self.buffer_max_bytes, int):
+            raise ValueError("buffer_max_bytes must be an integer")
+        if self.buffer_max_bytes < 1:
+            raise ValueError(f"buffer_max_bytes must be >= 1, not {self.buffer_max_bytes}")
+        if not str(self.path):
+            raise ValueError("path must not be empty")
+
+
+# --------------------------------------------------------------------------- records
+
+
+def encode_record(in_seq: int, ts: int, cmd: Command) -> bytes:
+    """One journal record, with its trailing newline."""
+    body = orjson.dumps({"inSeq": in_seq, "ts": ts, "cmd": command_to_json(cmd)})
+    return b"%08x %b\n" % (zlib.crc32(body), body)
+
+
+def command_from_record(o: dict[str, Any]) -> Command:
+    """The command of a record's ``cmd`` object, field for field (the inverse of
+    :func:`engine.codec.command_to_json`, also for ``malformed``)."""
+    op = o["op"]
+    ts = o.get("ts")
+    if op == "new":
+        return NewOrder(
+            o["account"],
+            o["clientOrderId"],
+            o["symbol"],
+            o["side"],
+            o["type"],
+            o.get("price"),
+            o["qty"],
+            o.get("tif", GTC),
+            ts,
+        )
+    if op == "cancel":
+        return CancelOrder(o["account"], o["clientOrderId"], ts)
+    if op == "replace":
+        return ReplaceOrder(o["account"], o["clientOrderId"], o.get("price"), o.get("qty"), ts)
+    if op == "deposit":
+        return Deposit(o["account"], o["asset"], o["amount"], ts)
+    if op == "instrument":
+        return DefineInstrument(
+            o["symbol"],
+            o["tick"],
+            o["lot"],
+            o.get("currency", "USD"),
+            o.get("maxQty"),
+            o.get("maxNotional"),
+            o.get("band"),
+            ts,
+        )
+    if op == "malformed":
+        return Malformed(
+            o["message"], o.get("account"), o.get("clientOrderId"), ts, o.get("reason", "malformed")
+        )
+    raise KeyError(f"unknown op {op!r}")
+
+
+def _check(line: bytes) -> bytes | None:
+    """The JSON body of a record line if its framing and checksum are good, else ``None``."""
+    if len(line) < 11 or line[-1] != 10 or line[8] != 32 or not _HEX.issuperset(line[:8]):
+        return None
+    body = line[9:-1]
+    if zlib.crc32(body) != int(line[:8], 16):
+        return None
+    return body
+
+
+def decode_record(line: bytes) -> tuple[int, int, Command] | None:
+    """``(in_seq, ts, cmd)`` of one record line, or ``None`` if it is torn or corrupt."""
+    body = _check(line)
+    if body is None:
+        return None
+    try:
+        obj = orjson.loads(body)
+        in_seq = obj["inSeq"]
+        ts = obj["ts"]
+        cmd = command_from_record(obj["cmd"])
+    except (orjson.JSONDecodeError, KeyError, TypeError, IndexError):
+        return None
+    if type(in_seq) is not int or type(ts) is not int:
+        return None
+    return in_seq, ts, cmd
+
+
+@dataclass(frozen=True, slots=True)
+class ScanResult:
+    """What a scan of a journal file found."""
+
+    records: int
+    last_in_seq: int  # 0 when empty
+    good_bytes: int  # the length of the valid prefix
+    total_bytes: int
+
+    @property
+    def bad_bytes(self) -> int:
+        return self.total_bytes - self.good_bytes
+
+
+def _records(path: str | os.PathLike[str]) -> Iterator[tuple[int, tuple[int, int, Command] | None]]:
+    """``(line length, decoded record or None)`` for each line, stopping after the first bad."""
+    with open(path, "rb", buffering=1 << 20) as f:
+        expect = 0
+        for line in f:
+            rec = decode_record(line)
+            if rec is not None:
+                if expect and rec[0] != expect:
+                    raise JournalError(
+                        f"inSeq {rec[0]} follows {expect - 1}: the journal has a gap"
+                    )
+                expect = rec[0] + 1
+            yield len(line), rec
+            if rec is None:
+                return
+
+
+def scan(path: str | os.PathLike[str]) -> ScanResult:
+    """Verify a journal file without changing it."""
+    good = records = last = 0
+    for length, rec in _records(path):
+        if rec is None:
+            break
+        good += length
+        records += 1
+        last = rec[0]
+    return ScanResult(records, last, good, os.path.getsize(path))
+
+
+def replay(path: str | os.PathLike[str]) -> Iterator[tuple[int, int, Command]]:
+    """The good records of a journal file as ``(in_seq, ts, cmd)``, in order; stops at a torn or
+    corrupt tail (which :class:`Journal` cuts on open). The file is not changed."""
+    for _, rec in _records(path):
+        if rec is None:
+            return
+        yield rec
+
+
+# --------------------------------------------------------------------------- writer
+
+
+class Journal:
+    """An open journal for appending; a ``JournalSink`` for the engine.
+
+    Opening scans the existing file and cuts a torn tail; :attr:`last_in_seq` is the last
+    good record's ``inSeq`` (0 for a new journal), and the next ``append`` must continue it.
+    """
+
+    def __init__(self, config: JournalConfig) -> None:
+        self.config = config
+        self.path = Path(config.path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists():
+            self.path.touch()
+        result = scan(self.path)
+        self.records = result.records
+        self.last_in_seq = result.last_in_seq
+        self.cut_bytes = result.bad_bytes
+        if self.cut_bytes:
+            os.truncate(self.path, result.good_bytes)
+        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        if self.cut_bytes:
+            _sync(self._fd)
+        self._buf: list[bytes] = []
+        self._buf_bytes = 0
+        self._policy = config.fsync
+        self._interval_ns = int(config.fsync_interval_ms * 1_000_000)
+        self._max_bytes = config.buffer_max_bytes
+        self._last_sync_ns = time.monotonic_ns()
+        self.syncs = 0
+
+    @property
+    def closed(self) -> bool:
+        return self._fd is None
+
+    def append(self, in_seq: int, ts: int, cmd: Command) -> None:
+        """Record one sequenced input; ``in_seq`` must be ``last_in_seq + 1``."""
+        if in_seq != self.last_in_seq + 1:
+            raise JournalError(f"inSeq {in_seq} does not follow {self.last_in_seq}")
+        if self._fd is None:
+            raise JournalError("the journal is closed")
+        body = orjson.dumps({"inSeq": in_seq, "ts": ts, "cmd": command_to_json(cmd)})
+        record = b"%08x %b\n" % (zlib.crc32(body), body)
+        self.last_in_seq = in_seq
+        self.records += 1
+        self._buf.append(record)
+        self._buf_bytes += len(record)
+        policy = self._policy
+        if policy == "interval":
+            if time.monotonic_ns() - self._last_sync_ns >= self._interval_ns:
+                self._write(sync=True)
+            elif self._buf_bytes >= self._max_bytes:
+                self._write(sync=False)
+        elif policy == "every":
+            self._write(sync=True)
+        elif self._buf_bytes >= self._max_bytes:
+            self._write(sync=False)
+
+    def sync_due(self) -> bool:
+        """Write and sync the buffer if the interval has elapsed (for a timer while input is
+        quiet); returns whether it synced. Does nothing under the ``"never"`` policy."""
+        if self._fd is None or self._policy == "never" or not self._buf:
+            return False
+        if time.monotonic_ns() - self._last_sync_ns < self._interval_ns:
+            return False
+        self._write(sync=True)
+        return True
+
+    def flush(self) -> None:
+        """Write the buffer and sync it (unless the policy is ``"never"``)."""
+        if self._fd is not None:
+            self._write(sync=self._policy != "never")
+
+    def close(self) -> None:
+        """Flush and close; idempotent."""
+        if self._fd is None:
+            return
+        try:
+            self._write(sync=True)
+        finally:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _write(self, *, sync: bool) -> None:
+        fd = self._fd
+        assert fd is not None
+        if self._buf:
+            data = b"".join(self._buf)
+            self._buf.clear()
+            self._buf_bytes = 0
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+        if sync:
+            _sync(fd)
+            self.syncs += 1
+            self._last_sync_ns = time.monotonic_ns()
+
+
+# --------------------------------------------------------------------------- restore
+
+Clock = Callable[[], int]
+
+
+class _Submits(Protocol):
+    def submit(self, cmd: Command, /) -> Any: ...
+
+
+EngineT = TypeVar("EngineT", bound=_Submits)
+
+
+def wall_clock_us() -> int:
+    """Microseconds since the Unix epoch."""
+    return time.time_ns() // 1000
+
+
+class ReplayGate:
+    """The clock and journal sink of a restored engine.
+
+    While :attr:`replaying`, :meth:`clock` returns the current record's ``ts`` and
+    :meth:`append` only checks that the engine numbers inputs as the journal did (the replayed
+    records are not journaled again); afterwards the live clock is used and appends go to the
+    journal, so new inputs continue the ``inSeq`` numbering.
+    """
+
+    def __init__(self, journal: Journal | None, clock: Clock) -> None:
+        self.journal = journal
+        self.replaying = True
+        self.ts = 0
+        self.in_seq = 0
+        self._clock = clock
+
+    def clock(self) -> int:
+        return self.ts if self.replaying else self._clock()
+
+    def append(self, in_seq: int, ts: int, cmd: Command) -> None:
+        if self.replaying:
+            if in_seq != self.in_seq:
+                raise JournalError(f"the engine numbered record {self.in_seq} as {in_seq}")
+            return
+        if self.journal is not None:
+            self.journal.append(in_seq, ts, cmd)
+
+
+def restore(
+    engine_factory: Callable[..., EngineT],
+    journal: Journal | str | os.PathLike[str],
+    *,
+    clock: Clock = wall_clock_us,
+) -> EngineT:
+    """An engine at the state the journal records.
+
+    ``engine_factory(clock=..., journal=...)`` builds a fresh engine (for example
+    ``functools.partial(Engine, config)``); every good record is submitted to it with the
+    record's ``ts`` as the time. If ``journal`` is an open :class:`Journal`, new inputs are
+    appended to it afterwards; if it is a path, the file is only read (a torn tail is skipped,
+    not cut) and new inputs are not journaled.
+    """
+    if isinstance(journal, Journal):
+        live: Journal | None = journal
+        journal.flush()
+        path: str | os.PathLike[str] = journal.path
+    else:
+        live, path = None, journal
+    gate = ReplayGate(live, clock)
+    engine = engine_factory(clock=gate.clock, journal=gate)
+    submit = engine.submit
+    for in_seq, ts, cmd in replay(path):
+        gate.in_seq = in_seq
+        gate.ts = ts
+        submit(cmd)
+    gate.replaying = False
+    return engine

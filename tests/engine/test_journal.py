@@ -1,0 +1,188 @@
+"""The journal: record round trip, torn-tail cutting, fsync policies, restore."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from engine.commands import (
+    CancelOrder,
+    Command,
+    DefineInstrument,
+    Deposit,
+    Malformed,
+    NewOrder,
+    ReplaceOrder,
+)
+from engine.journal import (
+    Journal,
+    JournalConfig,
+    JournalError,
+    decode_record,
+    encode_record,
+    replay,
+    scan,
+)
+
+COMMANDS: list[Command] = [
+    DefineInstrument("ACME", "0.01", 1),
+    DefineInstrument("EURX", "0.0005", 10, "EUR", 1000, "50000.5", "0.1", ts=5),
+    Deposit("alice", "USD", "1000.50"),
+    Deposit("bob", "ACME", 300),
+    NewOrder("alice", "a1", "ACME", "buy", "limit", "10.01", 5),
+    NewOrder("bob", "b1", "ACME", "sell", "market", None, 3, "IOC", ts=99),
+    NewOrder("bob", "b2", "ACME", "sell", "limit", "10.5", 7, "FOK"),
+    CancelOrder("alice", "a1"),
+    ReplaceOrder("bob", "b2", price="10.4"),
+    ReplaceOrder("bob", "b2", qty=4),
+    ReplaceOrder("bob", "b2", "10.3", 2, ts=7),
+    Malformed("invalid JSON: unexpected character"),
+    Malformed("field 'qty' must be an integer", "alice", "a9", 12, "bad_qty"),
+    NewOrder("carol", "c1", "NOPE", "sideways", "limit", "abc", 0, "DAY"),
+]
+
+
+def _write(path: Path, commands: list[Command], *, fsync: str = "interval") -> None:
+    with Journal(JournalConfig(path=path, fsync=fsync)) as journal:  # type: ignore[arg-type]
+        for i, cmd in enumerate(commands, start=1):
+            journal.append(i, 1_000 + i, cmd)
+
+
+def test_record_round_trip_keeps_every_field() -> None:
+    for i, cmd in enumerate(COMMANDS, start=1):
+        line = encode_record(i, 42 + i, cmd)
+        assert line.endswith(b"\n") and line.count(b"\n") == 1
+        assert decode_record(line) == (i, 42 + i, cmd)
+
+
+def test_file_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "j" / "journal.log"
+    _write(path, COMMANDS)
+    assert list(replay(path)) == [(i, 1_000 + i, c) for i, c in enumerate(COMMANDS, start=1)]
+    result = scan(path)
+    assert (result.records, result.last_in_seq, result.bad_bytes) == (len(COMMANDS), 14, 0)
+
+
+def test_reopen_continues_numbering(tmp_path: Path) -> None:
+    path = tmp_path / "journal.log"
+    _write(path, COMMANDS[:3])
+    with Journal(JournalConfig(path=path)) as journal:
+        assert (journal.last_in_seq, journal.records, journal.cut_bytes) == (3, 3, 0)
+        with pytest.raises(JournalError):
+            journal.append(5, 0, COMMANDS[3])
+        journal.append(4, 0, COMMANDS[3])
+    assert [r[0] for r in replay(path)] == [1, 2, 3, 4]
+
+
+def _damage_truncate(data: bytes) -> bytes:
+    return data[:-7]
+
+
+def _damage_garbage(data: bytes) -> bytes:
+    return data + b"\x00\xffgarbage with no newline"
+
+
+def _damage_flip(data: bytes) -> bytes:
+    start = data.rindex(b"\n", 0, len(data) - 1) + 1
+    pos = start + 30
+    return data[:pos] + bytes([data[pos] ^ 0x01]) + data[pos + 1 :]
+
+
+def _damage_bad_crc_line(data: bytes) -> bytes:
+    return data + b'00000000 {"inSeq":15,"ts":1,"cmd":{"op":"cancel"}}\n'
+
+
+@pytest.mark.parametrize(
+    "damage", [_damage_truncate, _damage_garbage, _damage_flip, _damage_bad_crc_line]
+)
+def test_torn_tail_is_cut(tmp_path: Path, damage: object) -> None:
+    path = tmp_path / "journal.log"
+    _write(path, COMMANDS)
+    good = path.read_bytes()
+    damaged = damage(good)  # type: ignore[operator]
+    path.write_bytes(damaged)
+    whole_records = COMMANDS if len(damaged) > len(good) else COMMANDS[:-1]
+    expected = [(i, 1_000 + i, c) for i, c in enumerate(whole_records, start=1)]
+    assert list(replay(path)) == expected  # reading never changes the file
+    assert path.read_bytes() == damaged
+    with Journal(JournalConfig(path=path)) as journal:
+        assert journal.last_in_seq == len(whole_records)
+        assert journal.cut_bytes == len(damaged) - len(path.read_bytes())
+        assert journal.cut_bytes > 0
+        journal.append(journal.last_in_seq + 1, 7, COMMANDS[0])
+    assert list(replay(path)) == [*expected, (len(whole_records) + 1, 7, COMMANDS[0])]
+    assert scan(path).bad_bytes == 0
+
+
+def test_gap_in_numbering_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "journal.log"
+    path.write_bytes(encode_record(1, 0, COMMANDS[0]) + encode_record(3, 0, COMMANDS[1]))
+    with pytest.raises(JournalError):
+        Journal(JournalConfig(path=path))
+
+
+@pytest.mark.parametrize("fsync", ["every", "interval", "never"])
+def test_fsync_policies(tmp_path: Path, fsync: str) -> None:
+    path = tmp_path / "journal.log"
+    config = JournalConfig(path=path, fsync=fsync, fsync_interval_ms=0)  # type: ignore[arg-type]
+    journal = Journal(config)
+    journal.append(1, 1, COMMANDS[0])
+    if fsync == "never":
+        assert path.stat().st_size == 0  # still buffered
+        assert not journal.sync_due()
+    else:
+        assert len(list(replay(path))) == 1  # written (and synced) at once with interval 0
+    journal.append(2, 2, COMMANDS[1])
+    journal.flush()
+    assert len(list(replay(path))) == 2
+    journal.close()
+    journal.close()  # idempotent
+    assert journal.closed
+    with pytest.raises(JournalError):
+        journal.append(3, 3, COMMANDS[2])
+
+
+def test_interval_policy_buffers_until_due(tmp_path: Path) -> None:
+    path = tmp_path / "journal.log"
+    journal = Journal(JournalConfig(path=path, fsync="interval", fsync_interval_ms=60_000))
+    for i, cmd in enumerate(COMMANDS, start=1):
+        journal.append(i, i, cmd)
+    assert path.stat().st_size == 0
+    assert not journal.sync_due()
+    journal.close()
+    assert len(list(replay(path))) == len(COMMANDS)
+
+
+def test_buffer_limit_forces_a_write(tmp_path: Path) -> None:
+    path = tmp_path / "journal.log"
+    journal = Journal(JournalConfig(path=path, fsync="never", buffer_max_bytes=1))
+    journal.append(1, 1, COMMANDS[0])
+    assert len(list(replay(path))) == 1
+    journal.close()
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"fsync": "sometimes"},
+        {"fsync_interval_ms": -1},
+        {"fsync_interval_ms": "5"},
+        {"buffer_max_bytes": 0},
+        {"buffer_max_bytes": 1.5},
+        {"path": ""},
+    ],
+)
+def test_bad_config_is_rejected(tmp_path: Path, kwargs: dict[str, object]) -> None:
+    args: dict[str, object] = {"path": tmp_path / "j.log", **kwargs}
+    with pytest.raises(ValueError):
+        JournalConfig(**args)  # type: ignore[arg-type]
+
+
+def test_empty_and_missing_files(tmp_path: Path) -> None:
+    path = tmp_path / "new" / "journal.log"
+    with Journal(JournalConfig(path=path)) as journal:
+        assert (journal.last_in_seq, journal.records, journal.cut_bytes) == (0, 0, 0)
+    assert os.path.getsize(path) == 0
+    assert list(replay(path)) == []
