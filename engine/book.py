@@ -1,0 +1,201 @@
+"""The order book of one symbol: price levels of FIFO order queues.
+
+Each side is a dict ``price (ticks) -> Level``; a level is a doubly linked list of its
+orders (``head`` is the oldest) with its total open quantity and order count, so adding an
+order, cancelling one and filling the head of a level are O(1). The best price of each side
+is cached; it is recomputed from a heap of the side's prices with lazy deletion (a price is
+dropped from the heap when it reaches the top and its level no longer exists) when the best
+level empties. Walking levels in price order sorts the side's prices (O(L log L));
+``depth(side, n)`` takes the ``n`` best with a partial sort.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterator
+
+from engine.commands import BUY
+from engine.orders import Order
+
+
+class Level:
+    """One price level: a FIFO queue of resting orders."""
+
+    __slots__ = ("count", "head", "price", "qty", "tail")
+
+    def __init__(self, price: int) -> None:
+        self.price = price
+        self.head: Order | None = None
+        self.tail: Order | None = None
+        self.qty = 0
+        self.count = 0
+
+    def orders(self) -> Iterator[Order]:
+        """The level's orders, oldest (first to fill) first."""
+        node = self.head
+        while node is not None:
+            yield node
+            node = node.next
+
+    def __repr__(self) -> str:
+        return f"Level(price={self.price}, qty={self.qty}, count={self.count})"
+
+
+class OrderBook:
+    """Bids and asks of one symbol. ``best_bid`` / ``best_ask`` are ticks or ``None``;
+    ``last_price`` is the price of the last trade (ticks) or ``None``.
+
+    The engine keeps the book uncrossed between commands: it matches an incoming order before
+    it rests. The book itself only stores; it does not match.
+    """
+
+    __slots__ = (
+        "_ask_heap",
+        "_bid_heap",
+        "asks",
+        "best_ask",
+        "best_bid",
+        "bids",
+        "last_price",
+        "symbol",
+    )
+
+    def __init__(self, symbol: str) -> None:
+        self.symbol = symbol
+        self.bids: dict[int, Level] = {}
+        self.asks: dict[int, Level] = {}
+        self._bid_heap: list[int] = []  # negated prices
+        self._ask_heap: list[int] = []
+        self.best_bid: int | None = None
+        self.best_ask: int | None = None
+        self.last_price: int | None = None
+
+    # -- writers ----------------------------------------------------------------------------
+
+    def add(self, order: Order) -> None:
+        """Append a resting order (``order.price`` set) at the back of its level."""
+        price = order.price
+        assert price is not None
+        if order.side == BUY:
+            levels = self.bids
+            level = levels.get(price)
+            if level is None:
+                level = levels[price] = Level(price)
+                heap = self._bid_heap
+                heapq.heappush(heap, -price)
+                if len(heap) > 2 * len(levels) + 64:
+                    self._bid_heap = [-p for p in levels]
+                    heapq.heapify(self._bid_heap)
+                best = self.best_bid
+                if best is None or price > best:
+                    self.best_bid = price
+        else:
+            levels = self.asks
+            level = levels.get(price)
+            if level is None:
+                level = levels[price] = Level(price)
+                heap = self._ask_heap
+                heapq.heappush(heap, price)
+                if len(heap) > 2 * len(levels) + 64:
+                    self._ask_heap = list(levels)
+                    heapq.heapify(self._ask_heap)
+                best = self.best_ask
+                if best is None or price < best:
+                    self.best_ask = price
+        tail = level.tail
+        order.level = level
+        order.prev = tail
+        order.next = None
+        if tail is None:
+            level.head = order
+        else:
+            tail.next = order
+        level.tail = order
+        level.qty += order.open_qty
+        level.count += 1
+
+    def remove(self, order: Order) -> None:
+        """Unlink a resting order (its ``open_qty`` leaves the level's total)."""
+        level = order.level
+        assert level is not None
+        prev = order.prev
+        nxt = order.next
+        if prev is None:
+            level.head = nxt
+        else:
+            prev.next = nxt
+        if nxt is None:
+            level.tail = prev
+        else:
+            nxt.prev = prev
+        order.prev = order.next = order.level = None
+        level.qty -= order.open_qty
+        level.count -= 1
+        if level.count == 0:
+            self.drop_level(order.side, level.price)
+
+    def drop_level(self, side: str, price: int) -> None:
+        """Remove an empty level and refresh the cached best price."""
+        if side == BUY:
+            del self.bids[price]
+            if price == self.best_bid:
+                self.best_bid = self._top(self._bid_heap, self.bids, -1)
+        else:
+            del self.asks[price]
+            if price == self.best_ask:
+                self.best_ask = self._top(self._ask_heap, self.asks, 1)
+
+    @staticmethod
+    def _top(heap: list[int], levels: dict[int, Level], sign: int) -> int | None:
+        while heap:
+            price = heap[0] * sign
+            if price in levels:
+                return price
+            heapq.heappop(heap)
+        return None
+
+    # -- readers ----------------------------------------------------------------------------
+
+    def best(self, side: str) -> int | None:
+        """Best price of a side (highest bid, lowest ask), or ``None``."""
+        return self.best_bid if side == BUY else self.best_ask
+
+    def side_levels(self, side: str) -> dict[int, Level]:
+        return self.bids if side == BUY else self.asks
+
+    def level(self, side: str, price: int) -> Level | None:
+        return self.side_levels(side).get(price)
+
+    def levels(self, side: str) -> Iterator[Level]:
+        """The side's levels, best first."""
+        levels = self.side_levels(side)
+        for price in sorted(levels, reverse=side == BUY):
+            yield levels[price]
+
+    def depth(self, side: str, n: int) -> list[tuple[int, int]]:
+        """The ``n`` best levels of a side as ``(price ticks, total qty)``, best first."""
+        levels = self.side_levels(side)
+        if n <= 0 or not levels:
+            return []
+        if n == 1:
+            best = self.best_bid if side == BUY else self.best_ask
+            assert best is not None
+            return [(best, levels[best].qty)]
+        pick = heapq.nlargest if side == BUY else heapq.nsmallest
+        return [(p, levels[p].qty) for p in pick(n, levels)]
+
+    def is_crossed(self) -> bool:
+        """True if the best bid is at or above the best ask (never true at rest)."""
+        bid, ask = self.best_bid, self.best_ask
+        return bid is not None and ask is not None and bid >= ask
+
+    def order_count(self) -> int:
+        return sum(lv.count for lv in self.bids.values()) + sum(
+            lv.count for lv in self.asks.values()
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"OrderBook({self.symbol!r}, bid={self.best_bid}, ask={self.best_ask}, "
+            f"levels={len(self.bids)}/{len(self.asks)})"
+        )
