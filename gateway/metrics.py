@@ -1,0 +1,128 @@
+"""Prometheus metrics of one gateway app, in a registry of its own (no process globals, so
+several apps and tests never share counters).
+
+Exposed at ``/metrics`` (``Metrics.render``): connections per transport, messages and bytes
+sent, conflations, slow disconnects, queue depth at each drain, and the publish-to-send lag
+(the envelope's ``ts`` against the time its batch was written).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+QUEUE_DEPTH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192)
+LAG_BUCKETS_S = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+
+
+class TransportMetrics:
+    """The metric children of one transport label, bound once per connection so the send
+    path does no label lookups."""
+
+    __slots__ = (
+        "bytes_sent",
+        "conflations",
+        "connections",
+        "lag",
+        "messages_sent",
+        "queue_depth",
+        "slow_disconnects",
+    )
+
+    def __init__(self, metrics: Metrics, transport: str) -> None:
+        self.connections: Any = metrics.connections.labels(transport)
+        self.messages_sent: Any = metrics.messages_sent.labels(transport)
+        self.bytes_sent: Any = metrics.bytes_sent.labels(transport)
+        self.conflations: Any = metrics.conflations.labels(transport)
+        self.slow_disconnects: Any = metrics.slow_disconnects.labels(transport)
+        self.queue_depth: Any = metrics.queue_depth.labels(transport)
+        self.lag: Any = metrics.publish_lag.labels(transport)
+
+    def sent(self, messages: int, nbytes: int, lag_s: float | None) -> None:
+        """One batch written: its size and the lag of its oldest envelope."""
+        self.messages_sent.inc(messages)
+        self.bytes_sent.inc(nbytes)
+        self.queue_depth.observe(messages)
+        if lag_s is not None:
+            self.lag.observe(max(lag_s, 0.0))
+
+
+class Metrics:
+    """The gateway's metrics. ``registry`` defaults to a fresh one."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.connections = Gauge(
+            "quotegate_connections", "Open client connections", ["transport"], registry=r
+        )
+        self.messages_sent = Counter(
+            "quotegate_messages_sent", "Messages written to clients", ["transport"], registry=r
+        )
+        self.bytes_sent = Counter(
+            "quotegate_bytes_sent", "Bytes written to clients", ["transport"], registry=r
+        )
+        self.conflations = Counter(
+            "quotegate_conflations",
+            "Channels of a slow client skipped to a fresh snapshot",
+            ["transport"],
+            registry=r,
+        )
+        self.slow_disconnects = Counter(
+            "quotegate_slow_disconnects",
+            "Connections closed 4008 (slow) because their orders queue overflowed",
+            ["transport"],
+            registry=r,
+        )
+        self.queue_depth = Histogram(
+            "quotegate_queue_depth_messages",
+            "Messages pending in a connection's queue when its writer drains it (batch size)",
+            ["transport"],
+            buckets=QUEUE_DEPTH_BUCKETS,
+            registry=r,
+        )
+        self.publish_lag = Histogram(
+            "quotegate_publish_to_send_seconds",
+            "Envelope ts (publisher) to the write of its batch, oldest envelope per batch",
+            ["transport"],
+            buckets=LAG_BUCKETS_S,
+            registry=r,
+        )
+        self.envelopes_received = Counter(
+            "quotegate_envelopes_received", "Envelopes the hub got from the bus", registry=r
+        )
+        self._bound: dict[str, TransportMetrics] = {}
+
+    def transport(self, name: str) -> TransportMetrics:
+        """The bound children for one transport label."""
+        bound = self._bound.get(name)
+        if bound is None:
+            bound = self._bound[name] = TransportMetrics(self, name)
+        return bound
+
+    def render(self) -> tuple[bytes, str]:
+        """The Prometheus text exposition and its content type."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+    def value(self, name: str, labels: dict[str, str] | None = None) -> float | None:
+        """A sample's current value (tests, /healthz): ``name`` as exposed, e.g.
+        ``quotegate_messages_sent_total``."""
+        result = self.registry.get_sample_value(name, labels or {})
+        return None if result is None else float(result)
