@@ -1,0 +1,135 @@
+"""Candles: one preallocated, bounded ring of buckets per (symbol, resolution).
+
+A bucket is ``t`` (start, milliseconds), open/high/low/close (ticks), volume and trade count,
+bucketed by the trade event's ``ts``. Only buckets with trades exist (no empty candles). The
+ring is one ``array('q')`` of ``7 * size`` integers allocated up front; the oldest bucket is
+overwritten when it is full. A bucket is final once a later one appears: the series returns the
+closed bucket so that the publisher can hand it to ``on_candle_closed`` (the candle archive).
+
+A trade older than the newest bucket (event times going backwards) updates its bucket if the
+ring still holds it; if not, it is not reflected in the candles.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Callable
+from typing import Any
+
+_T, _O, _H, _L, _C, _V, _N = range(7)
+_W = 7
+
+
+class CandleSeries:
+    """The ring of one (symbol, resolution) and the buckets changed since the last update."""
+
+    __slots__ = ("_changed", "_count", "_data", "_head", "_price_text", "_size", "_width_us")
+
+    def __init__(self, width_us: int, size: int, price_text: Callable[[int], str]) -> None:
+        if size < 1:
+            raise ValueError("candle ring size must be at least 1")
+        self._width_us = width_us
+        self._size = size
+        self._data = array("q", bytes(8 * _W * size))
+        self._head = -1  # slot of the newest bucket
+        self._count = 0
+        self._changed: list[int] = []  # slots changed since the last update, in order
+        self._price_text = price_text
+
+    def __len__(self) -> int:
+        return self._count
+
+    @property
+    def dirty(self) -> bool:
+        return bool(self._changed)
+
+    def trade(self, ticks: int, qty: int, ts: int) -> dict[str, Any] | None:
+        """Apply a trade; returns the bucket it closed (when it opened a later one), if any."""
+        t = (ts - ts % self._width_us) // 1000
+        d = self._data
+        head = self._head
+        if head >= 0:
+            i = head * _W
+            newest = d[i]
+            if t == newest:
+                self._merge(i, ticks, qty)
+                self._mark(head)
+                return None
+            if t < newest:
+                self._merge_older(t, ticks, qty)
+                return None
+        closed = self._render(head) if head >= 0 else None
+        head = self._head = (head + 1) % self._size
+        if self._count < self._size:
+            self._count += 1
+        i = head * _W
+        d[i] = t
+        d[i + _O] = d[i + _H] = d[i + _L] = d[i + _C] = ticks
+        d[i + _V] = qty
+        d[i + _N] = 1
+        self._mark(head)
+        return closed
+
+    def _merge(self, i: int, ticks: int, qty: int) -> None:
+        d = self._data
+        if ticks > d[i + _H]:
+            d[i + _H] = ticks
+        if ticks < d[i + _L]:
+            d[i + _L] = ticks
+        d[i + _C] = ticks
+        d[i + _V] += qty
+        d[i + _N] += 1
+
+    def _merge_older(self, t: int, ticks: int, qty: int) -> None:
+        d = self._data
+        size = self._size
+        slot = self._head
+        for _ in range(self._count):
+            slot = (slot - 1) % size
+            bucket = d[slot * _W]
+            if bucket == t:
+                self._merge(slot * _W, ticks, qty)
+                self._mark(slot)
+                return
+            if bucket < t:
+                return
+
+    def _mark(self, slot: int) -> None:
+        if slot not in self._changed:
+            self._changed.append(slot)
+
+    def _render(self, slot: int) -> dict[str, Any]:
+        d = self._data
+        i = slot * _W
+        pt = self._price_text
+        return {
+            "t": d[i],
+            "o": pt(d[i + _O]),
+            "h": pt(d[i + _H]),
+            "l": pt(d[i + _L]),
+            "c": pt(d[i + _C]),
+            "v": d[i + _V],
+            "n": d[i + _N],
+        }
+
+    def take(self) -> dict[str, Any] | None:
+        """The update ``data``: the changed buckets (latest values, oldest first), or ``None``."""
+        changed = self._changed
+        if not changed:
+            return None
+        self._changed = []
+        if len(changed) > 1:
+            d = self._data
+            changed.sort(key=lambda s: d[s * _W])
+        return {"candles": [self._render(s) for s in changed]}
+
+    def latest(self, limit: int) -> list[dict[str, Any]]:
+        """The newest ``limit`` buckets, oldest first."""
+        n = min(limit, self._count)
+        size = self._size
+        first = (self._head - n + 1) % size
+        return [self._render((first + k) % size) for k in range(n)]
+
+    def newest(self) -> dict[str, Any] | None:
+        """The newest (still open) bucket, or ``None``."""
+        return self._render(self._head) if self._head >= 0 else None

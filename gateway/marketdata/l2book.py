@@ -1,0 +1,175 @@
+"""The L2 book mirror of one symbol, maintained from engine events alone, with top-D diffs and
+the protocol's CRC32 checksum.
+
+The mirror keeps every price level (not just the top D) so that a level entering the top D when
+a better one goes is known. Per side the levels are a ``dict`` key -> qty plus a sorted list of
+keys (ascending; a bid's key is ``-ticks`` so that "best first" is ascending on both sides).
+Inserting or removing a level is one ``bisect`` + list insert/delete; nothing is re-sorted per
+event.
+
+Diffs: at the first change since the last published update a side records its old *boundary*
+(the key of its D-th level, or +inf when it has fewer) and the old qty of every level that
+changes. :meth:`L2Book.diff` then yields, best first, every level whose visible state changed:
+changed levels inside the new top D (new or different qty), levels that left the top D or were
+removed (qty 0), and unchanged levels that entered or left the top D because others moved.
+Applying the update to the previous top D gives exactly the new top D.
+
+Which orders rest, and where, is derived from the events of each command (:mod:`.resting`).
+"""
+
+from __future__ import annotations
+
+import zlib
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable
+from typing import Any
+
+INF = 1 << 62
+CHECKSUM_LEVELS = 10
+
+
+class Side:
+    """One side of the mirror: levels by key, sorted keys, and the pending-diff bookkeeping."""
+
+    __slots__ = ("bid", "changed", "keys", "levels", "old_boundary")
+
+    def __init__(self, *, bid: bool) -> None:
+        self.bid = bid
+        self.levels: dict[int, int] = {}
+        self.keys: list[int] = []
+        self.changed: dict[int, int] = {}  # key -> qty at the last published update
+        self.old_boundary = INF
+
+    def boundary(self, depth: int) -> int:
+        keys = self.keys
+        return keys[depth - 1] if len(keys) >= depth else INF
+
+    def add(self, key: int, qty: int, depth: int) -> None:
+        """Add ``qty`` (negative removes) to the level at ``key``."""
+        levels = self.levels
+        old = levels.get(key, 0)
+        changed = self.changed
+        if key not in changed:
+            if not changed:
+                self.old_boundary = self.boundary(depth)
+            changed[key] = old
+        new = old + qty
+        if new > 0:
+            levels[key] = new
+            if old <= 0:
+                keys = self.keys
+                keys.insert(bisect_left(keys, key), key)
+        elif old > 0:
+            del levels[key]
+            keys = self.keys
+            del keys[bisect_left(keys, key)]
+
+    def diff(self, depth: int) -> list[tuple[int, int]]:
+        """Visible changes since the last published update, best first; resets the tracking."""
+        changed = self.changed
+        if not changed:
+            return []
+        levels = self.levels
+        keys = self.keys
+        new_b = keys[depth - 1] if len(keys) >= depth else INF
+        old_b = self.old_boundary
+        out: list[tuple[int, int]] = []
+        for key, old_qty in changed.items():
+            qty = levels.get(key, 0)
+            if qty > 0 and key <= new_b:
+                if old_qty != qty or key > old_b or old_qty <= 0:
+                    out.append((key, qty))
+            elif old_qty > 0 and key <= old_b:
+                out.append((key, 0))
+        if new_b > old_b:  # unchanged levels that entered the top D
+            for key in keys[bisect_right(keys, old_b) : bisect_right(keys, new_b)]:
+                if key not in changed:
+                    out.append((key, levels[key]))
+        elif new_b < old_b:  # unchanged levels pushed out of the top D
+            for key in keys[bisect_right(keys, new_b) : bisect_right(keys, old_b)]:
+                if key not in changed:
+                    out.append((key, 0))
+        changed.clear()
+        if len(out) > 1:
+            out.sort()
+        return out
+
+    def top(self, n: int) -> list[tuple[int, int]]:
+        levels = self.levels
+        return [(k, levels[k]) for k in self.keys[:n]]
+
+
+class L2Book:
+    """Full-depth aggregated levels of one symbol; renders top-D diffs, snapshots, checksums."""
+
+    __slots__ = ("asks", "bids", "depth", "price_text")
+
+    def __init__(self, depth: int, price_text: Callable[[int], str]) -> None:
+        self.depth = depth
+        self.price_text = price_text
+        self.bids = Side(bid=True)
+        self.asks = Side(bid=False)
+
+    def add(self, is_bid: bool, ticks: int, qty: int) -> None:
+        """Add ``qty`` (negative removes) at a price in ticks."""
+        if is_bid:
+            self.bids.add(-ticks, qty, self.depth)
+        else:
+            self.asks.add(ticks, qty, self.depth)
+
+    @property
+    def dirty(self) -> bool:
+        return bool(self.bids.changed or self.asks.changed)
+
+    def best_bid(self) -> int | None:
+        keys = self.bids.keys
+        return -keys[0] if keys else None
+
+    def best_ask(self) -> int | None:
+        keys = self.asks.keys
+        return keys[0] if keys else None
+
+    def depth_levels(self, is_bid: bool, n: int) -> list[tuple[int, int]]:
+        """The best ``n`` levels of a side as ``(ticks, qty)`` (like the engine's ``depth``)."""
+        if is_bid:
+            return [(-k, q) for k, q in self.bids.top(n)]
+        return self.asks.top(n)
+
+    def diff(self) -> dict[str, Any] | None:
+        """The update ``data`` for every visible change since the last one, or ``None``."""
+        depth = self.depth
+        bids = self.bids.diff(depth)
+        asks = self.asks.diff(depth)
+        if not bids and not asks:
+            return None
+        pt = self.price_text
+        return {
+            "bids": [[pt(-k), q] for k, q in bids],
+            "asks": [[pt(k), q] for k, q in asks],
+            "checksum": self.checksum(),
+        }
+
+    def snapshot(self) -> dict[str, Any]:
+        pt = self.price_text
+        depth = self.depth
+        return {
+            "bids": [[pt(-k), q] for k, q in self.bids.top(depth)],
+            "asks": [[pt(k), q] for k, q in self.asks.top(depth)],
+            "checksum": self.checksum(),
+        }
+
+    def checksum(self) -> int:
+        pt = self.price_text
+        n = min(CHECKSUM_LEVELS, self.depth)
+        bl = self.bids.levels
+        al = self.asks.levels
+        bids = ",".join([f"{pt(-k)}:{bl[k]}" for k in self.bids.keys[:n]])
+        asks = ",".join([f"{pt(k)}:{al[k]}" for k in self.asks.keys[:n]])
+        return zlib.crc32(f"{bids}|{asks}".encode())
+
+
+def checksum_of(bids: list[list[Any]], asks: list[list[Any]]) -> int:
+    """The protocol's checksum of a client-side book (levels ``[price, qty]``, best first)."""
+    b = ",".join(f"{p}:{q}" for p, q in bids[:CHECKSUM_LEVELS])
+    a = ",".join(f"{p}:{q}" for p, q in asks[:CHECKSUM_LEVELS])
+    return zlib.crc32(f"{b}|{a}".encode())

@@ -1,0 +1,107 @@
+"""The private ``orders`` streams: one stream per account (internal channel ``orders.<account>``,
+wire ``ch`` ``orders``).
+
+Every engine event concerning an account becomes one update on that account's stream, never
+conflated: ``accepted``, ``rejected``, ``cancelled``, ``replaced`` and ``done`` as
+``engine.codec.event_to_json`` renders them, and for a ``trade`` one *execution record* per side
+the account took part in (both, when an account traded with itself). An execution record names
+only the account's own order: never the counterparty's account, order or client order id.
+A ``rejected`` event without an account (a malformed line) goes nowhere.
+
+The snapshot is ``{"open":[orders]}`` from the ``open_orders(account)`` callable (the engine's
+open orders rendered by ``engine.codec.order_to_json``); an empty list without one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from engine.codec import event_to_json
+from engine.events import Event, Rejected, Trade
+from engine.instruments import Instrument
+from gateway.channels import ORDERS, orders_channel
+from gateway.marketdata.sequencing import Sink, Stream
+
+OpenOrders = Callable[[str], list[dict[str, Any]]]
+
+
+def execution_record(
+    trade: Trade, side: str, instruments: Mapping[str, Instrument]
+) -> dict[str, Any]:
+    """The execution record of one side (``buy``/``sell``) of a trade, for that side's account."""
+    buy = side == "buy"
+    inst = instruments.get(trade.symbol)
+    price = inst.price_text(trade.price) if inst is not None else str(trade.price)
+    return {
+        "event": "trade",
+        "seq": trade.seq,
+        "inSeq": trade.in_seq,
+        "ts": trade.ts,
+        "tradeId": trade.trade_id,
+        "account": trade.buy_account if buy else trade.sell_account,
+        "orderId": trade.buy_order_id if buy else trade.sell_order_id,
+        "clientOrderId": trade.buy_client_order_id if buy else trade.sell_client_order_id,
+        "symbol": trade.symbol,
+        "side": side,
+        "price": price,
+        "qty": trade.qty,
+        "liquidity": "taker" if trade.aggressor == side else "maker",
+    }
+
+
+class OrderStreams:
+    """The per-account private streams of one publisher."""
+
+    __slots__ = ("_clock", "_epoch", "_instruments", "_open_orders", "_sink", "_streams")
+
+    def __init__(
+        self,
+        epoch: str,
+        sink: Sink,
+        instruments: Mapping[str, Instrument],
+        clock: Callable[[], int],
+        open_orders: OpenOrders | None = None,
+    ) -> None:
+        self._epoch = epoch
+        self._sink = sink
+        self._instruments = instruments
+        self._clock = clock
+        self._open_orders = open_orders
+        self._streams: dict[str, Stream] = {}
+
+    def stream(self, account: str) -> Stream:
+        """The account's stream (created on first use, seq 0)."""
+        s = self._streams.get(account)
+        if s is None:
+            open_orders = self._open_orders
+
+            def render() -> dict[str, Any]:
+                return {"open": open_orders(account) if open_orders is not None else []}
+
+            s = Stream(
+                orders_channel(account),
+                self._epoch,
+                self._sink,
+                render,
+                ts=self._clock(),
+                wire=ORDERS,
+            )
+            self._streams[account] = s
+        return s
+
+    def channels(self) -> list[str]:
+        return [s.channel for s in self._streams.values()]
+
+    def on_event(self, ev: Event) -> None:
+        """Publish what ``ev`` means for the accounts it concerns."""
+        if type(ev) is Trade:
+            instruments = self._instruments
+            self.stream(ev.buy_account).publish(ev.ts, execution_record(ev, "buy", instruments))
+            self.stream(ev.sell_account).publish(ev.ts, execution_record(ev, "sell", instruments))
+            return
+        account = ev.account  # type: ignore[union-attr]
+        if account is None:
+            assert type(ev) is Rejected
+            return
+        self.stream(account).publish(ev.ts, event_to_json(ev, self._instruments))

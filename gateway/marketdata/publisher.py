@@ -1,0 +1,284 @@
+"""The market-data publisher: engine events in, encoded channel envelopes out.
+
+```python
+pub = Publisher(PublisherConfig(), sink=on_envelope, clock=lambda: now_us)
+pub.add_instrument(instrument)      # creates book/trades/ticker/candles channels
+pub.on_events(events)               # the events ONE command produced, in order
+pub.flush_due(now_us)               # conflated updates whose interval has passed
+pub.flush_all()                     # everything pending (end of replay, shutdown)
+pub.snapshot("book.AAPL")           # Envelope | None, seq = last update it includes
+```
+
+Pure and synchronous: no wall clock (time is the events' ``ts``, or the injected ``clock`` for
+channels that have not published yet), no I/O; the same events give the same bytes. Each update
+is encoded once (``Envelope.build``) and handed to ``sink``. Per command, the updates come in a
+fixed order: the ``orders.<account>`` records as their events occur, then per touched symbol
+``trades``, ``book``, ``ticker`` and ``candles`` (1s .. 1d).
+
+Everything is derived from the events alone (the L2 book via :mod:`.resting`), so the same
+publisher runs embedded next to the engine and, in distributed mode, on the event stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.events import Accepted, Cancelled, Done, Event, Replaced, Trade
+from engine.instruments import Instrument
+from gateway.channels import BOOK, CANDLES, ORDERS, RESOLUTIONS, TICKER, TRADES
+from gateway.envelope import Envelope
+from gateway.marketdata.candles import CandleSeries
+from gateway.marketdata.l2book import L2Book
+from gateway.marketdata.orders import OpenOrders, OrderStreams
+from gateway.marketdata.resting import RestingOrders
+from gateway.marketdata.sequencing import Sink, Stream, new_epoch
+from gateway.marketdata.ticker import Ticker
+from gateway.marketdata.trades import TradeTape
+
+CandleClosed = Callable[[str, str, dict[str, Any]], None]
+InstrumentLookup = Callable[[str], Instrument | None]
+
+
+def _default_conflation() -> dict[str, int]:
+    return {BOOK: 0, TICKER: 0, CANDLES: 0, TRADES: 0}
+
+
+@dataclass(frozen=True, kw_only=True)
+class PublisherConfig:
+    """``book_depth``: levels per side (D); ``trades_snapshot_max``/``candles_snapshot_max``:
+    items in those snapshots; ``candle_ring_size``: buckets kept per (symbol, resolution);
+    ``history_max``: per-channel history the store keeps; ``epoch``: the streams' epoch
+    (``None``: a random token per start); ``conflate_ms``: publish interval per channel kind
+    (0 = every change; ``orders`` is never conflated)."""
+
+    book_depth: int = 50
+    trades_snapshot_max: int = 50
+    candles_snapshot_max: int = 300
+    candle_ring_size: int = 1000
+    history_max: int = 1000
+    epoch: str | None = None
+    conflate_ms: Mapping[str, int] = field(default_factory=_default_conflation)
+
+    def interval_us(self, kind: str) -> int:
+        return max(0, int(self.conflate_ms.get(kind, 0))) * 1000
+
+
+class _Symbol:
+    """Feeds and streams of one symbol."""
+
+    __slots__ = (
+        "book",
+        "book_stream",
+        "candles",
+        "conflated",
+        "inst",
+        "tape",
+        "ticker",
+        "ticker_stream",
+        "touched",
+        "trades_stream",
+    )
+
+    def __init__(self, inst: Instrument, cfg: PublisherConfig, epoch: str, sink: Sink, ts: int):
+        self.inst = inst
+        sym = inst.symbol
+        pt = inst.price_text
+        self.touched = False
+        self.book = book = L2Book(cfg.book_depth, pt)
+        self.tape = tape = TradeTape(cfg.trades_snapshot_max, pt)
+        self.ticker = ticker = Ticker(inst)
+        self.trades_stream = Stream(
+            f"{TRADES}.{sym}", epoch, sink, tape.snapshot,
+            take=tape.take, interval_us=cfg.interval_us(TRADES), ts=ts,
+        )  # fmt: skip
+        self.book_stream = Stream(
+            f"{BOOK}.{sym}", epoch, sink, book.snapshot,
+            take=book.diff, interval_us=cfg.interval_us(BOOK), ts=ts,
+        )  # fmt: skip
+        self.ticker_stream = Stream(
+            f"{TICKER}.{sym}", epoch, sink, ticker.render,
+            take=ticker.take, interval_us=cfg.interval_us(TICKER), ts=ts,
+        )  # fmt: skip
+        self.candles: list[tuple[str, CandleSeries, Stream]] = []
+        limit = cfg.candles_snapshot_max
+        for res, width_us in RESOLUTIONS.items():
+            series = CandleSeries(width_us, cfg.candle_ring_size, pt)
+
+            def render(series: CandleSeries = series) -> dict[str, Any]:
+                return {"candles": series.latest(limit)}
+
+            stream = Stream(
+                f"{CANDLES}.{sym}.{res}", epoch, sink, render,
+                take=series.take, interval_us=cfg.interval_us(CANDLES), ts=ts,
+            )  # fmt: skip
+            self.candles.append((res, series, stream))
+        # Streams whose snapshot must be frozen at the published state while changes are
+        # pending (ticker and candle updates are absolute values, so theirs need not be).
+        self.conflated = [s for s in (self.trades_stream, self.book_stream) if s.interval_us]
+
+    def streams(self) -> list[Stream]:
+        return [self.book_stream, self.trades_stream, self.ticker_stream] + [
+            s for _, _, s in self.candles
+        ]
+
+
+class Publisher:
+    """Turns engine events into the protocol's channels (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: PublisherConfig | None = None,
+        *,
+        sink: Sink,
+        clock: Callable[[], int],
+        on_candle_closed: CandleClosed | None = None,
+        open_orders: OpenOrders | None = None,
+        instrument_lookup: InstrumentLookup | None = None,
+    ) -> None:
+        self.config = cfg = config or PublisherConfig()
+        if cfg.book_depth < 1:
+            raise ValueError("book_depth must be at least 1")
+        self.epoch = cfg.epoch if cfg.epoch is not None else new_epoch()
+        self._sink = sink
+        self._clock = clock
+        self._on_candle_closed = on_candle_closed
+        self._lookup = instrument_lookup
+        self.instruments: dict[str, Instrument] = {}
+        self._symbols: dict[str, _Symbol] = {}
+        self._streams: dict[str, Stream] = {}
+        self._pending: dict[Stream, None] = {}
+        self._resting = RestingOrders()
+        self._orders = OrderStreams(self.epoch, sink, self.instruments, clock, open_orders)
+
+    # -- setup ------------------------------------------------------------------------------
+
+    def add_instrument(self, instrument: Instrument) -> None:
+        """Create the symbol's channels (idempotent: a known symbol keeps its state)."""
+        if instrument.symbol in self._symbols:
+            return
+        self.instruments[instrument.symbol] = instrument
+        sym = _Symbol(instrument, self.config, self.epoch, self._sink, self._clock())
+        self._symbols[instrument.symbol] = sym
+        for stream in sym.streams():
+            self._streams[stream.channel] = stream
+
+    def _symbol(self, symbol: str) -> _Symbol | None:
+        sym = self._symbols.get(symbol)
+        if sym is None and self._lookup is not None:
+            inst = self._lookup(symbol)
+            if inst is not None:
+                self.add_instrument(inst)
+                sym = self._symbols[symbol]
+        return sym
+
+    # -- events -----------------------------------------------------------------------------
+
+    def on_events(self, events: Iterable[Event]) -> None:
+        """Apply the events of one command (in order) and publish what they changed."""
+        touched: list[_Symbol] = []
+        resting = self._resting
+        orders = self._orders
+        ts = 0
+        for ev in events:
+            ts = ev.ts
+            orders.on_event(ev)
+            symbol = ev.symbol
+            if symbol is None:
+                continue
+            sym = self._symbols.get(symbol) or self._symbol(symbol)
+            if sym is None:
+                continue
+            kind = type(ev)
+            if not sym.touched:
+                sym.touched = True
+                touched.append(sym)
+                for stream in sym.conflated:
+                    if not stream.pending:
+                        stream.freeze()
+            if kind is Trade:
+                assert isinstance(ev, Trade)
+                resting.trade(ev, sym.book)
+                self._trade(sym, ev)
+            elif kind is Accepted:
+                assert isinstance(ev, Accepted)
+                resting.accepted(ev, sym.book)
+            elif kind is Cancelled:
+                assert isinstance(ev, Cancelled)
+                resting.cancelled(ev)
+            elif kind is Replaced:
+                assert isinstance(ev, Replaced)
+                resting.replaced(ev)
+            elif kind is Done:
+                assert isinstance(ev, Done)
+                resting.done(ev)
+        resting.end_command()
+        for sym in touched:
+            sym.touched = False
+            self._publish_symbol(sym, ts)
+
+    def _trade(self, sym: _Symbol, ev: Trade) -> None:
+        sym.tape.add(ev)
+        price, qty, ts = ev.price, ev.qty, ev.ts
+        sym.ticker.trade(price, qty, ts)
+        closed_cb = self._on_candle_closed
+        for res, series, _ in sym.candles:
+            closed = series.trade(price, qty, ts)
+            if closed is not None and closed_cb is not None:
+                closed_cb(sym.inst.symbol, res, closed)
+
+    def _publish_symbol(self, sym: _Symbol, ts: int) -> None:
+        pending = self._pending
+        book = sym.book
+        sym.ticker.quote(book.best_bid(), book.best_ask())
+        for stream in (sym.trades_stream, sym.book_stream, sym.ticker_stream):
+            if stream.offer(ts, ts):
+                pending[stream] = None
+        for _, series, stream in sym.candles:
+            if series.dirty and stream.offer(ts, ts):
+                pending[stream] = None
+
+    def flush_due(self, now_us: int) -> None:
+        """Publish the conflated updates whose interval has passed by ``now_us``."""
+        pending = self._pending
+        if not pending:
+            return
+        for stream in list(pending):
+            if stream.due(now_us):
+                del pending[stream]
+                stream.flush(now_us)
+
+    def flush_all(self) -> None:
+        """Publish everything pending (end of a replay, shutdown)."""
+        pending = self._pending
+        for stream in list(pending):
+            stream.flush()
+        pending.clear()
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def snapshot(self, channel: str) -> Envelope | None:
+        """The channel's snapshot at its last published update, or ``None`` if unknown.
+
+        ``orders.<account>`` always has one (seq 0 before the account's first event)."""
+        stream = self._streams.get(channel)
+        if stream is not None:
+            return stream.snapshot()
+        if channel.startswith(ORDERS + ".") and len(channel) > len(ORDERS) + 1:
+            return self._orders.stream(channel[len(ORDERS) + 1 :]).snapshot()
+        return None
+
+    def channels(self) -> list[str]:
+        """Every channel: each symbol's public channels, then the known ``orders.<account>``."""
+        return list(self._streams) + self._orders.channels()
+
+    def book(self, symbol: str) -> L2Book | None:
+        """The L2 mirror of a symbol (tests, REST depth)."""
+        sym = self._symbols.get(symbol)
+        return sym.book if sym is not None else None
+
+    def seq(self, channel: str) -> int | None:
+        """The channel's last published seq, or ``None`` if unknown."""
+        stream = self._streams.get(channel)
+        return stream.seq if stream is not None else None

@@ -1,0 +1,126 @@
+"""The ticker of one symbol: session statistics from trades, best bid/ask from the book.
+
+Session: the UTC day of the event time (``ts``). The first trade whose UTC day is later than the
+current session's starts a new session (open = its price, volume and turnover restart); until
+then the previous session's values stay. Before the first trade ``last``, ``open``, ``high``,
+``low``, ``change`` and ``changePct`` are ``null``, ``volume`` is 0 and ``turnover`` ``"0.00"``.
+
+``change`` = last - open as a price string; ``changePct`` = 100 * change / open with two
+decimals, rounded half away from zero (``"-1.25"``); ``turnover`` = sum of price x qty as a
+cash decimal string (``engine.units.format_cash``); ``bid``/``ask`` the best prices or ``null``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.instruments import Instrument
+from engine.units import format_cash, format_scaled
+
+DAY_US = 86_400_000_000
+
+
+class Ticker:
+    """Session values of one symbol (prices in ticks, turnover in cash units)."""
+
+    __slots__ = (
+        "_inst",
+        "ask",
+        "bid",
+        "day",
+        "dirty",
+        "high",
+        "last",
+        "low",
+        "open",
+        "turnover",
+        "volume",
+    )
+
+    def __init__(self, instrument: Instrument) -> None:
+        self._inst = instrument
+        self.day = -1
+        self.open: int | None = None
+        self.high = 0
+        self.low = 0
+        self.last = 0
+        self.volume = 0
+        self.turnover = 0
+        self.bid: int | None = None
+        self.ask: int | None = None
+        self.dirty = False
+
+    def trade(self, ticks: int, qty: int, ts: int) -> None:
+        day = ts // DAY_US
+        if day > self.day or self.open is None:
+            self.day = max(day, self.day)
+            self.open = self.high = self.low = ticks
+            self.volume = 0
+            self.turnover = 0
+        elif ticks > self.high:
+            self.high = ticks
+        elif ticks < self.low:
+            self.low = ticks
+        self.last = ticks
+        self.dirty = True
+        self.volume += qty
+        self.turnover += self._inst.notional(ticks, qty)
+
+    def quote(self, bid: int | None, ask: int | None) -> bool:
+        """Set the best bid/ask; whether they changed."""
+        if bid == self.bid and ask == self.ask:
+            return False
+        self.bid = bid
+        self.ask = ask
+        self.dirty = True
+        return True
+
+    def take(self) -> dict[str, Any] | None:
+        """The update ``data`` when something changed since the last one, else ``None``."""
+        if not self.dirty:
+            return None
+        self.dirty = False
+        return self.render()
+
+    def render(self) -> dict[str, Any]:
+        inst = self._inst
+        pt = inst.price_text
+        bid = self.bid
+        ask = self.ask
+        out: dict[str, Any]
+        if self.open is None:
+            out = {
+                "last": None,
+                "open": None,
+                "high": None,
+                "low": None,
+                "volume": 0,
+                "turnover": "0.00",
+                "change": None,
+                "changePct": None,
+            }
+        else:
+            open_ = self.open
+            change = self.last - open_
+            out = {
+                "last": pt(self.last),
+                "open": pt(open_),
+                "high": pt(self.high),
+                "low": pt(self.low),
+                "volume": self.volume,
+                "turnover": format_cash(self.turnover),
+                "change": format_scaled(change * inst.tick_units, inst.price_decimals),
+                "changePct": change_pct(change, open_),
+            }
+        out["bid"] = None if bid is None else pt(bid)
+        out["ask"] = None if ask is None else pt(ask)
+        return out
+
+
+def change_pct(change: int, open_: int) -> str:
+    """``100 * change / open`` with two decimals, rounded half away from zero."""
+    num = abs(change) * 10_000
+    hundredths, rem = divmod(num, open_)
+    if rem * 2 >= open_:
+        hundredths += 1
+    return format_scaled(-hundredths if change < 0 else hundredths, 2)

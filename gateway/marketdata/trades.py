@@ -1,0 +1,57 @@
+"""The trades tape of one symbol: recent trades for snapshots, pending ones for the next update."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from engine.events import Trade
+
+
+class TradeTape:
+    """The last ``snapshot_max`` trades (oldest first) and the trades not yet published.
+
+    A trade record is the protocol's ``{"id","price","qty","side","ts"}`` (``side`` is the
+    aggressor's side). Records are built once and shared by the update and the snapshot.
+    """
+
+    __slots__ = ("_pending", "_price_text", "_recent")
+
+    def __init__(self, snapshot_max: int, price_text: Callable[[int], str]) -> None:
+        self._recent: deque[dict[str, Any]] = deque(maxlen=snapshot_max)
+        self._pending: list[dict[str, Any]] = []
+        self._price_text = price_text
+
+    @property
+    def dirty(self) -> bool:
+        return bool(self._pending)
+
+    def add(self, ev: Trade) -> None:
+        rec = {
+            "id": ev.trade_id,
+            "price": self._price_text(ev.price),
+            "qty": ev.qty,
+            "side": ev.aggressor,
+            "ts": ev.ts,
+        }
+        self._recent.append(rec)
+        self._pending.append(rec)
+
+    def take(self) -> dict[str, Any] | None:
+        """The update ``data`` with every pending trade (in order), or ``None``."""
+        pending = self._pending
+        if not pending:
+            return None
+        self._pending = []
+        return {"trades": pending}
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"trades": list(self._recent)}
+
+    def recent(self, limit: int) -> list[dict[str, Any]]:
+        """The newest ``limit`` trades, oldest first."""
+        recent = self._recent
+        if limit >= len(recent):
+            return list(recent)
+        return list(recent)[len(recent) - limit :]
