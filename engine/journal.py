@@ -323,75 +323,40 @@ class Journal:
 
 # --------------------------------------------------------------------------- restore
 
-Clock = Callable[[], int]
+
+class _Sequenced(Protocol):
+    @property
+    def in_seq(self) -> int: ...
+
+    def submit_sequenced(self, in_seq: int, ts: int, cmd: Command, /) -> Any: ...
 
 
-class _Submits(Protocol):
-    def submit(self, cmd: Command, /) -> Any: ...
-
-
-EngineT = TypeVar("EngineT", bound=_Submits)
-
-
-def wall_clock_us() -> int:
-    """Microseconds since the Unix epoch."""
-    return time.time_ns() // 1000
-
-
-class ReplayGate:
-    """The clock and journal sink of a restored engine.
-
-    While :attr:`replaying`, :meth:`clock` returns the current record's ``ts`` and
-    :meth:`append` only checks that the engine numbers inputs as the journal did (the replayed
-    records are not journaled again); afterwards the live clock is used and appends go to the
-    journal, so new inputs continue the ``inSeq`` numbering.
-    """
-
-    def __init__(self, journal: Journal | None, clock: Clock) -> None:
-        self.journal = journal
-        self.replaying = True
-        self.ts = 0
-        self.in_seq = 0
-        self._clock = clock
-
-    def clock(self) -> int:
-        return self.ts if self.replaying else self._clock()
-
-    def append(self, in_seq: int, ts: int, cmd: Command) -> None:
-        if self.replaying:
-            if in_seq != self.in_seq:
-                raise JournalError(f"the engine numbered record {self.in_seq} as {in_seq}")
-            return
-        if self.journal is not None:
-            self.journal.append(in_seq, ts, cmd)
+EngineT = TypeVar("EngineT", bound=_Sequenced)
 
 
 def restore(
     engine_factory: Callable[..., EngineT],
     journal: Journal | str | os.PathLike[str],
-    *,
-    clock: Clock = wall_clock_us,
 ) -> EngineT:
     """An engine at the state the journal records.
 
-    ``engine_factory(clock=..., journal=...)`` builds a fresh engine (for example
-    ``functools.partial(Engine, config)``); every good record is submitted to it with the
-    record's ``ts`` as the time. If ``journal`` is an open :class:`Journal`, new inputs are
-    appended to it afterwards; if it is a path, the file is only read (a torn tail is skipped,
-    not cut) and new inputs are not journaled.
+    ``engine_factory(journal=...)`` builds a fresh engine (for example
+    ``functools.partial(Engine, config, clock=clock)``). Every good record is replayed with
+    ``submit_sequenced`` (its recorded ``in_seq`` and ``ts``; the journal sink is not called,
+    so nothing is journaled twice). If ``journal`` is an open :class:`Journal`, the engine
+    journals to it from then on and new inputs continue its ``inSeq`` numbering; if it is a
+    path, the file is only read (a torn tail is skipped, not cut) and the engine has no journal.
     """
     if isinstance(journal, Journal):
-        live: Journal | None = journal
         journal.flush()
+        engine = engine_factory(journal=journal)
         path: str | os.PathLike[str] = journal.path
     else:
-        live, path = None, journal
-    gate = ReplayGate(live, clock)
-    engine = engine_factory(clock=gate.clock, journal=gate)
-    submit = engine.submit
+        engine = engine_factory(journal=None)
+        path = journal
+    submit = engine.submit_sequenced
     for in_seq, ts, cmd in replay(path):
-        gate.in_seq = in_seq
-        gate.ts = ts
-        submit(cmd)
-    gate.replaying = False
+        submit(in_seq, ts, cmd)
+    if isinstance(journal, Journal) and engine.in_seq != journal.last_in_seq:
+        raise JournalError(f"restored to inSeq {engine.in_seq}, journal at {journal.last_in_seq}")
     return engine

@@ -1,0 +1,207 @@
+"""``quotegate replay``: run a command file through a fresh engine and write its events.
+
+``quotegate replay --input cmds.jsonl --output events.jsonl [--marketdata md.jsonl]``
+(``-`` is standard input / output). Every input line is one command in the spec's JSON form
+(``../shared/spec/commands.md``); a line that is not a valid command becomes a ``rejected``
+event (``malformed``) and the stream goes on. Every event is written as one JSON line
+(:func:`engine.codec.encode_event`).
+
+Time is deterministic: a command's own ``ts`` is its time; a command without ``ts`` gets the
+time of the input before it (the last seen ``ts``), or 0 if no input had one yet. So the same
+input always gives byte-identical output, including ``--marketdata``, which writes every
+envelope the market-data publisher emits, with the publisher's clock driven by the same
+command times (and a final flush at the end of the input).
+
+I/O is binary and batched: lines are read from a large buffered file and written in joined
+blocks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Iterable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import IO, Any
+
+from engine.commands import Command
+from gateway.envelope import Envelope
+
+_BATCH_LINES = 4096
+_BUFFER_BYTES = 1 << 20
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReplayConfig:
+    """Paths of one replay run; ``-`` means standard input / output."""
+
+    input_path: str
+    output_path: str
+    marketdata_path: str | None = None
+
+
+class LastTime:
+    """The replay clock: the time of the last input (from the engine's journal hook), else 0."""
+
+    __slots__ = ("ts",)
+
+    def __init__(self) -> None:
+        self.ts = 0
+
+    def clock(self) -> int:
+        return self.ts
+
+    def append(self, in_seq: int, ts: int, cmd: Command) -> None:
+        self.ts = ts
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--input", required=True, help="command JSON lines ('-': stdin)")
+    parser.add_argument("--output", required=True, help="event JSON lines ('-': stdout)")
+    parser.add_argument(
+        "--marketdata", default=None, help="also write the publisher's envelopes ('-': stdout)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    config = ReplayConfig(
+        input_path=args.input, output_path=args.output, marketdata_path=args.marketdata
+    )
+    try:
+        lines = replay_files(config)
+    except OSError as exc:
+        print(f"quotegate replay: {exc}", file=sys.stderr)
+        return 1
+    print(f"quotegate replay: {lines} lines", file=sys.stderr)
+    return 0
+
+
+def _open_in(path: str, stack: ExitStack) -> IO[bytes]:
+    if path == "-":
+        return sys.stdin.buffer
+    return stack.enter_context(open(path, "rb", buffering=_BUFFER_BYTES))
+
+
+def _open_out(path: str, stack: ExitStack, opened: dict[str, IO[bytes]]) -> IO[bytes]:
+    if path in opened:  # --output and --marketdata both '-' (or the same file)
+        return opened[path]
+    if path == "-":
+        out: IO[bytes] = sys.stdout.buffer
+    else:
+        out = stack.enter_context(open(path, "wb", buffering=_BUFFER_BYTES))  # noqa: SIM115
+    opened[path] = out
+    return out
+
+
+def replay_files(config: ReplayConfig) -> int:
+    """Run ``config.input_path`` and write the outputs; returns the number of input lines."""
+    with ExitStack() as stack:
+        source = _open_in(config.input_path, stack)
+        opened: dict[str, IO[bytes]] = {}
+        out = _open_out(config.output_path, stack, opened)
+        md = (
+            _open_out(config.marketdata_path, stack, opened)
+            if config.marketdata_path is not None
+            else None
+        )
+        n = replay_stream(source, out.write, md.write if md is not None else None)
+        out.flush()
+        if md is not None:
+            md.flush()
+        return n
+
+
+def _new_engine(times: LastTime) -> Any:
+    from engine import Engine, EngineConfig
+
+    return Engine(EngineConfig(), clock=times.clock, journal=times)
+
+
+def _new_publisher(sink: Callable[[Envelope], None], times: LastTime) -> Any:
+    from gateway.marketdata.publisher import Publisher, PublisherConfig
+
+    return Publisher(PublisherConfig(), sink=sink, clock=times.clock)
+
+
+def replay_stream(
+    lines: Iterable[bytes],
+    write: Callable[[bytes], object],
+    write_marketdata: Callable[[bytes], object] | None = None,
+) -> int:
+    """Run JSON command lines through a fresh engine; ``write`` gets blocks of event lines,
+    ``write_marketdata`` blocks of envelope lines. Returns the number of input lines."""
+    from engine.codec import encode_event
+
+    times = LastTime()
+    engine = _new_engine(times)
+    submit_line = engine.submit_line
+    instruments = engine.instruments
+    if write_marketdata is not None:
+        return _replay_with_marketdata(lines, write, write_marketdata, engine, times)
+    out: list[bytes] = []
+    push = out.append
+    n = 0
+    for line in lines:
+        n += 1
+        for event in submit_line(line):
+            push(encode_event(event, instruments))
+        if len(out) >= _BATCH_LINES:
+            out.append(b"")
+            write(b"\n".join(out))
+            out.clear()
+    if out:
+        out.append(b"")
+        write(b"\n".join(out))
+    return n
+
+
+def _replay_with_marketdata(
+    lines: Iterable[bytes],
+    write: Callable[[bytes], object],
+    write_marketdata: Callable[[bytes], object],
+    engine: Any,
+    times: LastTime,
+) -> int:
+    from engine.codec import encode_event
+
+    md: list[bytes] = []
+
+    def sink(envelope: Envelope) -> None:
+        md.append(envelope.payload)
+
+    publisher = _new_publisher(sink, times)
+    known: set[str] = set()
+    submit_line = engine.submit_line
+    instruments = engine.instruments
+    out: list[bytes] = []
+    n = 0
+    for line in lines:
+        n += 1
+        events = submit_line(line)
+        if len(instruments) != len(known):
+            for symbol, inst in instruments.items():
+                if symbol not in known:
+                    known.add(symbol)
+                    publisher.add_instrument(inst)
+        for event in events:
+            out.append(encode_event(event, instruments))
+        if events:
+            publisher.on_events(events)
+        publisher.flush_due(times.ts)
+        if len(out) >= _BATCH_LINES:
+            out.append(b"")
+            write(b"\n".join(out))
+            out.clear()
+        if len(md) >= _BATCH_LINES:
+            md.append(b"")
+            write_marketdata(b"\n".join(md))
+            md.clear()
+    publisher.flush_all()
+    if out:
+        out.append(b"")
+        write(b"\n".join(out))
+    if md:
+        md.append(b"")
+        write_marketdata(b"\n".join(md))
+    return n
