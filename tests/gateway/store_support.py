@@ -88,9 +88,8 @@ async def store_factory(kind: str, redis_url: str | None) -> AsyncIterator[Store
                 StoreConfig(history_max=history_max), snapshot_provider=snapshot_provider
             )
         else:
-            from gateway.store_redis import RedisSnapshotStore
-
             from gateway.store_config import RedisStoreConfig
+            from gateway.store_redis import RedisSnapshotStore
 
             assert redis_url is not None
             config = RedisStoreConfig(url=redis_url, history_max=history_max, **options)

@@ -1,0 +1,333 @@
+"""The snapshot store in Redis (``redis.asyncio``), shared by every gateway node.
+
+Key layout (``P`` = ``key_prefix``, ``{c}`` = the channel as a cluster hash tag):
+
+* ``P{c}:snap``   string: the latest snapshot envelope's bytes (they carry epoch and seq)
+* ``P{c}:meta``   string: ``"<cur> <first> <epoch>"``: the channel's current seq, the oldest
+  seq kept in its history (the history is ``first..cur``, empty when ``first == cur + 1``)
+  and its epoch
+* ``P{c}:h:<seq>`` string: one update envelope's bytes, for ``first <= seq <= cur``
+* ``Pchannels``   set: the channels that have a snapshot
+
+Writes are coalesced: :meth:`RedisSnapshotStore.record` only appends to an in-process buffer;
+the flush task (every ``flush_interval_ms``) asks the publisher for one snapshot per dirty
+channel and writes everything in ONE ``MULTI`` / ``MSET`` / ``UNLINK`` [/ ``SADD``] / ``EXEC``
+round trip, whatever the number of updates and channels: a handful of commands per flush.
+Reads are atomic: a snapshot is one ``GET``; ``resume`` is one Lua script that reads the meta,
+the history and the fallback snapshot together. A history key that is missing (evicted)
+makes the script fall back to the snapshot: never a partial replay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from dataclasses import dataclass, replace
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from gateway.envelope import SNAPSHOT, Envelope
+from gateway.store import Resume
+from gateway.store_config import RedisStoreConfig, SnapshotProvider
+
+log = logging.getLogger(__name__)
+
+_NO_UPDATES: tuple[Envelope, ...] = ()
+
+_RESUME_LUA = """
+local meta = redis.call('GET', KEYS[1])
+if not meta then return {0} end
+local cur, first, epoch = string.match(meta, '^(%-?%d+) (%-?%d+) (.*)$')
+cur = tonumber(cur)
+first = tonumber(first)
+local since = tonumber(ARGV[2])
+if epoch == ARGV[1] then
+  if since == cur then return {1} end
+  if since < cur and since >= first - 1 then
+    local out = {2}
+    local keys = {}
+    local complete = true
+    for s = since + 1, cur do
+      keys[#keys + 1] = ARGV[3] .. string.format('%d', s)
+      if #keys == 500 or s == cur then
+        local vals = redis.call('MGET', unpack(keys))
+        for i = 1, #vals do
+          if not vals[i] then complete = false break end
+          out[#out + 1] = vals[i]
+        end
+        if not complete then break end
+        keys = {}
+      end
+    end
+    if complete then return out end
+  end
+end
+local snap = redis.call('GET', KEYS[2])
+if not snap then return {1} end
+return {3, snap}
+"""
+
+
+@dataclass
+class _Stream:
+    """What Redis holds for one channel: history ``first..cur`` of ``epoch``."""
+
+    epoch: str
+    first: int
+    cur: int
+
+
+@dataclass
+class _Batch:
+    """One channel's writes in one flush."""
+
+    stream: _Stream | None
+    stored_lo: int  # history keys present in Redis before this flush: stored_lo..stored_hi
+    stored_hi: int
+    added: dict[int, bytes]
+    snapshot: Envelope | None = None
+    drop_snapshot: bool = False
+
+    def reset(self, epoch: str, seq: int) -> None:
+        """Start a new, empty history after ``seq``."""
+        self.stream = _Stream(epoch, seq + 1, seq)
+        self.added.clear()
+
+    def update(self, env: Envelope) -> None:
+        stream = self.stream
+        if stream is None or stream.epoch != env.epoch:
+            self.reset(env.epoch, env.seq - 1)
+            self.snapshot = None
+            self.drop_snapshot = True
+        elif env.seq != stream.cur + 1:
+            self.reset(env.epoch, env.seq - 1)  # a hole: keep the history contiguous
+        assert self.stream is not None
+        self.added[env.seq] = env.payload
+        self.stream.cur = env.seq
+
+    def snap(self, env: Envelope) -> None:
+        stream = self.stream
+        if stream is None or stream.epoch != env.epoch or env.seq > stream.cur:
+            self.reset(env.epoch, env.seq)
+        self.snapshot = env
+        self.drop_snapshot = False
+
+
+class RedisSnapshotStore:
+    """:class:`~gateway.store.SnapshotStore` in Redis; one writer (the publisher), any number
+    of readers (gateway nodes, each with its own instance)."""
+
+    def __init__(
+        self,
+        config: RedisStoreConfig | None = None,
+        *,
+        snapshot_provider: SnapshotProvider | None = None,
+    ) -> None:
+        self._config = config or RedisStoreConfig()
+        self._provider = snapshot_provider
+        self._prefix = self._config.key_prefix
+        self._pending: dict[str, deque[Envelope]] = {}
+        self._streams: dict[str, _Stream | None] = {}
+        self._listed: set[str] = set()
+        self._client: aioredis.Redis | None = None
+        self._resume_script: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self.flushes = 0
+        self.flush_errors = 0
+
+    # --- keys ---------------------------------------------------------------------------------
+
+    def _key(self, channel: str, suffix: str) -> str:
+        return f"{self._prefix}{{{channel}}}:{suffix}"
+
+    def _history_key(self, channel: str, seq: int) -> str:
+        return f"{self._prefix}{{{channel}}}:h:{seq}"
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._client is not None:
+            return
+        self._client = aioredis.Redis.from_url(
+            self._config.url,
+            socket_timeout=self._config.socket_timeout_s,
+            socket_connect_timeout=self._config.socket_timeout_s,
+        )
+        self._resume_script = self._client.register_script(_RESUME_LUA)
+        self._task = asyncio.create_task(self._flush_loop(), name="redis-store-flush")
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        client = self._client
+        if client is None:
+            return
+        try:
+            await self.flush()
+        except (RedisError, OSError) as exc:
+            self.flush_errors += 1
+            log.warning("snapshot store: final flush failed: %s", exc)
+        self._client = None
+        await client.aclose()
+
+    async def _flush_loop(self) -> None:
+        interval_s = self._config.flush_interval_ms / 1000
+        failing = False
+        while True:
+            await asyncio.sleep(interval_s)
+            if not self._pending:
+                continue
+            try:
+                await self.flush()
+            except (RedisError, OSError) as exc:
+                self.flush_errors += 1
+                if not failing:
+                    log.warning("snapshot store: flush failed (will retry): %s", exc)
+                failing = True
+            else:
+                failing = False
+
+    # --- writes -------------------------------------------------------------------------------
+
+    def record(self, envelope: Envelope) -> None:
+        pending = self._pending.get(envelope.channel)
+        if pending is None:
+            pending = self._pending[envelope.channel] = deque(maxlen=self._config.pending_max)
+        pending.append(envelope)
+
+    def record_snapshot(self, envelope: Envelope) -> None:
+        if envelope.type != SNAPSHOT:
+            envelope = envelope._replace(type=SNAPSHOT)
+        self.record(envelope)
+
+    async def flush(self) -> None:
+        async with self._lock:
+            if not self._pending or self._client is None:
+                return
+            taken, self._pending = self._pending, {}
+            try:
+                await self._write(self._client, taken)
+            except BaseException:
+                self._restore(taken)
+                raise
+            self.flushes += 1
+
+    def _restore(self, taken: dict[str, deque[Envelope]]) -> None:
+        """Put a failed batch back in front of what was recorded meanwhile."""
+        for channel, items in taken.items():
+            newer = self._pending.get(channel)
+            if newer:
+                items.extend(newer)
+            self._pending[channel] = items
+
+    async def _load_streams(self, client: aioredis.Redis, channels: list[str]) -> None:
+        """Learn what Redis already holds for channels this writer has not touched yet (a
+        restarted publisher continues its history when the epoch and seq line up)."""
+        unknown = [ch for ch in channels if ch not in self._streams]
+        if not unknown:
+            return
+        metas = await client.mget([self._key(ch, "meta") for ch in unknown])
+        for channel, meta in zip(unknown, metas, strict=True):
+            self._streams[channel] = _parse_meta(_as_bytes(meta)) if meta is not None else None
+
+    async def _write(self, client: aioredis.Redis, taken: dict[str, deque[Envelope]]) -> None:
+        await self._load_streams(client, list(taken))
+        mset: dict[str, bytes] = {}
+        unlink: list[str] = []
+        listed: list[str] = []
+        streams: dict[str, _Stream | None] = {}
+        for channel, items in taken.items():
+            old = self._streams.get(channel)
+            lo, hi = (old.first, old.cur) if old is not None else (1, 0)
+            batch = _Batch(replace(old) if old is not None else None, lo, hi, {})
+            for env in items:
+                if env.type == SNAPSHOT:
+                    batch.snap(env)
+                else:
+                    batch.update(env)
+            if self._provider is not None:
+                fresh = self._provider(channel)
+                if fresh is not None:
+                    batch.snap(fresh)
+            stream = batch.stream
+            assert stream is not None
+            stream.first = max(stream.first, stream.cur - self._config.history_max + 1)
+            for seq, payload in batch.added.items():
+                if seq >= stream.first:
+                    mset[self._history_key(channel, seq)] = payload
+            keep_lo = stream.first if stream.epoch == (old.epoch if old else None) else hi + 1
+            for seq in range(lo, hi + 1):
+                key = self._history_key(channel, seq)
+                if (seq < keep_lo or seq > stream.cur) and key not in mset:
+                    unlink.append(key)
+            mset[self._key(channel, "meta")] = (
+                f"{stream.cur} {stream.first} {stream.epoch}".encode()
+            )
+            if batch.snapshot is not None:
+                mset[self._key(channel, "snap")] = batch.snapshot.payload
+                if channel not in self._listed:
+                    listed.append(channel)
+            elif batch.drop_snapshot:
+                unlink.append(self._key(channel, "snap"))
+            streams[channel] = stream
+        pipe = client.pipeline(transaction=True)
+        pipe.mset(mset)
+        if unlink:
+            pipe.unlink(*unlink)
+        if listed:
+            pipe.sadd(self._prefix + "channels", *listed)
+        await pipe.execute()
+        self._streams.update(streams)
+        self._listed.update(listed)
+
+    # --- reads --------------------------------------------------------------------------------
+
+    def _require(self) -> aioredis.Redis:
+        if self._client is None:
+            raise RuntimeError("RedisSnapshotStore is not started")
+        return self._client
+
+    async def snapshot(self, channel: str) -> Envelope | None:
+        payload = await self._require().get(self._key(channel, "snap"))
+        if payload is None:
+            return None
+        return Envelope.parse(_as_bytes(payload), channel=channel)
+
+    async def resume(self, channel: str, epoch: str, seq: int) -> Resume:
+        self._require()
+        reply = await self._resume_script(
+            keys=[self._key(channel, "meta"), self._key(channel, "snap")],
+            args=[epoch, int(seq), self._history_key(channel, 0)[:-1]],
+        )
+        code = int(reply[0])
+        if code == 2:
+            return Resume(None, [Envelope.parse(p, channel=channel) for p in reply[1:]])
+        if code == 3:
+            return Resume(Envelope.parse(reply[1], channel=channel), _NO_UPDATES)
+        return Resume(None, _NO_UPDATES)
+
+    async def channels(self) -> list[str]:
+        members = await self._require().smembers(self._prefix + "channels")
+        return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
+
+
+def _as_bytes(value: bytes | str) -> bytes:
+    return value.encode() if isinstance(value, str) else value
+
+
+def _parse_meta(meta: bytes) -> _Stream | None:
+    parts = meta.decode().split(" ", 2)
+    if len(parts) != 3:
+        return None
+    try:
+        return _Stream(parts[2], int(parts[1]), int(parts[0]))
+    except ValueError:
+        return None
