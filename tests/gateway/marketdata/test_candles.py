@@ -1,0 +1,106 @@
+"""Candle rings: buckets by event time, bounded ring, closed buckets, changed buckets."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+
+from engine.instruments import Instrument
+from gateway.channels import RESOLUTIONS
+from gateway.marketdata.candles import CandleSeries
+
+INST = Instrument.define(symbol="X", tick="0.01", lot=1)
+T0 = 1_700_000_000_000_000
+
+
+def recompute(trades: list[tuple[int, int, int]], width_us: int) -> list[dict[str, Any]]:
+    """Independent OHLCV from (ticks, qty, ts) trades."""
+    buckets: dict[int, list[tuple[int, int]]] = {}
+    for ticks, qty, ts in trades:
+        buckets.setdefault(ts // width_us * width_us // 1000, []).append((ticks, qty))
+    out = []
+    for t in sorted(buckets):
+        items = buckets[t]
+        prices = [p for p, _ in items]
+        out.append(
+            {
+                "t": t,
+                "o": INST.price_text(prices[0]),
+                "h": INST.price_text(max(prices)),
+                "l": INST.price_text(min(prices)),
+                "c": INST.price_text(prices[-1]),
+                "v": sum(q for _, q in items),
+                "n": len(items),
+            }
+        )
+    return out
+
+
+@pytest.mark.parametrize("res", list(RESOLUTIONS))
+@pytest.mark.parametrize("seed", range(4))
+def test_ring_equals_recomputation(res: str, seed: int) -> None:
+    rng = random.Random(seed)
+    width = RESOLUTIONS[res]
+    series = CandleSeries(width, 64, INST.price_text)
+    trades: list[tuple[int, int, int]] = []
+    closed: list[dict[str, Any]] = []
+    updates: dict[int, dict[str, Any]] = {}
+    ts = T0
+    for _ in range(2_000):
+        ts += rng.choice([0, 1, 1_000, 400_000, 5_000_000, width // 3, width * 2])
+        trade = (rng.randrange(9_000, 11_000), rng.randrange(1, 100), ts)
+        trades.append(trade)
+        done = series.trade(*trade)
+        if done is not None:
+            closed.append(done)
+        data = series.take()
+        assert data is not None and len(data["candles"]) == 1
+        updates[data["candles"][0]["t"]] = data["candles"][0]
+    want = recompute(trades, width)
+    assert series.latest(1_000) == want[-64:]
+    assert series.latest(5) == want[-5:]
+    assert len(series) == min(64, len(want))
+    assert closed == want[:-1]  # every bucket but the newest closed, in order
+    assert series.newest() == want[-1]
+    assert [updates[t] for t in sorted(updates)] == want  # the latest update of each bucket
+
+
+def test_conflated_take_carries_changed_buckets_oldest_first() -> None:
+    series = CandleSeries(RESOLUTIONS["1s"], 10, INST.price_text)
+    assert series.take() is None and series.latest(10) == [] and series.newest() is None
+    series.trade(100, 1, T0)
+    series.trade(105, 2, T0 + 10)
+    series.trade(99, 3, T0 + 1_000_000)
+    data = series.take()
+    assert data == {
+        "candles": [
+            {"t": T0 // 1000, "o": "1.00", "h": "1.05", "l": "1.00", "c": "1.05", "v": 3, "n": 2},
+            {"t": T0 // 1000 + 1000, "o": "0.99", "h": "0.99", "l": "0.99", "c": "0.99", "v": 3,
+             "n": 1},
+        ]
+    }  # fmt: skip
+    assert series.take() is None
+
+
+def test_late_trade_updates_its_bucket_when_still_in_the_ring() -> None:
+    series = CandleSeries(RESOLUTIONS["1s"], 3, INST.price_text)
+    for k in range(5):
+        series.trade(100 + k, 1, T0 + k * 1_000_000)
+    series.take()
+    series.trade(50, 2, T0 + 3 * 1_000_000 + 5)  # bucket 3: still held
+    data = series.take()
+    assert data is not None
+    assert data["candles"] == [
+        {"t": T0 // 1000 + 3000, "o": "1.03", "h": "1.03", "l": "0.50", "c": "0.50", "v": 3,
+         "n": 2}
+    ]  # fmt: skip
+    series.trade(50, 2, T0)  # bucket 0: overwritten long ago, not reflected
+    assert series.take() is None
+    assert [c["t"] for c in series.latest(10)] == [T0 // 1000 + k * 1000 for k in (2, 3, 4)]
+
+
+def test_ring_size_must_be_positive() -> None:
+    with pytest.raises(ValueError):
+        CandleSeries(1_000_000, 0, INST.price_text)
