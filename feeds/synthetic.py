@@ -258,11 +258,15 @@ class SyntheticFeed:
         self._submit = submit
         self._clock = clock
         self._task: asyncio.Task[None] | None = None
+        self._setup_done = False
         self.submitted = 0
         self.errors = 0
 
     def submit_setup(self) -> None:
-        """Submit the instrument definitions and deposits (``start`` does it too, once)."""
+        """Submit the instrument definitions and deposits (once; ``start`` calls it too)."""
+        if self._setup_done:
+            return
+        self._setup_done = True
         for cmd in self.market.setup():
             self._send(cmd)
 
