@@ -23,10 +23,14 @@ import sys
 from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING
 
+from engine.codec import encode_event
 from engine.commands import Command
 from gateway.envelope import Envelope
+
+if TYPE_CHECKING:
+    from engine import Engine
 
 _BATCH_LINES = 4096
 _BUFFER_BYTES = 1 << 20
@@ -39,6 +43,7 @@ class ReplayConfig:
     input_path: str
     output_path: str
     marketdata_path: str | None = None
+    epoch: str = "replay"
 
 
 class LastTime:
@@ -62,11 +67,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--marketdata", default=None, help="also write the publisher's envelopes ('-': stdout)"
     )
+    parser.add_argument(
+        "--epoch", default="replay", help="the market-data streams' epoch (default: replay)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     config = ReplayConfig(
-        input_path=args.input, output_path=args.output, marketdata_path=args.marketdata
+        input_path=args.input,
+        output_path=args.output,
+        marketdata_path=args.marketdata,
+        epoch=args.epoch,
     )
     try:
         lines = replay_files(config)
@@ -105,40 +116,38 @@ def replay_files(config: ReplayConfig) -> int:
             if config.marketdata_path is not None
             else None
         )
-        n = replay_stream(source, out.write, md.write if md is not None else None)
+        n = replay_stream(
+            source, out.write, md.write if md is not None else None, epoch=config.epoch
+        )
         out.flush()
         if md is not None:
             md.flush()
         return n
 
 
-def _new_engine(times: LastTime) -> Any:
-    from engine import Engine, EngineConfig
-
-    return Engine(EngineConfig(), clock=times.clock, journal=times)
-
-
-def _new_publisher(sink: Callable[[Envelope], None], times: LastTime) -> Any:
-    from gateway.marketdata.publisher import Publisher, PublisherConfig
-
-    return Publisher(PublisherConfig(), sink=sink, clock=times.clock)
+def _write_block(write: Callable[[bytes], object], lines: list[bytes]) -> None:
+    lines.append(b"")
+    write(b"\n".join(lines))
+    lines.clear()
 
 
 def replay_stream(
     lines: Iterable[bytes],
     write: Callable[[bytes], object],
     write_marketdata: Callable[[bytes], object] | None = None,
+    *,
+    epoch: str = "replay",
 ) -> int:
     """Run JSON command lines through a fresh engine; ``write`` gets blocks of event lines,
     ``write_marketdata`` blocks of envelope lines. Returns the number of input lines."""
-    from engine.codec import encode_event
+    from engine import Engine, EngineConfig
 
     times = LastTime()
-    engine = _new_engine(times)
+    engine = Engine(EngineConfig(), clock=times.clock, journal=times)
+    if write_marketdata is not None:
+        return _replay_with_marketdata(lines, write, write_marketdata, engine, times, epoch)
     submit_line = engine.submit_line
     instruments = engine.instruments
-    if write_marketdata is not None:
-        return _replay_with_marketdata(lines, write, write_marketdata, engine, times)
     out: list[bytes] = []
     push = out.append
     n = 0
@@ -147,12 +156,9 @@ def replay_stream(
         for event in submit_line(line):
             push(encode_event(event, instruments))
         if len(out) >= _BATCH_LINES:
-            out.append(b"")
-            write(b"\n".join(out))
-            out.clear()
+            _write_block(write, out)
     if out:
-        out.append(b"")
-        write(b"\n".join(out))
+        _write_block(write, out)
     return n
 
 
@@ -160,48 +166,44 @@ def _replay_with_marketdata(
     lines: Iterable[bytes],
     write: Callable[[bytes], object],
     write_marketdata: Callable[[bytes], object],
-    engine: Any,
+    engine: Engine,
     times: LastTime,
+    epoch: str,
 ) -> int:
-    from engine.codec import encode_event
+    from gateway.marketdata.publisher import Publisher, PublisherConfig
 
     md: list[bytes] = []
 
     def sink(envelope: Envelope) -> None:
         md.append(envelope.payload)
 
-    publisher = _new_publisher(sink, times)
-    known: set[str] = set()
-    submit_line = engine.submit_line
     instruments = engine.instruments
+    publisher = Publisher(
+        PublisherConfig(epoch=epoch),
+        sink=sink,
+        clock=times.clock,
+        instrument_lookup=instruments.get,
+    )
+    submit_line = engine.submit_line
+    on_events = publisher.on_events
+    flush_due = publisher.flush_due
     out: list[bytes] = []
     n = 0
     for line in lines:
         n += 1
         events = submit_line(line)
-        if len(instruments) != len(known):
-            for symbol, inst in instruments.items():
-                if symbol not in known:
-                    known.add(symbol)
-                    publisher.add_instrument(inst)
-        for event in events:
-            out.append(encode_event(event, instruments))
         if events:
-            publisher.on_events(events)
-        publisher.flush_due(times.ts)
+            for event in events:
+                out.append(encode_event(event, instruments))
+            on_events(events)
+        flush_due(times.ts)
         if len(out) >= _BATCH_LINES:
-            out.append(b"")
-            write(b"\n".join(out))
-            out.clear()
+            _write_block(write, out)
         if len(md) >= _BATCH_LINES:
-            md.append(b"")
-            write_marketdata(b"\n".join(md))
-            md.clear()
+            _write_block(write_marketdata, md)
     publisher.flush_all()
     if out:
-        out.append(b"")
-        write(b"\n".join(out))
+        _write_block(write, out)
     if md:
-        md.append(b"")
-        write_marketdata(b"\n".join(md))
+        _write_block(write_marketdata, md)
     return n
