@@ -112,6 +112,13 @@ class Connection:
         transport (its endpoint does that)."""
         self._mark_closed()
         current = asyncio.current_task()
+        closer = self._closer
+        if closer is not None and closer is not current and not closer.done():
+            # a 4008 close in flight: let it write its close frame (bounded wait)
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(asyncio.shield(closer), 5.0)
+            if not closer.done():
+                closer.cancel()
         for task in (self._closer, self._writer):
             if task is not None and task is not current and not task.done():
                 task.cancel()
