@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
+import orjson
 import pytest
 
+from engine import Engine, EngineConfig
+from engine.codec import encode_event
 from engine.commands import (
     CancelOrder,
     Command,
@@ -23,8 +28,10 @@ from engine.journal import (
     decode_record,
     encode_record,
     replay,
+    restore,
     scan,
 )
+from loadtest.cmdgen import CmdGenConfig, generate
 
 COMMANDS: list[Command] = [
     DefineInstrument("ACME", "0.01", 1),
@@ -186,3 +193,104 @@ def test_empty_and_missing_files(tmp_path: Path) -> None:
         assert (journal.last_in_seq, journal.records, journal.cut_bytes) == (0, 0, 0)
     assert os.path.getsize(path) == 0
     assert list(replay(path)) == []
+
+
+# --------------------------------------------------------------------------- with the engine
+
+
+def _counter_clock() -> Callable[[], int]:
+    ticks = [1_000]
+
+    def clock() -> int:
+        ticks[0] += 7
+        return ticks[0]
+
+    return clock
+
+
+def _stream() -> list[Command]:
+    """A generated stream without ts (so the clock stamps it), with malformed inputs mixed in."""
+    config = CmdGenConfig(symbols=4, accounts=3, ts_step_us=0)
+    stream: list[Command] = list(generate(config, 3_000))
+    for i in range(500, 3_000, 250):
+        stream[i] = Malformed(f"bad line {i}", "acct1", f"m{i}", None, "bad_qty")
+    return stream
+
+
+def _run(engine: Engine, commands: Iterable[Command]) -> list[bytes]:
+    return [encode_event(e, engine.instruments) for c in commands for e in engine.submit(c)]
+
+
+def test_restore_gives_the_same_state_and_events(tmp_path: Path) -> None:
+    path = tmp_path / "journal.log"
+    commands = _stream()
+    journal = Journal(JournalConfig(path=path, fsync="never"))
+    original = Engine(EngineConfig(), clock=_counter_clock(), journal=journal)
+    events = _run(original, commands[:2_000])
+    journal.flush()
+    assert journal.last_in_seq == 2_000
+
+    # the replayed records give byte-identical events
+    fresh = Engine(EngineConfig(), clock=lambda: 0)
+    replayed = [
+        encode_event(e, fresh.instruments)
+        for in_seq, ts, cmd in replay(path)
+        for e in fresh.submit_sequenced(in_seq, ts, cmd)
+    ]
+    assert replayed == events
+    assert fresh.state_hash() == original.state_hash()
+
+    # restore from the path (read only)
+    from_path = restore(functools.partial(Engine, EngineConfig(), clock=lambda: 0), path)
+    assert from_path.state_hash() == original.state_hash()
+    assert from_path.in_seq == 2_000
+
+    # restore continuing the live journal: new inputs go on from inSeq 2001, and give the
+    # same events as an uninterrupted run (whose clock has the same readings)
+    journal.close()
+    reopened = Journal(JournalConfig(path=path, fsync="never"))
+    clock = _counter_clock()
+    for _ in range(2_000):
+        clock()  # the readings the original run took
+    restored = restore(functools.partial(Engine, EngineConfig(), clock=clock), reopened)
+    assert restored.state_hash() == original.state_hash()
+    assert reopened.last_in_seq == 2_000  # nothing journaled twice
+    uninterrupted = Engine(EngineConfig(), clock=_counter_clock())
+    assert _run(uninterrupted, commands[:2_000]) == events
+    more = _run(restored, commands[2_000:])
+    assert more == _run(uninterrupted, commands[2_000:])
+    assert restored.state_hash() == uninterrupted.state_hash()
+    assert reopened.last_in_seq == 3_000
+    assert orjson.loads(more[0])["inSeq"] == 2_001
+    reopened.close()
+    whole = restore(functools.partial(Engine, EngineConfig(), clock=lambda: 0), path)
+    assert whole.state_hash() == restored.state_hash()
+    assert whole.in_seq == 3_000
+
+
+def test_restore_after_a_torn_tail_gives_the_state_before_it(tmp_path: Path) -> None:
+    path = tmp_path / "journal.log"
+    commands = _stream()[:1_500]
+    with Journal(JournalConfig(path=path, fsync="every")) as journal:
+        engine = Engine(EngineConfig(), clock=_counter_clock(), journal=journal)
+        _run(engine, commands)
+    before = Engine(EngineConfig(), clock=_counter_clock())
+    _run(before, commands[:-1])
+    data = path.read_bytes()
+    path.write_bytes(data[:-20])  # the last record is torn
+    reopened = Journal(JournalConfig(path=path))
+    assert reopened.cut_bytes > 0 and reopened.last_in_seq == 1_499
+    restored = restore(functools.partial(Engine, EngineConfig(), clock=lambda: 0), reopened)
+    assert restored.state_hash() == before.state_hash()
+    reopened.close()
+
+
+def test_a_bad_ts_is_journaled_as_the_malformed_input(tmp_path: Path) -> None:
+    path = tmp_path / "journal.log"
+    with Journal(JournalConfig(path=path)) as journal:
+        engine = Engine(EngineConfig(), clock=lambda: 5, journal=journal)
+        bad = engine.submit_line(b'{"op":"cancel","account":"a","clientOrderId":"x","ts":-1}')
+        assert bad[0].reason == "malformed"  # type: ignore[union-attr]
+    fresh = Engine(EngineConfig(), clock=lambda: 0)
+    (record,) = list(replay(path))
+    assert fresh.submit_sequenced(*record) == bad
