@@ -99,8 +99,8 @@ def test_random_churn_matches_reference_model() -> None:
             o = order(side, rnd.randint(1, 60) if side == BUY else rnd.randint(61, 120))
             book.add(o)
             live.append(o)
-        bids = [o.price for o in live if o.side == BUY]
-        asks = [o.price for o in live if o.side == SELL]
+        bids = [o.price for o in live if o.side == BUY and o.price is not None]
+        asks = [o.price for o in live if o.side == SELL and o.price is not None]
         assert book.best_bid == (max(bids) if bids else None)
         assert book.best_ask == (min(asks) if asks else None)
     # heaps stay bounded by the compaction rule

@@ -1,0 +1,277 @@
+"""Matching: an incoming (or re-priced) order against the opposite side of its book.
+
+Price-time priority: the best level first, within it the oldest order first; every trade is
+at the resting order's price. Each fill settles both wallets at once:
+
+* buyer: a limit buy consumes ``limit x q`` of its reserved cash and gets ``(limit - price) x
+  q`` back (price improvement); a market buy pays ``price x q`` from available cash, filling
+  whole lots only while available cash covers them; the buyer is credited ``q`` shares;
+* seller: ``q`` reserved shares are consumed; ``price x q`` cash is credited.
+
+The caller (:class:`engine.core.Engine`) has validated the order, reserved its funds and
+emitted ``accepted`` (or ``replaced``); it rests, finishes or cancels what is left. These
+loops touch the book's levels, the orders' links and the wallets' dicts directly, and keep
+the event and trade counters in locals: this is the engine's hot path.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from engine.book import OrderBook
+from engine.commands import BUY, SELL
+from engine.events import Done, Event, Trade
+from engine.instruments import Instrument
+from engine.orders import FILLED, PARTIALLY_FILLED, Order
+from engine.wallet import Wallet
+
+if TYPE_CHECKING:
+    from engine.core import Engine
+
+
+def match_buy(
+    engine: Engine,
+    order: Order,
+    book: OrderBook,
+    inst: Instrument,
+    wallet: Wallet,
+    out: list[Event],
+    in_seq: int,
+    ts: int,
+) -> None:
+    """Match a buy against the asks while they cross (``order.price``; ``None``: market)."""
+    asks = book.asks
+    limit = order.price
+    market = limit is None
+    remaining = order.open_qty
+    cpt = inst.cash_per_tick
+    lot = inst.lot
+    ccy = inst.currency
+    symbol = order.symbol
+    oid, account, coid = order.order_id, order.account, order.client_order_id
+    sq = engine._sq
+    seq = sq.out_seq
+    trade_id = engine._next_trade_id
+    orders = engine.orders
+    record = orders.record
+    close = orders.close
+    wallets = engine.wallets._wallets
+    b_avail = wallet.avail
+    b_res = wallet.reserved
+    append = out.append
+    afford = 0
+    price = 0
+    while remaining:
+        best = book.best_ask
+        if best is None or (not market and best > limit):  # type: ignore[operator]
+            break
+        if market:
+            afford = b_avail.get(ccy, 0) // (best * cpt * lot) * lot
+            if not afford:
+                break
+        price = best
+        level = asks[price]
+        resting = level.head
+        while resting is not None:
+            q = resting.open_qty
+            if q > remaining:
+                q = remaining
+            if market:
+                if q > afford:
+                    q = afford
+                afford -= q
+            notional = price * q * cpt
+            # buyer
+            if market:
+                b_avail[ccy] -= notional
+            else:
+                b_res[ccy] -= limit * q * cpt  # type: ignore[operator]
+                if limit != price:
+                    b_avail[ccy] = b_avail.get(ccy, 0) + (limit - price) * q * cpt  # type: ignore[operator]
+            b_avail[symbol] = b_avail.get(symbol, 0) + q
+            # seller
+            seller = wallets[resting.account]
+            seller.reserved[symbol] -= q
+            s_avail = seller.avail
+            s_avail[ccy] = s_avail.get(ccy, 0) + notional
+            # orders and level
+            remaining -= q
+            left = resting.open_qty - q
+            resting.open_qty = left
+            resting.filled += q
+            level.qty -= q
+            seq += 1
+            trade = Trade(
+                seq,
+                in_seq,
+                ts,
+                trade_id,
+                symbol,
+                price,
+                q,
+                BUY,
+                oid,
+                resting.order_id,
+                account,
+                resting.account,
+                coid,
+                resting.client_order_id,
+            )
+            trade_id += 1
+            append(trade)
+            record(trade)
+            nxt = resting.next
+            if left:
+                resting.status = PARTIALLY_FILLED
+                break  # the aggressor is done (or out of cash) with the resting order
+            resting.status = FILLED
+            level.head = nxt
+            if nxt is None:
+                level.tail = None
+            else:
+                nxt.prev = None
+            resting.next = resting.level = None
+            level.count -= 1
+            close(resting)
+            seq += 1
+            append(
+                Done(
+                    seq,
+                    in_seq,
+                    ts,
+                    resting.order_id,
+                    resting.account,
+                    resting.client_order_id,
+                    symbol,
+                )
+            )
+            if not remaining or (market and not afford):
+                break
+            resting = nxt
+        if not level.count:
+            book.drop_level(SELL, price)
+    sq.out_seq = seq
+    filled = order.open_qty - remaining
+    if filled:
+        engine._next_trade_id = trade_id
+        book.last_price = price
+        order.open_qty = remaining
+        order.filled += filled
+        order.status = PARTIALLY_FILLED
+
+
+def match_sell(
+    engine: Engine,
+    order: Order,
+    book: OrderBook,
+    inst: Instrument,
+    wallet: Wallet,
+    out: list[Event],
+    in_seq: int,
+    ts: int,
+) -> None:
+    """Match a sell against the bids while they cross (``order.price``; ``None``: market).
+    The order's shares were reserved when it was accepted."""
+    bids = book.bids
+    limit = order.price
+    market = limit is None
+    remaining = order.open_qty
+    cpt = inst.cash_per_tick
+    ccy = inst.currency
+    symbol = order.symbol
+    oid, account, coid = order.order_id, order.account, order.client_order_id
+    sq = engine._sq
+    seq = sq.out_seq
+    trade_id = engine._next_trade_id
+    orders = engine.orders
+    record = orders.record
+    close = orders.close
+    wallets = engine.wallets._wallets
+    s_avail = wallet.avail
+    s_res = wallet.reserved
+    append = out.append
+    price = 0
+    while remaining:
+        best = book.best_bid
+        if best is None or (not market and best < limit):  # type: ignore[operator]
+            break
+        price = best
+        level = bids[price]
+        resting = level.head
+        while resting is not None:
+            q = resting.open_qty
+            if q > remaining:
+                q = remaining
+            notional = price * q * cpt
+            # seller
+            s_res[symbol] -= q
+            s_avail[ccy] = s_avail.get(ccy, 0) + notional
+            # buyer: it reserved cash at its own price, which is the trade price
+            buyer = wallets[resting.account]
+            buyer.reserved[ccy] -= notional
+            b_avail = buyer.avail
+            b_avail[symbol] = b_avail.get(symbol, 0) + q
+            # orders and level
+            remaining -= q
+            left = resting.open_qty - q
+            resting.open_qty = left
+            resting.filled += q
+            level.qty -= q
+            seq += 1
+            trade = Trade(
+                seq,
+                in_seq,
+                ts,
+                trade_id,
+                symbol,
+                price,
+                q,
+                SELL,
+                resting.order_id,
+                oid,
+                resting.account,
+                account,
+                resting.client_order_id,
+                coid,
+            )
+            trade_id += 1
+            append(trade)
+            record(trade)
+            nxt = resting.next
+            if left:
+                resting.status = PARTIALLY_FILLED
+                break
+            resting.status = FILLED
+            level.head = nxt
+            if nxt is None:
+                level.tail = None
+            else:
+                nxt.prev = None
+            resting.next = resting.level = None
+            level.count -= 1
+            close(resting)
+            seq += 1
+            append(
+                Done(
+                    seq,
+                    in_seq,
+                    ts,
+                    resting.order_id,
+                    resting.account,
+                    resting.client_order_id,
+                    symbol,
+                )
+            )
+            if not remaining:
+                break
+            resting = nxt
+        if not level.count:
+            book.drop_level(BUY, price)
+    sq.out_seq = seq
+    filled = order.open_qty - remaining
+    if filled:
+        engine._next_trade_id = trade_id
+        book.last_price = price
+        order.open_qty = remaining
+        order.filled += filled
+        order.status = PARTIALLY_FILLED
