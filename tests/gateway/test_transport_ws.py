@@ -4,6 +4,7 @@ uvicorn server with the ``websockets`` client for data flow, resume and slow cli
 from __future__ import annotations
 
 import asyncio
+import itertools
 import socket
 from typing import Any
 
@@ -280,20 +281,130 @@ async def test_connection_limit_closes_1013(stack: Stack) -> None:
         await srv.stop()
 
 
-def _stalled_client(port: int) -> socket.socket:
-    """A raw WebSocket client that subscribes (via the given frames) and then never reads."""
-    sock = socket.create_connection(("127.0.0.1", port))
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.sendall(
-        b"GET /v1/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-        b"Sec-WebSocket-Version: 13\r\n\r\n"
-    )
-    return sock
+class RawClient:
+    """A raw-socket WebSocket client with a tiny receive buffer that can stop reading."""
+
+    def __init__(self, port: int) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", port))
+        sock.setblocking(False)
+        self.sock = sock
+        self.buf = b""
+
+    async def _recv_some(self) -> bytes:
+        loop = asyncio.get_running_loop()
+        data = await asyncio.wait_for(loop.sock_recv(self.sock, 65536), 10)
+        if not data:
+            raise EOFError
+        return data
+
+    async def handshake(self) -> None:
+        loop = asyncio.get_running_loop()
+        await loop.sock_sendall(
+            self.sock,
+            b"GET /v1/ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 13\r\n\r\n",
+        )
+        while b"\r\n\r\n" not in self.buf:
+            self.buf += await self._recv_some()
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        assert head.startswith(b"HTTP/1.1 101"), head
+
+    async def send(self, obj: Any) -> None:
+        payload = orjson.dumps(obj)
+        assert len(payload) < 126
+        mask = b"\x01\x02\x03\x04"
+        body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        frame = bytes([0x81, 0x80 | len(payload)]) + mask + body
+        await asyncio.get_running_loop().sock_sendall(self.sock, frame)
+
+    async def _need(self, n: int) -> None:
+        while len(self.buf) < n:
+            self.buf += await self._recv_some()
+
+    async def frame(self) -> tuple[int, bytes]:
+        """(opcode, payload) of the next server frame (unmasked, unfragmented)."""
+        await self._need(2)
+        opcode, n = self.buf[0] & 0x0F, self.buf[1] & 0x7F
+        offset = 2
+        if n == 126:
+            await self._need(4)
+            n, offset = int.from_bytes(self.buf[2:4], "big"), 4
+        elif n == 127:
+            await self._need(10)
+            n, offset = int.from_bytes(self.buf[2:10], "big"), 10
+        await self._need(offset + n)
+        payload = self.buf[offset : offset + n]
+        self.buf = self.buf[offset + n :]
+        return opcode, payload
+
+    def close(self) -> None:
+        self.sock.close()
 
 
-def _masked_text(payload: bytes) -> bytes:
-    assert len(payload) < 126
-    mask = b"\x01\x02\x03\x04"
-    body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-    return bytes([0x81, 0x80 | len(payload)]) + mask + body
+async def _pump(stack: Stack, channel: str, n: int, pad: str) -> None:
+    for i in range(n):
+        stack.publisher.emit(channel, {"i": stack.publisher.seqs.get(channel, 0) + 1, "p": pad})
+        if i % 20 == 0:
+            await asyncio.sleep(0)
+
+
+async def test_stalled_client_conflates_book_and_does_not_delay_others(
+    server: Server, stack: Stack
+) -> None:
+    stalled = RawClient(server.port)
+    await stalled.handshake()
+    await stalled.send({"op": "subscribe", "ch": ["book.AAPL"], "id": 1})
+    async with connect(server.ws_url, max_size=None) as ws:
+        healthy = Reader(ws)
+        await healthy.send({"op": "subscribe", "ch": ["book.AAPL"], "id": 1})
+        assert (await healthy.next())["type"] == "subscribed"
+        assert (await healthy.next())["type"] == "snapshot"
+        n = 2000
+        reading = asyncio.create_task(healthy.data("book.AAPL", 1 + n))
+        await _pump(stack, "book.AAPL", n, "x" * 4000)  # about 8 MB per client
+        got = await reading
+        assert [m["seq"] for m in got] == list(range(2, 2 + n))  # every update, in order
+    metrics = stack.metrics
+    assert (metrics.value("quotegate_conflations_total", {"transport": "ws"}) or 0) >= 1
+    # The stalled client drains: it skipped to a fresh snapshot and ends current.
+    stack.publisher.emit("book.AAPL", {"i": n + 2})
+    seen: list[dict[str, Any]] = []
+    while not seen or seen[-1].get("seq") != n + 2:
+        opcode, payload = await stalled.frame()
+        if opcode == 0x1:
+            seen.extend(m for m in split(payload) if m.get("ch") == "book.AAPL")
+    stalled.close()
+    seqs = [m["seq"] for m in seen]
+    assert len(seqs) < n + 1  # some updates were skipped...
+    snapshots = [m for m in seen[1:] if m["type"] == "snapshot"]
+    assert snapshots  # ...for a fresh snapshot
+    for prev, cur in itertools.pairwise(seen):  # and updates never skip a seq
+        if cur["type"] == "update":
+            assert cur["seq"] == prev["seq"] + 1
+
+
+async def test_stalled_client_on_orders_is_closed_4008(server: Server, stack: Stack) -> None:
+    stalled = RawClient(server.port)
+    await stalled.handshake()
+    await stalled.send({"op": "auth", "token": "key-alice", "id": 1})
+    await stalled.send({"op": "subscribe", "ch": ["orders"], "id": 2})
+    await asyncio.sleep(0.05)
+    metrics = stack.metrics
+    pad = "y" * 4000
+    for _ in range(100):
+        await _pump(stack, "orders.alice", 100, pad)
+        await asyncio.sleep(0.01)
+        if metrics.value("quotegate_slow_disconnects_total", {"transport": "ws"}):
+            break
+    assert metrics.value("quotegate_slow_disconnects_total", {"transport": "ws"}) == 1
+    code = None
+    while code is None:
+        opcode, payload = await stalled.frame()
+        if opcode == 0x8:
+            code = int.from_bytes(payload[:2], "big")
+            assert payload[2:] == b"slow"
+    stalled.close()
+    assert code == 4008
