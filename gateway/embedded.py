@@ -1,0 +1,296 @@
+"""The embedded runtime: everything of ``quotegate run`` except the HTTP server.
+
+One engine, one publisher, one process. Every command, from the feed or from REST order entry,
+goes through :meth:`EmbeddedRuntime.submit`, the single sequencing point (the event loop is the
+only thread that touches the engine)::
+
+    command -> engine.submit -> publisher.on_events(events) -> sink(envelope):
+                                                             store.record + bus.publish
+
+A periodic task calls ``publisher.flush_due(now)`` for conflated channels. The snapshot store
+is in memory, or Redis with ``redis_url``; closed candles go to a SQLite archive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.commands import Command, DefineInstrument
+from engine.events import Event
+from engine.sequencer import wall_clock_us
+from feeds.replay import ReplayConfig, ReplayFeed, read_commands
+from feeds.synthetic import DEFAULT_SYMBOLS, SyntheticConfig, SyntheticFeed
+from gateway.accounts import Accounts
+from gateway.bus_memory import MemoryBus
+from gateway.channels import orders_channel, symbol_channels
+from gateway.envelope import Envelope
+from gateway.order_service import EngineOrderService, order_to_json
+from gateway.services import CandleArchive, Services
+from gateway.store import SnapshotStore
+from gateway.store_config import RedisStoreConfig, StoreConfig
+
+FEEDS = ("synthetic", "replay", "none")
+REPLAY_SCAN_LINES = 10_000
+
+
+@dataclass(kw_only=True)
+class EmbeddedConfig:
+    """The embedded runtime. ``feed``: ``synthetic``, ``replay`` (``replay_file``) or
+    ``none``; ``rate_orders_per_s`` paces the synthetic feed; ``replay_speed`` the replay
+    (0 = as fast as possible). ``accounts_file``: see :mod:`gateway.accounts` (without one, a
+    ``demo`` account with ``demo_api_key`` or a random key). ``redis_url``: keep snapshots in
+    Redis; ``candles_db``: SQLite file of closed candles (``None``: in memory)."""
+
+    symbols: Sequence[str] = DEFAULT_SYMBOLS
+    feed: str = "synthetic"
+    rate_orders_per_s: float = 200.0
+    seed: int = 1
+    tick: str = "0.01"
+    lot: int = 1
+    replay_file: str | None = None
+    replay_speed: float = 1.0
+    accounts_file: str | None = None
+    demo_api_key: str | None = None
+    redis_url: str | None = None
+    candles_db: str | None = None
+    flush_interval_ms: int = 20
+    store_history_max: int = 1000
+    publisher: Any = None  # a PublisherConfig, or None for its defaults
+    synthetic: dict[str, Any] = field(default_factory=dict)  # extra SyntheticConfig fields
+
+    def __post_init__(self) -> None:
+        if self.feed not in FEEDS:
+            raise ValueError(f"feed must be one of {', '.join(FEEDS)}, not {self.feed!r}")
+        if self.feed == "replay" and not self.replay_file:
+            raise ValueError("the replay feed needs a replay file (--replay-file)")
+        if self.rate_orders_per_s < 0:
+            raise ValueError("the feed rate must be >= 0")
+        if self.flush_interval_ms < 1:
+            raise ValueError("flush_interval_ms must be at least 1")
+        symbols = list(dict.fromkeys(s.strip() for s in self.symbols if s.strip()))
+        if not symbols and self.feed != "replay":
+            raise ValueError("at least one symbol is needed")
+        self.symbols = symbols
+
+
+class EmbeddedRuntime:
+    """Owns the engine, publisher, bus, store, candle archive, feed and their tasks."""
+
+    def __init__(self, config: EmbeddedConfig, *, clock: Callable[[], int] = wall_clock_us):
+        from engine import Engine, EngineConfig
+        from gateway.marketdata.publisher import Publisher, PublisherConfig
+
+        self.config = config
+        self._clock = clock
+        self.accounts = (
+            Accounts.load(config.accounts_file)
+            if config.accounts_file
+            else Accounts.demo(config.symbols, api_key=config.demo_api_key)
+        )
+        self.engine = Engine(EngineConfig(), clock=clock)
+        self.bus = MemoryBus()
+        self.archive = _candle_archive(config.candles_db)
+        self.publisher = Publisher(
+            config.publisher or PublisherConfig(),
+            sink=self._sink,
+            clock=clock,
+            on_candle_closed=self.archive.append if self.archive is not None else None,
+            open_orders=self._open_orders,
+            instrument_lookup=self.engine.instruments.get,
+        )
+        self.store: SnapshotStore = _snapshot_store(config, self.publisher.snapshot)
+        self.order_service = EngineOrderService(self.engine, self.submit)
+        self.feed: SyntheticFeed | ReplayFeed | None = None
+        self.services = Services(
+            bus=self.bus,
+            store=self.store,
+            candles=self.archive,
+            orders=self.order_service,
+            authenticate=self.accounts.authenticate,
+            symbols=self.symbols,
+            extra={"runtime": self},
+        )
+        self._flush_task: asyncio.Task[None] | None = None
+        self._started = False
+        self._closers: list[Callable[[], Awaitable[None]]] = []
+        self.commands = 0
+        self.sink_errors = 0
+
+    # -- the sequencing point -------------------------------------------------------------
+
+    def submit(self, cmd: Command) -> list[Event]:
+        """Run one command through the engine and publish what it changed."""
+        self.commands += 1
+        events: list[Event] = self.engine.submit(cmd)
+        if type(cmd) is DefineInstrument:
+            inst = self.engine.instruments.get(cmd.symbol)
+            if inst is not None and inst.symbol not in self.publisher.instruments:
+                self.publisher.add_instrument(inst)
+                self._record_snapshots(symbol_channels(inst.symbol))
+        if events:
+            self.publisher.on_events(events)
+        return events
+
+    def _record_snapshots(self, channels: Iterable[str]) -> None:
+        """Give the store a snapshot of channels that have none yet (a new symbol or account),
+        so that REST and subscribers find them before their first update."""
+        for channel in channels:
+            envelope = self.publisher.snapshot(channel)
+            if envelope is not None:
+                self.store.record_snapshot(envelope)
+
+    def _sink(self, envelope: Envelope) -> None:
+        try:
+            self.store.record(envelope)
+        except Exception:
+            self.sink_errors += 1
+        self.bus.publish(envelope)
+
+    def _open_orders(self, account: str) -> list[dict[str, Any]]:
+        instruments = self.engine.instruments
+        return [
+            order_to_json(o, instruments.get(o.symbol))
+            for o in self.engine.orders.open_orders(account)
+        ]
+
+    def symbols(self) -> list[dict[str, Any]]:
+        """``GET /v1/symbols`` entries: the engine's instruments."""
+        return [
+            {"symbol": i.symbol, "tick": i.tick, "lot": i.lot, "currency": i.currency}
+            for i in self.engine.instruments.values()
+        ]
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start storage, define instruments, make the opening deposits, start the feed and
+        the flush task. Idempotent."""
+        if self._started:
+            return
+        self._started = True
+        cfg = self.config
+        if self.archive is not None:
+            await self.archive.start()
+            self._closers.append(self.archive.close)
+        for component in (self.store, self.bus):
+            await component.start()
+            self._closers.append(component.close)
+        if cfg.feed == "synthetic":
+            synth = SyntheticConfig(
+                symbols=cfg.symbols,
+                orders_per_s=cfg.rate_orders_per_s,
+                seed=cfg.seed,
+                tick=cfg.tick,
+                lot=cfg.lot,
+                **cfg.synthetic,
+            )
+            feed = SyntheticFeed(synth, self.submit)
+            feed.submit_setup()  # instruments first: deposits of shares need them
+            self.feed = feed
+        elif cfg.feed == "replay":
+            assert cfg.replay_file is not None
+            for cmd in _leading_instruments(cfg.replay_file):
+                self.submit(cmd._replace(ts=None))
+            self.feed = ReplayFeed(
+                ReplayConfig(path=cfg.replay_file, speed=cfg.replay_speed), self.submit
+            )
+        else:
+            for symbol in cfg.symbols:
+                self.submit(DefineInstrument(symbol=symbol, tick=cfg.tick, lot=cfg.lot))
+        for deposit in self.accounts.deposit_commands():
+            self.submit(deposit)
+        self._record_snapshots(orders_channel(a) for a in self.accounts.names)
+        self._flush_task = asyncio.create_task(self._flush_loop(), name="publisher-flush")
+        if self.feed is not None:
+            await self.feed.start()
+            self._closers.append(self.feed.close)
+
+    async def close(self) -> None:
+        """Stop the feed and the flush task, publish what is pending, close storage (in reverse
+        order of start). Idempotent."""
+        task, self._flush_task = self._flush_task, None
+        closers, self._closers = self._closers, []
+        if self.feed is not None and self.feed.close in closers:
+            closers.remove(self.feed.close)
+            await self.feed.close()
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._started:
+            self.publisher.flush_all()
+        for close in reversed(closers):
+            with contextlib.suppress(Exception):
+                await close()
+
+    async def _flush_loop(self) -> None:
+        interval_s = self.config.flush_interval_ms / 1000
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                self.publisher.flush_due(self._clock())
+            except Exception:
+                self.sink_errors += 1
+
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[Services]:
+        """Started services for ``create_app(services=runtime.session)``; closed at exit."""
+        try:
+            await self.start()
+            yield self.services
+        finally:
+            await self.close()
+
+
+async def embedded_services(config: EmbeddedConfig) -> EmbeddedRuntime:
+    """A started runtime; serve ``runtime.services`` and ``await runtime.close()`` at the end."""
+    runtime = EmbeddedRuntime(config)
+    try:
+        await runtime.start()
+    except BaseException:
+        await runtime.close()
+        raise
+    return runtime
+
+
+def _leading_instruments(path: str) -> list[DefineInstrument]:
+    """Instrument definitions among the first lines of a replay file (defined before the
+    opening deposits, which may be in shares of them)."""
+    out: list[DefineInstrument] = []
+    for i, cmd in enumerate(read_commands(path)):
+        if i >= REPLAY_SCAN_LINES:
+            break
+        if isinstance(cmd, DefineInstrument):
+            out.append(cmd)
+    return out
+
+
+def _snapshot_store(config: EmbeddedConfig, provider: Any) -> SnapshotStore:
+    if config.redis_url:
+        module = importlib.import_module("gateway.store_redis")
+        store: SnapshotStore = module.RedisSnapshotStore(
+            RedisStoreConfig(url=config.redis_url, history_max=config.store_history_max),
+            snapshot_provider=provider,
+        )
+        return store
+    from gateway.store_memory import MemorySnapshotStore
+
+    return MemorySnapshotStore(
+        StoreConfig(history_max=config.store_history_max), snapshot_provider=provider
+    )
+
+
+def _candle_archive(path: str | None) -> CandleArchive | None:
+    try:
+        module = importlib.import_module("gateway.candles_sqlite")
+    except ModuleNotFoundError:  # the archive is optional: REST then serves the ring only
+        return None
+    archive: CandleArchive = module.SqliteCandleArchive(
+        module.SqliteCandleConfig(path=path or ":memory:")
+    )
+    return archive
