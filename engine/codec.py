@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -34,6 +34,9 @@ from engine.events import (
     Trade,
 )
 from engine.instruments import Instrument
+
+if TYPE_CHECKING:
+    from engine.orders import Order
 
 _MISSING = object()
 
@@ -97,7 +100,7 @@ def _instrument(o: dict[str, Any], ts: int | None) -> Command:
 
 
 def _deposit(o: dict[str, Any], ts: int | None) -> Command:
-    amount = o.get("amount")
+    amount: Any = o.get("amount")
     if type(amount) not in (str, int):
         raise _Bad("field 'amount' must be a decimal string or an integer", BAD_QTY)
     return Deposit(account=_str(o, "account"), asset=_str(o, "asset"), amount=amount, ts=ts)
@@ -206,6 +209,7 @@ def command_to_json(cmd: Command) -> dict[str, Any]:
         if cmd.band is not None:
             out["band"] = cmd.band
     else:
+        assert isinstance(cmd, Malformed)
         out = {"op": "malformed", "message": cmd.message, "reason": cmd.reason}
         if cmd.account is not None:
             out["account"] = cmd.account
@@ -324,3 +328,59 @@ def event_to_json(event: Event, instruments: Mapping[str, Instrument]) -> dict[s
 def encode_event(event: Event, instruments: Mapping[str, Instrument]) -> bytes:
     """One event as a JSON line (without the trailing newline)."""
     return orjson.dumps(event_to_json(event, instruments))
+
+
+def order_to_json(order: Order, instrument: Instrument) -> dict[str, Any]:
+    """An order as ``GET /v1/order`` shows it: ``price`` a decimal string (``null`` for a
+    market order), ``qty`` the ordered quantity, ``openQty`` what is still working,
+    ``filled`` what has traded, ``status`` one of new, partially_filled, filled, cancelled."""
+    price = order.price
+    return {
+        "orderId": order.order_id,
+        "account": order.account,
+        "clientOrderId": order.client_order_id,
+        "symbol": order.symbol,
+        "side": order.side,
+        "type": order.type,
+        "tif": order.tif,
+        "price": None if price is None else instrument.price_text(price),
+        "qty": order.qty,
+        "openQty": order.open_qty,
+        "filled": order.filled,
+        "status": order.status,
+        "ts": order.ts,
+    }
+
+
+def execution_to_json(
+    trade: Trade,
+    account: str,
+    instruments: Mapping[str, Instrument],
+    *,
+    side: str | None = None,
+) -> dict[str, Any]:
+    """One account's view of a trade (``GET /v1/execution``, the ``orders`` channel's fill):
+    its own order and side only, never the counterparty's account or order. ``liquidity`` is
+    ``taker`` for the aggressor's side and ``maker`` for the resting one. ``side`` picks the
+    view of a self-trade (both sides are the account; the default is the buy side)."""
+    if side is None:
+        side = "buy" if trade.buy_account == account else "sell"
+    if side == "buy":
+        if trade.buy_account != account:
+            raise ValueError(f"account {account!r} is not the buyer of trade {trade.trade_id}")
+        order_id, coid = trade.buy_order_id, trade.buy_client_order_id
+    else:
+        if trade.sell_account != account:
+            raise ValueError(f"account {account!r} is not the seller of trade {trade.trade_id}")
+        order_id, coid = trade.sell_order_id, trade.sell_client_order_id
+    return {
+        "tradeId": trade.trade_id,
+        "orderId": order_id,
+        "clientOrderId": coid,
+        "symbol": trade.symbol,
+        "side": side,
+        "price": _price_text(instruments, trade.symbol, trade.price),
+        "qty": trade.qty,
+        "liquidity": "taker" if side == trade.aggressor else "maker",
+        "ts": trade.ts,
+    }

@@ -35,7 +35,8 @@ def parse_decimal(text: object, decimals: int) -> int | None:
             if extra.strip("0"):
                 return None
             frac = frac[:decimals]
-    return int(whole) * 10**decimals + (int(frac) * 10 ** (decimals - len(frac)) if frac else 0)
+    scale: int = 10**decimals
+    return int(whole) * scale + (int(frac) * 10 ** (decimals - len(frac)) if frac else 0)
 
 
 def decimals_of(text: str) -> int:
