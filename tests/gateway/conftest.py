@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import warnings
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import pytest
 
 from gateway.app import create_app
@@ -26,6 +27,7 @@ from gateway.metrics import Metrics
 from gateway.services import Services
 from gateway.store_config import StoreConfig
 from gateway.store_memory import MemorySnapshotStore
+from gateway.transport import Outgoing
 from tests.services import free_port as _free_port
 
 SYMBOLS = ("AAPL", "MSFT")
@@ -79,6 +81,50 @@ class FakePublisher:
             {"seq": seq, "n": seq},
             wire_channel=self.wire(channel),
         )
+
+
+class RecordingTransport:
+    """A Transport that keeps every batch; ``gate`` (when cleared) blocks ``send`` like a
+    client that stopped reading; ``fail`` makes ``send`` raise like a vanished client."""
+
+    def __init__(self, name: str = "ws") -> None:
+        self.name = name
+        self.batches: list[list[Outgoing]] = []
+        self.closed: tuple[int, str] | None = None
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.fail = False
+        self.sent = asyncio.Event()
+
+    async def send(self, batch: Sequence[Outgoing]) -> None:
+        await self.gate.wait()
+        if self.fail:
+            raise ConnectionResetError("gone")
+        self.batches.append(list(batch))
+        self.sent.set()
+
+    async def close(self, code: int, reason: str) -> None:
+        self.closed = (code, reason)
+
+    def items(self) -> list[Outgoing]:
+        return [item for batch in self.batches for item in batch]
+
+    def envelopes(self, channel: str | None = None) -> list[Envelope]:
+        return [
+            item
+            for item in self.items()
+            if isinstance(item, Envelope) and (channel is None or item.channel == channel)
+        ]
+
+    def controls(self) -> list[dict[str, Any]]:
+        return [orjson.loads(item) for item in self.items() if isinstance(item, bytes)]
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:
+        """Wait until ``predicate()`` holds (checked after each send)."""
+        async with asyncio.timeout(timeout_s):
+            while not predicate():
+                self.sent.clear()
+                await self.sent.wait()
 
 
 @dataclass
