@@ -17,18 +17,22 @@ cuts a torn or corrupt tail (everything from the first bad record on) by truncat
 and synced by the fsync policy of :class:`JournalConfig`:
 
 - ``"every"``: every record is written and ``fdatasync``-ed before ``append`` returns;
-- ``"interval"``: the buffer is written and synced by the first ``append`` at least
-  ``fsync_interval_ms`` after the previous sync, and by :meth:`Journal.sync_due` (for a timer
-  when input is quiet), :meth:`Journal.flush` and :meth:`Journal.close`;
+- ``"interval"``: the first ``append`` at least ``fsync_interval_ms`` after the previous
+  hand-off (or one that fills ``buffer_max_bytes``) hands the buffer to a background thread
+  that writes and syncs it (group commit: the engine never waits for the disk, and a crash
+  loses at most the last interval or so); also :meth:`Journal.sync_due` (for a timer when
+  input is quiet), :meth:`Journal.flush` (which waits for the sync) and :meth:`Journal.close`;
 - ``"never"``: the buffer is written when it exceeds ``buffer_max_bytes`` and on
   ``flush``/``close``; the operating system decides when it reaches the disk.
 
-Pure Python, stdlib only, no asyncio: the engine calls :meth:`Journal.append` synchronously.
+Pure Python, stdlib only, no asyncio: the engine calls :meth:`Journal.append` synchronously;
+the only concurrency is the ``"interval"`` policy's sync thread, private to the journal.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -216,11 +220,91 @@ def replay(path: str | os.PathLike[str]) -> Iterator[tuple[int, int, Command]]:
 # --------------------------------------------------------------------------- writer
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+class _Syncer:
+    """Group commit for the ``"interval"`` policy: blocks handed off by the engine thread are
+    written and synced by one background thread (the GIL is released while it waits for the
+    disk), so an ``append`` never waits for a sync. At most ``max_pending_bytes`` may wait;
+    beyond that ``hand_off`` blocks (back-pressure from a slow disk)."""
+
+    def __init__(self, fd: int, max_pending_bytes: int) -> None:
+        self._fd = fd
+        self._max_pending = max_pending_bytes
+        self._cond = threading.Condition()
+        self._blocks: list[bytes] = []
+        self._pending_bytes = 0
+        self._busy = False
+        self._stopping = False
+        self.error: OSError | None = None
+        self.syncs = 0
+        self._thread = threading.Thread(target=self._run, name="journal-sync", daemon=True)
+        self._thread.start()
+
+    def hand_off(self, data: bytes) -> None:
+        with self._cond:
+            while self._pending_bytes > self._max_pending and self.error is None:
+                self._cond.wait()
+            self._raise()
+            self._blocks.append(data)
+            self._pending_bytes += len(data)
+            self._cond.notify_all()
+
+    def wait_idle(self) -> None:
+        """Until everything handed off is written and synced."""
+        with self._cond:
+            while (self._blocks or self._busy) and self.error is None:
+                self._cond.wait()
+            self._raise()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        self._thread.join()
+        self._raise()
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            raise JournalError(f"journal write failed: {self.error}") from self.error
+
+    def _run(self) -> None:
+        cond = self._cond
+        while True:
+            with cond:
+                while not self._blocks and not self._stopping:
+                    cond.wait()
+                if not self._blocks:
+                    return
+                blocks, self._blocks = self._blocks, []
+                self._pending_bytes = 0
+                self._busy = True
+                cond.notify_all()
+            try:
+                _write_all(self._fd, b"".join(blocks))
+                _sync(self._fd)
+            except OSError as exc:
+                with cond:
+                    self.error = exc
+                    self._busy = False
+                    cond.notify_all()
+                return
+            with cond:
+                self._busy = False
+                self.syncs += 1
+                cond.notify_all()
+
+
 class Journal:
     """An open journal for appending; a ``JournalSink`` for the engine.
 
     Opening scans the existing file and cuts a torn tail; :attr:`last_in_seq` is the last
     good record's ``inSeq`` (0 for a new journal), and the next ``append`` must continue it.
+    Under the ``"interval"`` policy a background thread writes and syncs (group commit).
     """
 
     def __init__(self, config: JournalConfig) -> None:
@@ -244,11 +328,19 @@ class Journal:
         self._interval_ns = int(config.fsync_interval_ms * 1_000_000)
         self._max_bytes = config.buffer_max_bytes
         self._last_sync_ns = time.monotonic_ns()
-        self.syncs = 0
+        self._syncs = 0
+        self._syncer = (
+            _Syncer(self._fd, 64 * config.buffer_max_bytes) if config.fsync == "interval" else None
+        )
 
     @property
     def closed(self) -> bool:
         return self._fd is None
+
+    @property
+    def syncs(self) -> int:
+        """How many times the file was synced."""
+        return self._syncs + (self._syncer.syncs if self._syncer is not None else 0)
 
     def append(self, in_seq: int, ts: int, cmd: Command) -> None:
         """Record one sequenced input; ``in_seq`` must be ``last_in_seq + 1``."""
@@ -257,42 +349,50 @@ class Journal:
         if self._fd is None:
             raise JournalError("the journal is closed")
         body = orjson.dumps({"inSeq": in_seq, "ts": ts, "cmd": command_to_json(cmd)})
-        record = b"%08x %b\n" % (zlib.crc32(body), body)
+        self._buf.append(b"%08x " % zlib.crc32(body) + body + b"\n")
+        self._buf_bytes += len(body) + 10
         self.last_in_seq = in_seq
         self.records += 1
-        self._buf.append(record)
-        self._buf_bytes += len(record)
         policy = self._policy
         if policy == "interval":
-            if time.monotonic_ns() - self._last_sync_ns >= self._interval_ns:
-                self._write(sync=True)
-            elif self._buf_bytes >= self._max_bytes:
-                self._write(sync=False)
+            if (
+                time.monotonic_ns() - self._last_sync_ns >= self._interval_ns
+                or self._buf_bytes >= self._max_bytes
+            ):
+                self._hand_off()
         elif policy == "every":
             self._write(sync=True)
         elif self._buf_bytes >= self._max_bytes:
             self._write(sync=False)
 
     def sync_due(self) -> bool:
-        """Write and sync the buffer if the interval has elapsed (for a timer while input is
-        quiet); returns whether it synced. Does nothing under the ``"never"`` policy."""
-        if self._fd is None or self._policy == "never" or not self._buf:
+        """Hand the buffer to the sync thread if the interval has elapsed (for a timer while
+        input is quiet); returns whether it did. Only for the ``"interval"`` policy."""
+        if self._fd is None or self._syncer is None or not self._buf:
             return False
         if time.monotonic_ns() - self._last_sync_ns < self._interval_ns:
             return False
-        self._write(sync=True)
+        self._hand_off()
         return True
 
     def flush(self) -> None:
-        """Write the buffer and sync it (unless the policy is ``"never"``)."""
-        if self._fd is not None:
-            self._write(sync=self._policy != "never")
+        """Write the buffer and, unless the policy is ``"never"``, wait until it is synced."""
+        if self._fd is None:
+            return
+        if self._syncer is not None:
+            self._hand_off()
+            self._syncer.wait_idle()
+        else:
+            self._write(sync=self._policy == "every")
 
     def close(self) -> None:
-        """Flush and close; idempotent."""
+        """Write, sync and close; idempotent."""
         if self._fd is None:
             return
         try:
+            if self._syncer is not None:
+                self._hand_off()
+                self._syncer.stop()
             self._write(sync=True)
         finally:
             os.close(self._fd)
@@ -304,6 +404,15 @@ class Journal:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _hand_off(self) -> None:
+        assert self._syncer is not None
+        self._last_sync_ns = time.monotonic_ns()
+        if self._buf:
+            data = b"".join(self._buf)
+            self._buf.clear()
+            self._buf_bytes = 0
+            self._syncer.hand_off(data)
+
     def _write(self, *, sync: bool) -> None:
         fd = self._fd
         assert fd is not None
@@ -311,13 +420,10 @@ class Journal:
             data = b"".join(self._buf)
             self._buf.clear()
             self._buf_bytes = 0
-            view = memoryview(data)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
+            _write_all(fd, data)
         if sync:
             _sync(fd)
-            self.syncs += 1
+            self._syncs += 1
             self._last_sync_ns = time.monotonic_ns()
 
 

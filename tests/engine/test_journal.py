@@ -139,16 +139,23 @@ def test_fsync_policies(tmp_path: Path, fsync: str) -> None:
     if fsync == "never":
         assert path.stat().st_size == 0  # still buffered
         assert not journal.sync_due()
+    elif fsync == "every":
+        assert len(list(replay(path))) == 1  # written and synced before append returns
+        assert journal.syncs == 1
     else:
-        assert len(list(replay(path))) == 1  # written (and synced) at once with interval 0
-    journal.append(2, 2, COMMANDS[1])
+        journal.flush()  # waits for the sync thread
+        assert len(list(replay(path))) == 1
+        assert journal.syncs >= 1
+        assert not journal.sync_due()  # interval 0: every append hands off, nothing left
+    n = journal.last_in_seq
+    journal.append(n + 1, 9, COMMANDS[3])
     journal.flush()
-    assert len(list(replay(path))) == 2
+    assert len(list(replay(path))) == n + 1
     journal.close()
     journal.close()  # idempotent
     assert journal.closed
     with pytest.raises(JournalError):
-        journal.append(3, 3, COMMANDS[2])
+        journal.append(n + 2, 3, COMMANDS[2])
 
 
 def test_interval_policy_buffers_until_due(tmp_path: Path) -> None:
@@ -162,11 +169,34 @@ def test_interval_policy_buffers_until_due(tmp_path: Path) -> None:
     assert len(list(replay(path))) == len(COMMANDS)
 
 
-def test_buffer_limit_forces_a_write(tmp_path: Path) -> None:
+def test_sync_due_hands_off_once_the_interval_passed(tmp_path: Path) -> None:
     path = tmp_path / "journal.log"
-    journal = Journal(JournalConfig(path=path, fsync="never", buffer_max_bytes=1))
-    journal.append(1, 1, COMMANDS[0])
-    assert len(list(replay(path))) == 1
+    with Journal(JournalConfig(path=path, fsync="interval", fsync_interval_ms=60_000)) as journal:
+        journal.append(1, 1, COMMANDS[0])
+        journal.append(2, 2, COMMANDS[1])
+        assert not journal.sync_due()
+        journal._last_sync_ns -= 61_000_000_000  # as if the interval had passed
+        assert journal.sync_due()
+        assert not journal.sync_due()  # nothing left to hand off
+        journal.flush()
+        assert len(list(replay(path))) == 2
+
+
+@pytest.mark.parametrize("fsync", ["interval", "never"])
+def test_buffer_limit_forces_a_write(tmp_path: Path, fsync: str) -> None:
+    path = tmp_path / "journal.log"
+    config = JournalConfig(
+        path=path,
+        fsync=fsync,  # type: ignore[arg-type]
+        fsync_interval_ms=60_000,
+        buffer_max_bytes=1,
+    )
+    journal = Journal(config)
+    for i in range(1, 201):
+        journal.append(i, i, COMMANDS[i % len(COMMANDS)])
+    if fsync == "interval":
+        journal._syncer.wait_idle()  # type: ignore[union-attr]
+    assert len(list(replay(path))) == 200  # written without flush or close
     journal.close()
 
 
