@@ -38,8 +38,9 @@ if TYPE_CHECKING:
     from gateway.config import HubConfig
     from gateway.metrics import TransportMetrics
 
-Resync = Callable[["Connection", list[str]], Awaitable[None]]
-"""The hub's resync: fetch fresh snapshots of stale channels into the connection."""
+Resync = Callable[["Connection", dict[str, tuple[str, int] | None]], Awaitable[None]]
+"""The hub's resync of stale channels: per channel a fresh snapshot (``None``) or the updates
+after ``(epoch, seq)`` (a gap in the live stream)."""
 
 
 class Mode(Enum):
@@ -92,7 +93,7 @@ class Connection:
         self._on_closed = on_closed
         self._queue: list[Outgoing] = []
         self._queued_bytes = 0
-        self._stale: set[str] = set()
+        self._stale: dict[str, tuple[str, int] | None] = {}
         self._positions: dict[str, tuple[str, int]] = {}
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
@@ -206,7 +207,7 @@ class Connection:
             if envelope.seq <= sub.seq:
                 return  # already queued (store read and live stream overlapped)
             if envelope.seq != sub.seq + 1 and envelope.type != SNAPSHOT:
-                self.mark_stale(sub)  # a gap on the live stream
+                self.mark_stale(sub, resume=True)  # a gap on the live stream: fill it
                 return
         self.push(sub, envelope)
 
@@ -241,16 +242,21 @@ class Connection:
         self._queue = kept
         self._queued_bytes = nbytes
 
-    def mark_stale(self, sub: Subscription) -> None:
-        """Conflate ``sub``: drop its queued items; the writer sends a fresh snapshot."""
+    def mark_stale(self, sub: Subscription, *, resume: bool = False) -> None:
+        """Stop queueing live envelopes of ``sub`` until the writer resyncs it. By default
+        (conflation) its queued items are dropped and a fresh snapshot follows; with
+        ``resume`` (a gap in the live stream) the queued items stay and the store's updates
+        after the last queued one follow."""
         if sub.mode is Mode.STALE:
             return
-        self.drop_queued({sub.channel})
+        since = (sub.epoch, sub.seq) if resume and sub.epoch is not None else None
+        if since is None:
+            self.drop_queued({sub.channel})
+            if self.metrics is not None:
+                self.metrics.conflations.inc()
         sub.mode = Mode.STALE
         sub.pending = []
-        self._stale.add(sub.channel)
-        if self.metrics is not None:
-            self.metrics.conflations.inc()
+        self._stale[sub.channel] = since  # type: ignore[assignment]
         self._wake.set()
 
     def _overflow(self, sub: Subscription, size: int) -> bool:
@@ -278,26 +284,31 @@ class Connection:
         transport = self.transport
         metrics = self.metrics
         heartbeat_s = self.config.heartbeat_interval_s
+        loop = asyncio.get_running_loop()
+        wake = self._wake
         try:
             while not self.closed:
                 if not self._queue and not self._stale:
-                    self._wake.clear()
+                    # idle: sleep until something is queued or a heartbeat is due
+                    wake.clear()
+                    due = loop.call_later(heartbeat_s, wake.set)
                     try:
-                        await asyncio.wait_for(self._wake.wait(), heartbeat_s)
-                    except TimeoutError:
+                        await wake.wait()
+                    finally:
+                        due.cancel()
+                    if not self._queue and not self._stale and not self.closed:
                         self.enqueue(heartbeat_message(time.time_ns() // 1000))
                     continue
                 if self._stale and self._resync is not None:
-                    stale = [
-                        ch
-                        for ch in self._stale
+                    stale = {
+                        ch: since
+                        for ch, since in self._stale.items()
                         if (sub := self.subscriptions.get(ch)) is not None
                         and sub.mode is Mode.STALE
-                    ]
-                    self._stale = set()
+                    }
+                    self._stale = {}
                     for ch in stale:
-                        fresh = Subscription(ch)
-                        self.subscriptions[ch] = fresh
+                        self.subscriptions[ch] = Subscription(ch)
                     if stale:
                         await self._resync(self, stale)
                     continue

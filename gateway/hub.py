@@ -171,9 +171,10 @@ class Hub:
 
     # -- store reads -----------------------------------------------------------------------
 
-    async def _resync(self, conn: Connection, channels: list[str]) -> None:
-        """Fresh snapshots for conflated channels (called by the connection's writer)."""
-        await self._sync(conn, dict.fromkeys(channels))
+    async def _resync(self, conn: Connection, channels: dict[str, tuple[str, int] | None]) -> None:
+        """Resync stale channels (called by the connection's writer): a fresh snapshot for a
+        conflated channel, the missed updates for one with a gap."""
+        await self._sync(conn, channels)
 
     async def _sync(self, conn: Connection, wanted: dict[str, tuple[str, int] | None]) -> None:
         if not wanted:

@@ -25,9 +25,11 @@ class Resyncs:
     def __init__(self) -> None:
         self.calls: list[list[str]] = []
         self.snapshot_seq = 100
+        self.since: dict[str, tuple[str, int] | None] = {}
 
-    async def __call__(self, conn: Connection, channels: list[str]) -> None:
+    async def __call__(self, conn: Connection, channels: dict[str, tuple[str, int] | None]) -> None:
         self.calls.append(sorted(channels))
+        self.since.update(channels)
         for ch in channels:
             sub = conn.subscriptions[ch]
             conn.push(sub, env(ch, self.snapshot_seq, kind=SNAPSHOT), force=True)
@@ -102,8 +104,12 @@ async def test_duplicates_dropped_and_gap_resyncs() -> None:
     conn.start()
     await transport.wait_for(lambda: any(e.type == SNAPSHOT for e in transport.envelopes()))
     assert resync.calls == [["book.A"]]
-    # the unsent updates 1 and 2 were superseded by the snapshot
-    assert [(e.type, e.seq) for e in transport.envelopes()] == [(SNAPSHOT, 100)]
+    assert resync.since == {"book.A": ("e1", 2)}  # resumed after the last queued update
+    assert [(e.type, e.seq) for e in transport.envelopes()] == [
+        (UPDATE, 1),
+        (UPDATE, 2),
+        (SNAPSHOT, 100),
+    ]
     conn.deliver(env("book.A", 101))
     await transport.wait_for(lambda: transport.envelopes()[-1].seq == 101)
     await conn.close()
@@ -118,7 +124,7 @@ async def test_new_epoch_update_resyncs_but_snapshot_passes() -> None:
     conn.deliver(env("book.B", 1, epoch="e2", kind=SNAPSHOT))  # a snapshot starts it
     conn.start()
     await transport.wait_for(lambda: len(transport.envelopes()) == 3)
-    assert resync.calls == [["book.A"]]
+    assert resync.calls == [["book.A"]] and resync.since == {"book.A": None}
     assert [(e.type, e.seq) for e in transport.envelopes("book.A")] == [(SNAPSHOT, 100)]
     assert [(e.channel, e.epoch, e.seq) for e in transport.envelopes("book.B")] == [
         ("book.B", "e1", 5),
