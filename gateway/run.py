@@ -1,0 +1,168 @@
+"""``quotegate run``: everything in one process (engine, feed, gateway, live page).
+
+Each flag has a ``QUOTEGATE_*`` environment variable; a flag wins over the environment, the
+environment over the default. The gateway's own tuning (``QUOTEGATE_WS_*``, ``QUOTEGATE_HUB_*``,
+...) is read by :meth:`gateway.config.GatewayConfig.from_env`. See ``docs/running.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+DEFAULT_SYMBOLS = "AAPL,MSFT,TSLA"
+DEFAULT_CANDLES_DB = "quotegate-candles.sqlite3"
+
+# flag dest -> (environment variable, default)
+ENV: dict[str, tuple[str, Any]] = {
+    "host": ("QUOTEGATE_HOST", "127.0.0.1"),
+    "port": ("QUOTEGATE_PORT", 8000),
+    "symbols": ("QUOTEGATE_SYMBOLS", DEFAULT_SYMBOLS),
+    "feed": ("QUOTEGATE_FEED", "synthetic"),
+    "rate": ("QUOTEGATE_RATE", 200.0),
+    "seed": ("QUOTEGATE_SEED", 1),
+    "replay_file": ("QUOTEGATE_REPLAY_FILE", None),
+    "replay_speed": ("QUOTEGATE_REPLAY_SPEED", 1.0),
+    "accounts": ("QUOTEGATE_ACCOUNTS", None),
+    "demo_key": ("QUOTEGATE_DEMO_KEY", None),
+    "redis": ("QUOTEGATE_REDIS", None),
+    "candles_db": ("QUOTEGATE_CANDLES_DB", DEFAULT_CANDLES_DB),
+    "web_dir": ("QUOTEGATE_WEB_DIR", None),
+    "log_level": ("QUOTEGATE_LOG_LEVEL", "info"),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``quotegate run`` (defaults ``None``: then the environment, then ``ENV``)."""
+    a = parser.add_argument
+    a("--host", help="address to bind (QUOTEGATE_HOST, default 127.0.0.1)")
+    a("--port", type=int, help="port (QUOTEGATE_PORT, default 8000; 0 = any free port)")
+    a("--symbols", help=f"comma-separated symbols (QUOTEGATE_SYMBOLS, default {DEFAULT_SYMBOLS})")
+    a("--feed", choices=("synthetic", "replay", "none"), help="order flow (QUOTEGATE_FEED)")
+    a("--rate", type=float, help="synthetic orders per second (QUOTEGATE_RATE, default 200)")
+    a("--seed", type=int, help="synthetic feed seed (QUOTEGATE_SEED, default 1)")
+    a("--replay-file", help="commands JSON-lines file for --feed replay (QUOTEGATE_REPLAY_FILE)")
+    a(
+        "--replay-speed",
+        type=float,
+        help="replay speed: 1 = recorded, 10 = ten times faster, 0 = as fast as possible "
+        "(QUOTEGATE_REPLAY_SPEED, default 1)",
+    )
+    a("--accounts", metavar="FILE", help="accounts, API keys and deposits (QUOTEGATE_ACCOUNTS)")
+    a("--demo-key", help="API key of the demo account when no --accounts (QUOTEGATE_DEMO_KEY)")
+    a("--redis", metavar="URL", help="keep snapshots in Redis (QUOTEGATE_REDIS)")
+    a(
+        "--candles-db",
+        metavar="PATH",
+        help=f"SQLite file of closed candles, ':memory:' for none on disk "
+        f"(QUOTEGATE_CANDLES_DB, default {DEFAULT_CANDLES_DB})",
+    )
+    a("--web-dir", help="directory served at / (QUOTEGATE_WEB_DIR, default the repo's web/)")
+    a("--log-level", help="debug, info, warning, error (QUOTEGATE_LOG_LEVEL, default info)")
+
+
+def settings(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Flag, else environment, else default, converted to the default's type."""
+    env = os.environ if env is None else env
+    out: dict[str, Any] = {}
+    for dest, (var, default) in ENV.items():
+        value = getattr(args, dest, None)
+        if value is None:
+            raw = env.get(var)
+            if raw is None or raw == "":
+                value = default
+            else:
+                try:
+                    value = type(default)(raw) if isinstance(default, int | float) else raw
+                except ValueError:
+                    raise ValueError(f"{var}={raw!r} is not a valid {dest}") from None
+        out[dest] = value
+    return out
+
+
+def default_web_dir() -> str | None:
+    """The repository's ``web/`` (a source checkout), else ``gateway/static`` (installed)."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "web", here / "static"):
+        if (candidate / "index.html").is_file():
+            return str(candidate)
+    return None
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    # uvicorn captures SIGTERM, shuts down cleanly, then raises it again: exit 0 then.
+    raise SystemExit(0)
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from gateway.accounts import AccountsError
+    from gateway.app import create_app
+    from gateway.config import GatewayConfig
+    from gateway.embedded import EmbeddedConfig, EmbeddedRuntime
+
+    try:
+        s = settings(args)
+        logging.basicConfig(
+            level=str(s["log_level"]).upper(),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+        embedded = EmbeddedConfig(
+            symbols=[x for x in str(s["symbols"]).split(",") if x.strip()],
+            feed=s["feed"],
+            rate_orders_per_s=s["rate"],
+            seed=s["seed"],
+            replay_file=s["replay_file"],
+            replay_speed=s["replay_speed"],
+            accounts_file=s["accounts"],
+            demo_api_key=s["demo_key"],
+            redis_url=s["redis"],
+            candles_db=s["candles_db"],
+        )
+        gateway = GatewayConfig.from_env(
+            overrides={
+                "host": s["host"],
+                "port": s["port"],
+                "log_level": s["log_level"],
+                "web_dir": s["web_dir"] or default_web_dir(),
+            }
+        )
+        runtime = EmbeddedRuntime(embedded)
+    except (AccountsError, ValueError, OSError) as exc:
+        print(f"quotegate run: {exc}", file=sys.stderr)
+        return 2
+
+    app = create_app(gateway, services=runtime.session)
+    config = uvicorn.Config(
+        app,
+        loop="uvloop",
+        http="httptools",
+        ws="websockets",
+        lifespan="on",
+        **gateway.uvicorn_kwargs(),
+    )
+    server = uvicorn.Server(config)
+    host = gateway.host if ":" not in gateway.host else f"[{gateway.host}]"
+    banner = [
+        f"quotegate: feed={embedded.feed} symbols={','.join(embedded.symbols) or '-'} "
+        f"accounts={embedded.accounts_file or 'demo'}",
+        f"quotegate: open http://{host}:{gateway.port}/",
+    ]
+    if runtime.accounts.demo_key is not None:
+        banner.append(f"quotegate: demo account 'demo', API key: {runtime.accounts.demo_key}")
+    print("\n".join(banner), file=sys.stderr, flush=True)  # always shown, whatever the level
+    signal.signal(signal.SIGTERM, _terminate)
+    with warnings.catch_warnings():
+        # ws="websockets" is the implementation this project is built and measured on
+        warnings.filterwarnings("ignore", message=".*websockets.* is deprecated")
+        server.run()
+    return 0 if server.started else 1

@@ -1,0 +1,144 @@
+"""``quotegate run`` as a real subprocess: the page, REST, a WebSocket book, clean shutdown."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from websockets.asyncio.client import connect
+
+from gateway.marketdata.l2book import checksum_of
+from gateway.run import add_arguments, settings
+
+KEY = "run-test-key-0123456789"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _start(port: int, log: Path, *extra: str) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QUOTEGATE_")}
+    with open(log, "wb") as out:
+        return subprocess.Popen(
+        [
+            sys.executable, "-m", "gateway.cli", "run",
+            "--port", str(port), "--symbols", "AAPL,MSFT", "--rate", "1000",
+            "--candles-db", ":memory:", "--demo-key", KEY, "--log-level", "warning",
+            *extra,
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def server(free_port: int, tmp_path: Path) -> Iterator[str]:
+    log = tmp_path / "run.log"
+    proc = _start(free_port, log)
+    base = f"http://127.0.0.1:{free_port}"
+    try:
+        for _ in range(300):
+            if proc.poll() is not None:
+                raise AssertionError(log.read_text())
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            subprocess.run(["sleep", "0.1"], check=True)
+        else:
+            raise AssertionError("quotegate run did not come up")
+        yield base
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        # the process ended cleanly on SIGTERM
+        assert proc.returncode == 0, log.read_text()
+        assert f"API key: {KEY}" in log.read_text()
+
+
+def _apply(book: dict[str, dict[str, int]], data: dict[str, Any]) -> None:
+    for side in ("bids", "asks"):
+        for price, qty in data[side]:
+            if qty == 0:
+                book[side].pop(price, None)
+            else:
+                book[side][price] = qty
+
+
+def _levels(book: dict[str, dict[str, int]], side: str) -> list[list[Any]]:
+    rev = side == "bids"
+    return [[p, q] for p, q in sorted(book[side].items(), key=lambda x: float(x[0]), reverse=rev)]
+
+
+async def test_run_serves_page_rest_and_websocket(server: str) -> None:
+    async with httpx.AsyncClient(base_url=server, timeout=10) as http:
+        page = await http.get("/")
+        assert page.status_code == 200 and "quotegate" in page.text
+        assert (await http.get("/app.js")).status_code == 200
+        symbols = (await http.get("/v1/symbols")).json()["symbols"]
+        assert [s["symbol"] for s in symbols] == ["AAPL", "MSFT"]
+        acct = await http.get("/v1/account", headers={"Authorization": f"Bearer {KEY}"})
+        assert acct.status_code == 200 and acct.json()["account"] == "demo"
+
+    ws_url = server.replace("http://", "ws://") + "/v1/ws"
+    async with connect(ws_url) as ws:
+        await ws.send(orjson.dumps({"op": "subscribe", "ch": ["book.AAPL"], "id": 1}).decode())
+        book: dict[str, dict[str, int]] = {"bids": {}, "asks": {}}
+        seq = None
+        updates = 0
+        while updates < 20:
+            frame = await asyncio.wait_for(ws.recv(), 20)
+            for line in str(frame).split("\n"):
+                msg = orjson.loads(line)
+                if msg.get("ch") != "book.AAPL":
+                    continue
+                if msg["type"] == "snapshot":
+                    assert seq is None
+                    book = {"bids": {}, "asks": {}}
+                    _apply(book, msg["data"])
+                else:
+                    assert seq is not None and msg["seq"] == seq + 1  # gap-free
+                    _apply(book, msg["data"])
+                    updates += 1
+                seq = msg["seq"]
+                got = checksum_of(_levels(book, "bids"), _levels(book, "asks"))
+                assert got == msg["data"]["checksum"]
+        assert book["bids"] and book["asks"]
+
+
+def test_bad_accounts_file_exits_2(tmp_path: Path, free_port: int) -> None:
+    bad = tmp_path / "accounts.json"
+    bad.write_text('{"accounts": []}')
+    log = tmp_path / "run.log"
+    proc = _start(free_port, log, "--accounts", str(bad))
+    proc.wait(timeout=60)
+    assert proc.returncode == 2
+    assert "non-empty list" in log.read_text()
+
+
+def test_flags_win_over_environment_over_defaults() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    env = {"QUOTEGATE_PORT": "9001", "QUOTEGATE_RATE": "5", "QUOTEGATE_FEED": "none"}
+    s = settings(parser.parse_args(["--port", "9002"]), env)
+    assert s["port"] == 9002 and s["rate"] == 5.0 and s["feed"] == "none"
+    assert s["host"] == "127.0.0.1" and s["symbols"] == "AAPL,MSFT,TSLA"
+    with pytest.raises(ValueError, match="QUOTEGATE_PORT"):
+        settings(parser.parse_args([]), {"QUOTEGATE_PORT": "abc"})
