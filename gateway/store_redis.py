@@ -210,11 +210,16 @@ class RedisSnapshotStore:
 
     async def flush(self) -> None:
         async with self._lock:
-            if not self._pending or self._client is None:
+            client = self._client
+            if not self._pending or client is None:
                 return
+            # Learn the streams of new channels BEFORE taking the batch: from the take to the
+            # provider's snapshots nothing may await, or the snapshots would run ahead of it.
+            while unknown := [ch for ch in self._pending if ch not in self._streams]:
+                await self._load_streams(client, unknown)
             taken, self._pending = self._pending, {}
             try:
-                await self._write(self._client, taken)
+                await self._write(client, taken)
             except BaseException:
                 self._restore(taken)
                 raise
@@ -228,18 +233,14 @@ class RedisSnapshotStore:
                 items.extend(newer)
             self._pending[channel] = items
 
-    async def _load_streams(self, client: aioredis.Redis, channels: list[str]) -> None:
+    async def _load_streams(self, client: aioredis.Redis, unknown: list[str]) -> None:
         """Learn what Redis already holds for channels this writer has not touched yet (a
         restarted publisher continues its history when the epoch and seq line up)."""
-        unknown = [ch for ch in channels if ch not in self._streams]
-        if not unknown:
-            return
         metas = await client.mget([self._key(ch, "meta") for ch in unknown])
         for channel, meta in zip(unknown, metas, strict=True):
             self._streams[channel] = _parse_meta(_as_bytes(meta)) if meta is not None else None
 
     async def _write(self, client: aioredis.Redis, taken: dict[str, deque[Envelope]]) -> None:
-        await self._load_streams(client, list(taken))
         mset: dict[str, bytes] = {}
         unlink: list[str] = []
         listed: list[str] = []

@@ -286,3 +286,25 @@ async def test_redis_writes_are_coalesced(redis_url: str) -> None:
             assert snap is not None and snap.seq == 100
     finally:
         await client.aclose()
+
+
+async def test_updates_recorded_during_a_flush_keep_the_history(
+    make_store: StoreFactory, store_kind: str
+) -> None:
+    """The publisher keeps recording while a flush is in flight; nothing is reset or lost."""
+    pub = Publisher()
+    store = await open_store(make_store, store_kind, pub)
+    for round_ in range(5):
+        pub.publish_many(CH, 3)
+        flushing = asyncio.create_task(store.flush())
+        for _ in range(3):
+            await asyncio.sleep(0)  # let the flush reach its first await
+            pub.publish(CH)
+        await flushing
+        await store.flush()
+        current = 6 * (round_ + 1)
+        result = await store.resume(CH, "e1", 0)
+        assert result.snapshot is None
+        assert [e.seq for e in result.updates] == list(range(1, current + 1))
+        snap = await store.snapshot(CH)
+        assert snap is not None and snap.seq == current
