@@ -355,28 +355,34 @@ async def test_stalled_client_conflates_book_and_does_not_delay_others(
     server: Server, stack: Stack
 ) -> None:
     stalled = RawClient(server.port)
-    await stalled.handshake()
-    await stalled.send({"op": "subscribe", "ch": ["book.AAPL"], "id": 1})
-    async with connect(server.ws_url, max_size=None) as ws:
-        healthy = Reader(ws)
-        await healthy.send({"op": "subscribe", "ch": ["book.AAPL"], "id": 1})
-        assert (await healthy.next())["type"] == "subscribed"
-        assert (await healthy.next())["type"] == "snapshot"
+    try:
+        await stalled.handshake()
+        await stalled.send({"op": "subscribe", "ch": ["book.AAPL"], "id": 1})
         n = 2000
-        reading = asyncio.create_task(healthy.data("book.AAPL", 1 + n))
-        await _pump(stack, "book.AAPL", n, "x" * 4000)  # about 8 MB per client
-        got = await reading
-        assert [m["seq"] for m in got] == list(range(2, 2 + n))  # every update, in order
-    metrics = stack.metrics
-    assert (metrics.value("quotegate_conflations_total", {"transport": "ws"}) or 0) >= 1
-    # The stalled client drains: it skipped to a fresh snapshot and ends current.
-    stack.publisher.emit("book.AAPL", {"i": n + 2})
-    seen: list[dict[str, Any]] = []
-    while not seen or seen[-1].get("seq") != n + 2:
-        opcode, payload = await stalled.frame()
-        if opcode == 0x1:
-            seen.extend(m for m in split(payload) if m.get("ch") == "book.AAPL")
-    stalled.close()
+        async with connect(server.ws_url, max_size=None) as ws:
+            healthy = Reader(ws)
+            await healthy.send({"op": "subscribe", "ch": ["book.AAPL"], "id": 1})
+            assert (await healthy.next())["type"] == "subscribed"
+            assert (await healthy.next())["type"] == "snapshot"
+            got: list[dict[str, Any]] = []
+            pad = "x" * 4000  # about 8 MB per client in all
+            for chunk in range(n // 20):
+                # the healthy client keeps up chunk by chunk while the stalled one never reads
+                await _pump(stack, "book.AAPL", 20, pad)
+                got += await healthy.data("book.AAPL", 1 + 20 * (chunk + 1))
+            assert [m["seq"] for m in got] == list(range(2, 2 + n))  # every update, in order
+            assert all(m["type"] == "update" for m in got)
+        metrics = stack.metrics
+        assert (metrics.value("quotegate_conflations_total", {"transport": "ws"}) or 0) >= 1
+        # The stalled client drains: it skipped to a fresh snapshot and ends current.
+        stack.publisher.emit("book.AAPL", {"i": n + 2})
+        seen: list[dict[str, Any]] = []
+        while not seen or seen[-1].get("seq") != n + 2:
+            opcode, payload = await stalled.frame()
+            if opcode == 0x1:
+                seen.extend(m for m in split(payload) if m.get("ch") == "book.AAPL")
+    finally:
+        stalled.close()
     seqs = [m["seq"] for m in seen]
     assert len(seqs) < n + 1  # some updates were skipped...
     snapshots = [m for m in seen[1:] if m["type"] == "snapshot"]
@@ -388,23 +394,25 @@ async def test_stalled_client_conflates_book_and_does_not_delay_others(
 
 async def test_stalled_client_on_orders_is_closed_4008(server: Server, stack: Stack) -> None:
     stalled = RawClient(server.port)
-    await stalled.handshake()
-    await stalled.send({"op": "auth", "token": "key-alice", "id": 1})
-    await stalled.send({"op": "subscribe", "ch": ["orders"], "id": 2})
-    await asyncio.sleep(0.05)
-    metrics = stack.metrics
-    pad = "y" * 4000
-    for _ in range(100):
-        await _pump(stack, "orders.alice", 100, pad)
-        await asyncio.sleep(0.01)
-        if metrics.value("quotegate_slow_disconnects_total", {"transport": "ws"}):
-            break
-    assert metrics.value("quotegate_slow_disconnects_total", {"transport": "ws"}) == 1
-    code = None
-    while code is None:
-        opcode, payload = await stalled.frame()
-        if opcode == 0x8:
-            code = int.from_bytes(payload[:2], "big")
-            assert payload[2:] == b"slow"
-    stalled.close()
+    try:
+        await stalled.handshake()
+        await stalled.send({"op": "auth", "token": "key-alice", "id": 1})
+        await stalled.send({"op": "subscribe", "ch": ["orders"], "id": 2})
+        await asyncio.sleep(0.05)
+        metrics = stack.metrics
+        pad = "y" * 4000
+        for _ in range(100):
+            await _pump(stack, "orders.alice", 100, pad)
+            await asyncio.sleep(0.01)
+            if metrics.value("quotegate_slow_disconnects_total", {"transport": "ws"}):
+                break
+        assert metrics.value("quotegate_slow_disconnects_total", {"transport": "ws"}) == 1
+        code = None
+        while code is None:
+            opcode, payload = await stalled.frame()
+            if opcode == 0x8:
+                code = int.from_bytes(payload[:2], "big")
+                assert payload[2:] == b"slow"
+    finally:
+        stalled.close()
     assert code == 4008
