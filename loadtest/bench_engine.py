@@ -182,16 +182,19 @@ def bench_resting(config: EngineBenchConfig) -> dict[str, Any]:
     }
 
 
-def _throughput(commands: Sequence[Command], journal: Journal | None) -> float:
+def _throughput(commands: Sequence[Command], journal: Journal | None) -> tuple[float, float]:
+    """Commands/s by the wall clock and by the process's CPU time (which includes the
+    journal's sync thread but not other processes competing for the two cores)."""
     engine = _engine(journal)
     submit = engine.submit
     gc.collect()
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     for cmd in commands:
         submit(cmd)
     if journal is not None:
         journal.close()
-    return len(commands) / (time.perf_counter() - started)
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    return len(commands) / wall, len(commands) / cpu
 
 
 def _journal(directory: str, name: str, interval_ms: float) -> Journal:
@@ -202,13 +205,17 @@ def _journal(directory: str, name: str, interval_ms: float) -> Journal:
 def bench_throughput(
     config: EngineBenchConfig, commands: Sequence[Command], directory: str
 ) -> dict[str, Any]:
-    with_journal = _throughput(commands, _journal(directory, "t.journal", config.fsync_interval_ms))
+    journal = _journal(directory, "t.journal", config.fsync_interval_ms)
+    with_journal, with_journal_cpu = _throughput(commands, journal)
     journal_bytes = (Path(directory) / "t.journal").stat().st_size
-    without = _throughput(commands, None)
+    without, without_cpu = _throughput(commands, None)
     return {
         "throughput_journal_cmd_s": round(with_journal),
+        "throughput_journal_cmd_cpu_s": round(with_journal_cpu),
         "throughput_no_journal_cmd_s": round(without),
+        "throughput_no_journal_cmd_cpu_s": round(without_cpu),
         "journal_mb": round(journal_bytes / 1e6, 1),
+        "journal_syncs": journal.syncs,
     }
 
 
@@ -237,15 +244,16 @@ def bench_replay(commands: Sequence[Command], directory: str) -> dict[str, Any]:
     write_jsonl(str(path), commands)
     out = Path(directory) / "events.jsonl"
     gc.collect()
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     with open(path, "rb", buffering=1 << 20) as src, open(out, "wb", buffering=1 << 20) as dst:
         lines = replay_stream(src, dst.write)
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     events = out.read_bytes().count(b"\n")
     return {
         "replay_lines": lines,
         "replay_events": events,
         "replay_lines_s": round(lines / elapsed),
+        "replay_lines_cpu_s": round(lines / cpu),
         "replay_events_s": round(events / elapsed),
     }
 
@@ -274,6 +282,7 @@ def run_bench(config: EngineBenchConfig, log: Callable[[str], None]) -> dict[str
         "fsync_interval_ms": config.fsync_interval_ms,
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
+        "load_average_at_start": list(os.getloadavg()),
         "targets": TARGETS,
     }
     log(f"bench engine: {config.commands} commands, {config.symbols} symbols, seed {config.seed}")
@@ -289,8 +298,10 @@ def run_bench(config: EngineBenchConfig, log: Callable[[str], None]) -> dict[str
         if "throughput" in config.phases:
             results.update(bench_throughput(config, commands, directory))
             log(
-                f"  throughput: {results['throughput_journal_cmd_s']} cmd/s with the journal,"
+                f"  throughput: {results['throughput_journal_cmd_s']} cmd/s with the journal"
+                f" ({results['throughput_journal_cmd_cpu_s']} per CPU second),"
                 f" {results['throughput_no_journal_cmd_s']} cmd/s without"
+                f" ({results['throughput_no_journal_cmd_cpu_s']} per CPU second)"
             )
         if "latency" in config.phases:
             results.update(bench_latency(config, commands, directory))
@@ -301,7 +312,9 @@ def run_bench(config: EngineBenchConfig, log: Callable[[str], None]) -> dict[str
         if "replay" in config.phases:
             results.update(bench_replay(commands, directory))
             log(
-                f"  replay: {results['replay_lines_s']} lines/s ({results['replay_events']} events)"
+                f"  replay: {results['replay_lines_s']} lines/s"
+                f" ({results['replay_lines_cpu_s']} per CPU second; {results['replay_events']}"
+                " events)"
             )
         if config.profile:
             log(profile_pass(commands, directory))
