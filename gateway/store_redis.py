@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from dataclasses import dataclass, replace
 from typing import Any
@@ -139,6 +140,8 @@ class RedisSnapshotStore:
         self._lock = asyncio.Lock()
         self.flushes = 0
         self.flush_errors = 0
+        self.flush_seconds = 0.0  # wall time spent writing batches (includes Redis round trips)
+        self.flush_cpu_seconds = 0.0  # of which building batches (incl. provider snapshots)
 
     # --- keys ---------------------------------------------------------------------------------
 
@@ -218,11 +221,14 @@ class RedisSnapshotStore:
             while unknown := [ch for ch in self._pending if ch not in self._streams]:
                 await self._load_streams(client, unknown)
             taken, self._pending = self._pending, {}
+            started = time.perf_counter()
             try:
                 await self._write(client, taken)
             except BaseException:
                 self._restore(taken)
                 raise
+            finally:
+                self.flush_seconds += time.perf_counter() - started
             self.flushes += 1
 
     def _restore(self, taken: dict[str, deque[Envelope]]) -> None:
@@ -241,6 +247,7 @@ class RedisSnapshotStore:
             self._streams[channel] = _parse_meta(_as_bytes(meta)) if meta is not None else None
 
     async def _write(self, client: aioredis.Redis, taken: dict[str, deque[Envelope]]) -> None:
+        started = time.perf_counter()
         mset: dict[str, bytes] = {}
         unlink: list[str] = []
         listed: list[str] = []
@@ -281,6 +288,7 @@ class RedisSnapshotStore:
             streams[channel] = stream
         pipe = client.pipeline(transaction=True)
         pipe.mset(mset)
+        self.flush_cpu_seconds += time.perf_counter() - started
         if unlink:
             pipe.unlink(*unlink)
         if listed:

@@ -1,0 +1,395 @@
+"""``quotegate bench store``: the Redis snapshot store under a realistic envelope stream.
+
+A seeded command stream (:mod:`loadtest.cmdgen`, 100 symbols) runs through the engine first,
+untimed. Its events then go through the real publisher (``gateway.marketdata.publisher``)
+whose sink is :meth:`RedisSnapshotStore.record` and whose ``snapshot`` is the store's provider,
+exactly as in the gateway. Two phases:
+
+* **paced** (``--rate``, default 10,000 engine events/s for ``--seconds``): events are fed at
+  that rate in wall-clock time while the store's own flush task writes every
+  ``--flush-interval-ms``; reported: Redis commands per engine event and per second (``INFO
+  commandstats`` delta), bytes sent to Redis, flushes;
+* **max**: the rest of the stream as fast as possible (the loop yields every few thousand
+  events so the flush task keeps up): sustained engine events/s with the store, next to the
+  same stream into a counting sink (the publisher alone);
+
+then a read phase: ``snapshot`` and ``resume`` calls, ``--readers`` in flight, reads/s.
+Redis is ``--redis URL`` or a ``redis-server`` started on a free port (loadtest/redis_server.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import platform
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoreBenchConfig:
+    redis_url: str | None = None
+    symbols: int = 100
+    accounts: int = 100
+    seed: int = 1
+    rate_events_s: int = 10_000
+    paced_s: float = 10.0
+    max_events: int = 300_000
+    flush_interval_ms: int = 50
+    history_max: int = 1000
+    conflate_ms: dict[str, int] = field(default_factory=dict)
+    reads: int = 20_000
+    readers: int = 32
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--redis", default=None, metavar="URL", help="default: start one")
+    parser.add_argument("--symbols", type=int, default=100)
+    parser.add_argument("--accounts", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--rate", type=int, default=10_000, help="paced engine events/s")
+    parser.add_argument("--seconds", type=float, default=10.0, help="paced phase length")
+    parser.add_argument("--max-events", type=int, default=300_000, help="max-rate phase events")
+    parser.add_argument("--flush-interval-ms", type=int, default=50)
+    parser.add_argument("--history-max", type=int, default=1000)
+    parser.add_argument(
+        "--conflate-ms", default="", help="publisher intervals per kind, e.g. book=100,ticker=100"
+    )
+    parser.add_argument("--reads", type=int, default=20_000, help="read phase calls")
+    parser.add_argument("--readers", type=int, default=32, help="reads in flight")
+    parser.add_argument("--json", default=None, metavar="FILE", help="also write results here")
+
+
+def _parse_conflation(text: str) -> dict[str, int] | None:
+    out: dict[str, int] = {}
+    for item in filter(None, text.split(",")):
+        kind, _, value = item.partition("=")
+        if kind not in ("book", "ticker", "candles", "trades") or not value.isdigit():
+            return None
+        out[kind] = int(value)
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    conflate = _parse_conflation(args.conflate_ms)
+    if (
+        conflate is None
+        or min(args.symbols, args.accounts, args.rate, args.flush_interval_ms) < 1
+        or min(args.seconds, args.max_events, args.reads, args.readers) < 0
+        or args.history_max < 1
+    ):
+        print("bench store: bad arguments", file=sys.stderr)
+        return 2
+    config = StoreBenchConfig(
+        redis_url=args.redis,
+        symbols=args.symbols,
+        accounts=args.accounts,
+        seed=args.seed,
+        rate_events_s=args.rate,
+        paced_s=args.seconds,
+        max_events=args.max_events,
+        flush_interval_ms=args.flush_interval_ms,
+        history_max=args.history_max,
+        conflate_ms=conflate,
+        reads=args.reads,
+        readers=max(1, args.readers),
+    )
+    from loadtest.redis_server import RedisServer
+
+    server = None
+    url = config.redis_url
+    if url is None:
+        server = RedisServer()
+        url = server.start()
+    try:
+        results = asyncio.run(run_bench(config, url, log=lambda t: print(t, flush=True)))
+    finally:
+        if server is not None:
+            server.stop()
+    if args.json:
+        with open(args.json, "wb") as fh:
+            fh.write(orjson.dumps(results, option=orjson.OPT_INDENT_2) + b"\n")
+    return 0
+
+
+# --- the stream ---------------------------------------------------------------------------------
+
+
+def generate_batches(config: StoreBenchConfig, events_needed: int) -> tuple[list[list[Any]], Any]:
+    """Engine events per command, stamped so that event time runs at ``rate_events_s``."""
+    from engine import Engine
+    from loadtest.cmdgen import CmdGenConfig, generate
+
+    probe = Engine(clock=lambda: 0)
+    probe_cmds = 5_000
+    probe_events = sum(
+        len(probe.submit(cmd))
+        for cmd in generate(CmdGenConfig(seed=config.seed, symbols=config.symbols), probe_cmds)
+    )
+    per_cmd = max(probe_events / probe_cmds, 0.1)
+    step_us = max(1, round(1e6 / (config.rate_events_s / per_cmd)))
+    gen = CmdGenConfig(
+        seed=config.seed, symbols=config.symbols, accounts=config.accounts, ts_step_us=step_us
+    )
+    engine = Engine(clock=lambda: 0)
+    batches: list[list[Any]] = []
+    total = 0
+    for cmd in generate(gen, int(events_needed / per_cmd * 1.2) + 10_000):
+        events = engine.submit(cmd)
+        if events:
+            batches.append(events)
+            total += len(events)
+            if total >= events_needed:
+                break
+    return batches, engine
+
+
+def _publisher(config: StoreBenchConfig, engine: Any, sink: Any) -> Any:
+    from gateway.marketdata.publisher import Publisher, PublisherConfig
+
+    cfg = PublisherConfig(
+        epoch="bench",
+        history_max=config.history_max,
+        conflate_ms={"book": 0, "ticker": 0, "candles": 0, "trades": 0, **config.conflate_ms},
+    )
+    pub = Publisher(cfg, sink=sink, clock=lambda: 0)
+    for inst in engine.instruments.values():
+        pub.add_instrument(inst)
+    return pub
+
+
+class _RedisCounters:
+    """``INFO commandstats`` / ``INFO stats`` deltas (the INFO calls themselves excluded)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    async def read(self) -> tuple[int, int]:
+        stats = await self._client.info("commandstats")
+        calls = sum(int(v["calls"]) for k, v in stats.items() if k != "cmdstat_info")
+        net = await self._client.info("stats")
+        return calls, int(net["total_net_input_bytes"])
+
+
+# --- phases -------------------------------------------------------------------------------------
+
+
+async def run_bench(config: StoreBenchConfig, url: str, log: Any = print) -> dict[str, Any]:
+    import redis.asyncio as aioredis
+
+    from gateway.store_config import RedisStoreConfig
+    from gateway.store_redis import RedisSnapshotStore
+
+    paced_events = int(config.rate_events_s * config.paced_s)
+    log(
+        f"bench store: {config.symbols} symbols, {config.accounts} accounts, flush every "
+        f"{config.flush_interval_ms} ms, history {config.history_max}, conflation "
+        f"{config.conflate_ms or 'off'}, redis {url} (python {platform.python_version()})"
+    )
+    t0 = time.perf_counter()
+    batches, engine = generate_batches(config, paced_events + config.max_events)
+    total_events = sum(len(b) for b in batches)
+    log(f"  stream: {total_events:,} engine events ({time.perf_counter() - t0:.1f} s to generate)")
+
+    admin = aioredis.Redis.from_url(url)
+    await admin.flushdb()
+    counters = _RedisCounters(admin)
+    publisher: list[Any] = []  # the store and the publisher refer to each other
+    store = RedisSnapshotStore(
+        RedisStoreConfig(
+            url=url,
+            key_prefix="bench:",
+            history_max=config.history_max,
+            flush_interval_ms=config.flush_interval_ms,
+        ),
+        snapshot_provider=lambda channel: publisher[0].snapshot(channel),
+    )
+    pub = _publisher(config, engine, store.record)
+    publisher.append(pub)
+    await store.start()
+    results: dict[str, Any] = {"events": total_events}
+    try:
+        # paced
+        split = 0
+        count = 0
+        while split < len(batches) and count < paced_events:
+            count += len(batches[split])
+            split += 1
+        if split:
+            results["paced"] = await _paced(config, pub, store, batches[:split], counters)
+            p = results["paced"]
+            log(
+                f"  paced {p['events_per_s']:,} events/s for {p['seconds']} s: "
+                f"{p['redis_commands_per_event']:.4f} Redis commands per engine event "
+                f"({p['redis_commands_per_s']:,} commands/s, {p['redis_mb_per_s']} MB/s in), "
+                f"{p['envelopes_per_event']:.2f} envelopes per event, {p['flushes']} flushes, "
+                f"flushing {p['flush_wall_share']:.1%} of the time "
+                f"(building batches {p['flush_build_share']:.1%})"
+            )
+        rest = batches[split:]
+        if rest:
+            results["max"] = await _max_rate(config, pub, store, rest, counters)
+            m = results["max"]
+            base = _baseline(config, engine, rest)
+            m["publisher_only_events_per_s"] = base
+            log(
+                f"  max rate: {m['events_per_s']:,} events/s sustained with the store "
+                f"(publisher alone: {base:,} events/s), {m['redis_commands_per_event']:.4f} "
+                f"commands per event, {m['redis_commands_per_s']:,} commands/s, "
+                f"{m['redis_mb_per_s']} MB/s in"
+            )
+        if config.reads:
+            results["reads"] = await _reads(config, url, pub)
+            r = results["reads"]
+            log(
+                f"  reads: {r['snapshot_per_s']:,} snapshot/s, {r['resume_per_s']:,} resume/s "
+                f"({config.readers} in flight, one node)"
+            )
+    finally:
+        await store.close()
+        await admin.flushdb()
+        await admin.aclose()
+    return results
+
+
+async def _paced(
+    config: StoreBenchConfig, pub: Any, store: Any, batches: list[list[Any]], counters: Any
+) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    await store.flush()
+    calls0, bytes0 = await counters.read()
+    flushes0 = store.flushes
+    busy0 = (store.flush_seconds, store.flush_cpu_seconds)
+    rate = config.rate_events_s
+    fed = 0
+    i = 0
+    start = loop.time()
+    while i < len(batches):
+        target = rate * (loop.time() - start)
+        while fed < target and i < len(batches):
+            pub.on_events(batches[i])
+            fed += len(batches[i])
+            i += 1
+        pub.flush_due(batches[i - 1][0].ts)
+        await asyncio.sleep(0.005)
+    pub.flush_all()
+    await store.flush()
+    elapsed = loop.time() - start
+    calls1, bytes1 = await counters.read()
+    calls = calls1 - calls0
+    return {
+        "events": fed,
+        "seconds": round(elapsed, 2),
+        "events_per_s": round(fed / elapsed),
+        "redis_commands": calls,
+        "redis_commands_per_event": calls / fed,
+        "redis_commands_per_s": round(calls / elapsed),
+        "redis_mb_per_s": round((bytes1 - bytes0) / elapsed / 1e6, 2),
+        "envelopes_per_event": _envelopes_per_event(pub, batches),
+        "flushes": store.flushes - flushes0,
+        "flush_wall_share": round((store.flush_seconds - busy0[0]) / elapsed, 3),
+        "flush_build_share": round((store.flush_cpu_seconds - busy0[1]) / elapsed, 3),
+    }
+
+
+def _envelopes_per_event(pub: Any, batches: list[list[Any]]) -> float:
+    seqs = sum(pub.seq(ch) or 0 for ch in pub.channels())
+    events = sum(len(b) for b in batches)
+    return seqs / max(events, 1)
+
+
+async def _max_rate(
+    config: StoreBenchConfig, pub: Any, store: Any, batches: list[list[Any]], counters: Any
+) -> dict[str, Any]:
+    loop = asyncio.get_running_loop()
+    await store.flush()
+    calls0, bytes0 = await counters.read()
+    gc.collect()
+    fed = 0
+    since_yield = 0
+    start = loop.time()
+    for events in batches:
+        pub.flush_due(events[0].ts)
+        pub.on_events(events)
+        fed += len(events)
+        since_yield += len(events)
+        if since_yield >= 2_000:
+            since_yield = 0
+            await asyncio.sleep(0)
+    pub.flush_all()
+    await store.flush()
+    elapsed = loop.time() - start
+    calls1, bytes1 = await counters.read()
+    calls = calls1 - calls0
+    return {
+        "events": fed,
+        "seconds": round(elapsed, 2),
+        "events_per_s": round(fed / elapsed),
+        "redis_commands": calls,
+        "redis_commands_per_event": calls / fed,
+        "redis_commands_per_s": round(calls / elapsed),
+        "redis_mb_per_s": round((bytes1 - bytes0) / elapsed / 1e6, 2),
+    }
+
+
+def _baseline(config: StoreBenchConfig, engine: Any, batches: list[list[Any]]) -> int:
+    """The same events through a fresh publisher into a counting sink (no store)."""
+    count = [0]
+
+    def sink(_env: Any) -> None:
+        count[0] += 1
+
+    pub = _publisher(config, engine, sink)
+    gc.collect()
+    start = time.perf_counter()
+    for events in batches:
+        pub.flush_due(events[0].ts)
+        pub.on_events(events)
+    pub.flush_all()
+    elapsed = time.perf_counter() - start
+    return round(sum(len(b) for b in batches) / elapsed)
+
+
+async def _reads(config: StoreBenchConfig, url: str, pub: Any) -> dict[str, Any]:
+    from gateway.store_config import RedisStoreConfig
+    from gateway.store_redis import RedisSnapshotStore
+
+    reader = RedisSnapshotStore(RedisStoreConfig(url=url, key_prefix="bench:"))
+    await reader.start()
+    rng = random.Random(config.seed)
+    channels = [ch for ch in pub.channels() if (pub.seq(ch) or 0) > 0]
+    try:
+        half = max(1, config.reads // 2)
+
+        async def snapshots(n: int) -> None:
+            for _ in range(n):
+                await reader.snapshot(rng.choice(channels))
+
+        async def resumes(n: int) -> None:
+            for _ in range(n):
+                ch = rng.choice(channels)
+                seq = pub.seq(ch) or 0
+                await reader.resume(ch, "bench", max(0, seq - rng.randint(0, 50)))
+
+        per = max(1, half // config.readers)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        await asyncio.gather(*(snapshots(per) for _ in range(config.readers)))
+        snap_s = loop.time() - start
+        start = loop.time()
+        await asyncio.gather(*(resumes(per) for _ in range(config.readers)))
+        resume_s = loop.time() - start
+        n = per * config.readers
+        return {
+            "snapshot_per_s": round(n / snap_s),
+            "resume_per_s": round(n / resume_s),
+            "calls": 2 * n,
+        }
+    finally:
+        await reader.close()

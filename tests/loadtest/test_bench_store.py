@@ -1,0 +1,68 @@
+"""``quotegate bench store`` runs end to end on a tiny stream (figures are not asserted)."""
+
+from __future__ import annotations
+
+import argparse
+
+import orjson
+import pytest
+
+from loadtest import bench_store
+
+
+@pytest.mark.redis
+async def test_bench_store_reports_its_figures(redis_url: str) -> None:
+    config = bench_store.StoreBenchConfig(
+        symbols=5,
+        accounts=5,
+        rate_events_s=20_000,
+        paced_s=0.2,
+        max_events=3_000,
+        reads=200,
+        readers=4,
+    )
+    lines: list[str] = []
+    results = await bench_store.run_bench(config, redis_url, log=lines.append)
+    paced, fast, reads = results["paced"], results["max"], results["reads"]
+    assert paced["events"] > 0 and paced["redis_commands"] > 0
+    assert paced["redis_commands_per_event"] < 1  # coalesced: far fewer commands than events
+    assert paced["flushes"] >= 1
+    assert fast["events"] > 0 and fast["publisher_only_events_per_s"] > 0
+    assert reads["calls"] > 0
+    assert any("Redis commands per engine event" in line for line in lines)
+
+
+@pytest.mark.redis
+def test_run_starts_its_own_redis_and_writes_json(tmp_path: object) -> None:
+    parser = argparse.ArgumentParser()
+    bench_store.add_arguments(parser)
+    out = f"{tmp_path}/store.json"
+    args = parser.parse_args(
+        [
+            "--symbols",
+            "3",
+            "--accounts",
+            "3",
+            "--seconds",
+            "0.1",
+            "--max-events",
+            "500",
+            "--reads",
+            "50",
+            "--readers",
+            "2",
+            "--json",
+            out,
+        ]
+    )
+    assert bench_store.run(args) == 0
+    with open(out, "rb") as fh:
+        results = orjson.loads(fh.read())
+    assert results["paced"]["events"] > 0
+
+
+def test_bad_arguments_exit_2() -> None:
+    parser = argparse.ArgumentParser()
+    bench_store.add_arguments(parser)
+    assert bench_store.run(parser.parse_args(["--conflate-ms", "book=x"])) == 2
+    assert bench_store.run(parser.parse_args(["--rate", "0"])) == 2
