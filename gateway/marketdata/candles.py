@@ -2,7 +2,7 @@
 
 A bucket is ``t`` (start, milliseconds), open/high/low/close (ticks), volume and trade count,
 bucketed by the trade event's ``ts``. Only buckets with trades exist (no empty candles). The
-ring is one ``array('q')`` of ``7 * size`` integers allocated up front; the oldest bucket is
+ring is one flat list of ``7 * size`` integers allocated up front; the oldest bucket is
 overwritten when it is full. A bucket is final once a later one appears: the series returns the
 closed bucket so that the publisher can hand it to ``on_candle_closed`` (the candle archive).
 
@@ -12,8 +12,7 @@ ring still holds it; if not, it is not reflected in the candles.
 
 from __future__ import annotations
 
-from array import array
-from collections.abc import Callable
+from collections.abc import Mapping
 from typing import Any
 
 _T, _O, _H, _L, _C, _V, _N = range(7)
@@ -23,25 +22,25 @@ _W = 7
 class CandleSeries:
     """The ring of one (symbol, resolution) and the buckets changed since the last update."""
 
-    __slots__ = ("_changed", "_count", "_data", "_head", "_price_text", "_size", "_width_us")
+    __slots__ = ("_count", "_data", "_head", "_size", "_texts", "_width_us", "changed")
 
-    def __init__(self, width_us: int, size: int, price_text: Callable[[int], str]) -> None:
+    def __init__(self, width_us: int, size: int, texts: Mapping[int, str]) -> None:
         if size < 1:
             raise ValueError("candle ring size must be at least 1")
         self._width_us = width_us
         self._size = size
-        self._data = array("q", bytes(8 * _W * size))
+        self._data = [0] * (_W * size)
         self._head = -1  # slot of the newest bucket
         self._count = 0
-        self._changed: list[int] = []  # slots changed since the last update, in order
-        self._price_text = price_text
+        self.changed: list[int] = []  # slots changed since the last update, in order
+        self._texts = texts
 
     def __len__(self) -> int:
         return self._count
 
     @property
     def dirty(self) -> bool:
-        return bool(self._changed)
+        return bool(self.changed)
 
     def trade(self, ticks: int, qty: int, ts: int) -> dict[str, Any] | None:
         """Apply a trade; returns the bucket it closed (when it opened a later one), if any."""
@@ -51,9 +50,16 @@ class CandleSeries:
         if head >= 0:
             i = head * _W
             newest = d[i]
-            if t == newest:
-                self._merge(i, ticks, qty)
-                self._mark(head)
+            if t == newest:  # the common case, inlined
+                if ticks > d[i + _H]:
+                    d[i + _H] = ticks
+                elif ticks < d[i + _L]:
+                    d[i + _L] = ticks
+                d[i + _C] = ticks
+                d[i + _V] += qty
+                d[i + _N] += 1
+                if head not in self.changed:
+                    self.changed.append(head)
                 return None
             if t < newest:
                 self._merge_older(t, ticks, qty)
@@ -95,29 +101,29 @@ class CandleSeries:
                 return
 
     def _mark(self, slot: int) -> None:
-        if slot not in self._changed:
-            self._changed.append(slot)
+        if slot not in self.changed:
+            self.changed.append(slot)
 
     def _render(self, slot: int) -> dict[str, Any]:
         d = self._data
         i = slot * _W
-        pt = self._price_text
+        pt = self._texts
         return {
             "t": d[i],
-            "o": pt(d[i + _O]),
-            "h": pt(d[i + _H]),
-            "l": pt(d[i + _L]),
-            "c": pt(d[i + _C]),
+            "o": pt[d[i + _O]],
+            "h": pt[d[i + _H]],
+            "l": pt[d[i + _L]],
+            "c": pt[d[i + _C]],
             "v": d[i + _V],
             "n": d[i + _N],
         }
 
     def take(self) -> dict[str, Any] | None:
         """The update ``data``: the changed buckets (latest values, oldest first), or ``None``."""
-        changed = self._changed
+        changed = self.changed
         if not changed:
             return None
-        self._changed = []
+        self.changed = []
         if len(changed) > 1:
             d = self._data
             changed.sort(key=lambda s: d[s * _W])

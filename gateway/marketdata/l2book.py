@@ -24,6 +24,8 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from typing import Any
 
+from gateway.marketdata.prices import PriceTexts
+
 INF = 1 << 62
 CHECKSUM_LEVELS = 10
 
@@ -31,38 +33,49 @@ CHECKSUM_LEVELS = 10
 class Side:
     """One side of the mirror: levels by key, sorted keys, and the pending-diff bookkeeping."""
 
-    __slots__ = ("bid", "changed", "keys", "levels", "old_boundary")
+    __slots__ = ("changed", "keys", "levels", "old_boundary", "texts", "top_text")
 
-    def __init__(self, *, bid: bool) -> None:
-        self.bid = bid
+    def __init__(self, texts: PriceTexts) -> None:
+        self.texts = texts  # key -> price text
         self.levels: dict[int, int] = {}
         self.keys: list[int] = []
         self.changed: dict[int, int] = {}  # key -> qty at the last published update
         self.old_boundary = INF
-
-    def boundary(self, depth: int) -> int:
-        keys = self.keys
-        return keys[depth - 1] if len(keys) >= depth else INF
+        self.top_text: str | None = ""  # checksum text of the top levels (None: stale)
 
     def add(self, key: int, qty: int, depth: int) -> None:
         """Add ``qty`` (negative removes) to the level at ``key``."""
         levels = self.levels
+        keys = self.keys
         old = levels.get(key, 0)
         changed = self.changed
         if key not in changed:
             if not changed:
-                self.old_boundary = self.boundary(depth)
+                self.old_boundary = keys[depth - 1] if len(keys) >= depth else INF
             changed[key] = old
+        if len(keys) < CHECKSUM_LEVELS or key <= keys[CHECKSUM_LEVELS - 1]:
+            self.top_text = None
         new = old + qty
         if new > 0:
             levels[key] = new
             if old <= 0:
-                keys = self.keys
                 keys.insert(bisect_left(keys, key), key)
         elif old > 0:
             del levels[key]
-            keys = self.keys
             del keys[bisect_left(keys, key)]
+
+    def checksum_text(self, n: int) -> str:
+        """``price:qty,...`` of the best ``n`` levels (cached until they change)."""
+        text = self.top_text
+        if text is None:
+            texts = self.texts
+            levels = self.levels
+            text = self.top_text = ",".join([f"{texts[k]}:{levels[k]}" for k in self.keys[:n]])
+        return text
+
+    def render(self, items: list[tuple[int, int]]) -> list[list[Any]]:
+        texts = self.texts
+        return [[texts[k], q] for k, q in items]
 
     def diff(self, depth: int) -> list[tuple[int, int]]:
         """Visible changes since the last published update, best first; resets the tracking."""
@@ -102,13 +115,15 @@ class Side:
 class L2Book:
     """Full-depth aggregated levels of one symbol; renders top-D diffs, snapshots, checksums."""
 
-    __slots__ = ("asks", "bids", "depth", "price_text")
+    __slots__ = ("_crc", "asks", "bids", "depth")
 
-    def __init__(self, depth: int, price_text: Callable[[int], str]) -> None:
+    def __init__(
+        self, depth: int, price_text: Callable[[int], str], texts: PriceTexts | None = None
+    ) -> None:
         self.depth = depth
-        self.price_text = price_text
-        self.bids = Side(bid=True)
-        self.asks = Side(bid=False)
+        self.bids = Side(PriceTexts(price_text, sign=-1))
+        self.asks = Side(texts if texts is not None else PriceTexts(price_text))
+        self._crc: tuple[str, str, int] = ("", "", zlib.crc32(b"|"))
 
     def add(self, is_bid: bool, ticks: int, qty: int) -> None:
         """Add ``qty`` (negative removes) at a price in ticks."""
@@ -138,34 +153,36 @@ class L2Book:
     def diff(self) -> dict[str, Any] | None:
         """The update ``data`` for every visible change since the last one, or ``None``."""
         depth = self.depth
-        bids = self.bids.diff(depth)
-        asks = self.asks.diff(depth)
+        b = self.bids
+        a = self.asks
+        bids = b.diff(depth) if b.changed else []
+        asks = a.diff(depth) if a.changed else []
         if not bids and not asks:
             return None
-        pt = self.price_text
         return {
-            "bids": [[pt(-k), q] for k, q in bids],
-            "asks": [[pt(k), q] for k, q in asks],
+            "bids": b.render(bids) if bids else [],
+            "asks": a.render(asks) if asks else [],
             "checksum": self.checksum(),
         }
 
     def snapshot(self) -> dict[str, Any]:
-        pt = self.price_text
         depth = self.depth
         return {
-            "bids": [[pt(-k), q] for k, q in self.bids.top(depth)],
-            "asks": [[pt(k), q] for k, q in self.asks.top(depth)],
+            "bids": self.bids.render(self.bids.top(depth)),
+            "asks": self.asks.render(self.asks.top(depth)),
             "checksum": self.checksum(),
         }
 
     def checksum(self) -> int:
-        pt = self.price_text
         n = min(CHECKSUM_LEVELS, self.depth)
-        bl = self.bids.levels
-        al = self.asks.levels
-        bids = ",".join([f"{pt(-k)}:{bl[k]}" for k in self.bids.keys[:n]])
-        asks = ",".join([f"{pt(k)}:{al[k]}" for k in self.asks.keys[:n]])
-        return zlib.crc32(f"{bids}|{asks}".encode())
+        bids = self.bids.checksum_text(n)
+        asks = self.asks.checksum_text(n)
+        cached = self._crc
+        if cached[0] is bids and cached[1] is asks:
+            return cached[2]
+        crc = zlib.crc32(f"{bids}|{asks}".encode())
+        self._crc = (bids, asks, crc)
+        return crc
 
 
 def checksum_of(bids: list[list[Any]], asks: list[list[Any]]) -> int:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from engine.codec import event_to_json
-from engine.events import Event, Rejected, Trade
+from engine.events import Event, Trade
 from engine.instruments import Instrument
 from gateway.channels import ORDERS, orders_channel
 from gateway.marketdata.sequencing import Sink, Stream
@@ -95,13 +95,20 @@ class OrderStreams:
 
     def on_event(self, ev: Event) -> None:
         """Publish what ``ev`` means for the accounts it concerns."""
+        streams = self._streams
         if type(ev) is Trade:
             instruments = self._instruments
-            self.stream(ev.buy_account).publish(ev.ts, execution_record(ev, "buy", instruments))
-            self.stream(ev.sell_account).publish(ev.ts, execution_record(ev, "sell", instruments))
+            buy, sell = ev.buy_account, ev.sell_account
+            (streams.get(buy) or self.stream(buy)).publish(
+                ev.ts, execution_record(ev, "buy", instruments)
+            )
+            (streams.get(sell) or self.stream(sell)).publish(
+                ev.ts, execution_record(ev, "sell", instruments)
+            )
             return
         account = ev.account  # type: ignore[union-attr]
         if account is None:
-            assert type(ev) is Rejected
             return
-        self.stream(account).publish(ev.ts, event_to_json(ev, self._instruments))
+        (streams.get(account) or self.stream(account)).publish(
+            ev.ts, event_to_json(ev, self._instruments)
+        )

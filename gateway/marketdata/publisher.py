@@ -32,6 +32,7 @@ from gateway.envelope import Envelope
 from gateway.marketdata.candles import CandleSeries
 from gateway.marketdata.l2book import L2Book
 from gateway.marketdata.orders import OpenOrders, OrderStreams
+from gateway.marketdata.prices import PriceTexts
 from gateway.marketdata.resting import RestingOrders
 from gateway.marketdata.sequencing import Sink, Stream, new_epoch
 from gateway.marketdata.ticker import Ticker
@@ -84,11 +85,11 @@ class _Symbol:
     def __init__(self, inst: Instrument, cfg: PublisherConfig, epoch: str, sink: Sink, ts: int):
         self.inst = inst
         sym = inst.symbol
-        pt = inst.price_text
+        pt = PriceTexts(inst.price_text)
         self.touched = False
-        self.book = book = L2Book(cfg.book_depth, pt)
+        self.book = book = L2Book(cfg.book_depth, inst.price_text, pt)
         self.tape = tape = TradeTape(cfg.trades_snapshot_max, pt)
-        self.ticker = ticker = Ticker(inst)
+        self.ticker = ticker = Ticker(inst, pt)
         self.trades_stream = Stream(
             f"{TRADES}.{sym}", epoch, sink, tape.snapshot,
             take=tape.take, interval_us=cfg.interval_us(TRADES), ts=ts,
@@ -231,12 +232,18 @@ class Publisher:
     def _publish_symbol(self, sym: _Symbol, ts: int) -> None:
         pending = self._pending
         book = sym.book
-        sym.ticker.quote(book.best_bid(), book.best_ask())
-        for stream in (sym.trades_stream, sym.book_stream, sym.ticker_stream):
-            if stream.offer(ts, ts):
-                pending[stream] = None
+        ticker = sym.ticker
+        bids = book.bids.keys
+        asks = book.asks.keys
+        ticker.quote(-bids[0] if bids else None, asks[0] if asks else None)
+        if sym.tape.pending and sym.trades_stream.offer(ts, ts):
+            pending[sym.trades_stream] = None
+        if (book.bids.changed or book.asks.changed) and sym.book_stream.offer(ts, ts):
+            pending[sym.book_stream] = None
+        if ticker.dirty and sym.ticker_stream.offer(ts, ts):
+            pending[sym.ticker_stream] = None
         for _, series, stream in sym.candles:
-            if series.dirty and stream.offer(ts, ts):
+            if series.changed and stream.offer(ts, ts):
                 pending[stream] = None
 
     def flush_due(self, now_us: int) -> None:

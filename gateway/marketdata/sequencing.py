@@ -18,6 +18,8 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
+import orjson
+
 from gateway.envelope import SNAPSHOT, UPDATE, Envelope
 
 Sink = Callable[[Envelope], None]
@@ -56,6 +58,7 @@ class Stream:
         "seq",
         "take",
         "wire",
+        "wire_ch",
     )
 
     def __init__(
@@ -73,6 +76,7 @@ class Stream:
         self.channel = channel
         self.epoch = epoch
         self.wire = wire
+        self.wire_ch = wire or channel
         self.seq = 0
         self.last_ts = ts
         self.last_emit_us = NEVER
@@ -91,9 +95,12 @@ class Stream:
         self.last_emit_us = ts if now_us is None else now_us
         self.pending = False
         self._cache = None
-        env = Envelope.build(
-            UPDATE, self.channel, self.epoch, seq, ts, data, wire_channel=self.wire
+        # Envelope.build's bytes, without its call overhead on the hot path (tested equal).
+        epoch = self.epoch
+        payload = orjson.dumps(
+            {"type": UPDATE, "ch": self.wire_ch, "epoch": epoch, "seq": seq, "ts": ts, "data": data}
         )
+        env: Envelope = tuple.__new__(Envelope, (UPDATE, self.channel, epoch, seq, ts, payload))
         self._sink(env)
         return env
 

@@ -12,6 +12,7 @@ cash decimal string (``engine.units.format_cash``); ``bid``/``ask`` the best pri
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from engine.instruments import Instrument
@@ -25,6 +26,7 @@ class Ticker:
 
     __slots__ = (
         "_inst",
+        "_texts",
         "ask",
         "bid",
         "day",
@@ -37,8 +39,9 @@ class Ticker:
         "volume",
     )
 
-    def __init__(self, instrument: Instrument) -> None:
+    def __init__(self, instrument: Instrument, texts: Mapping[int, str] | None = None) -> None:
         self._inst = instrument
+        self._texts = texts
         self.day = -1
         self.open: int | None = None
         self.high = 0
@@ -84,7 +87,8 @@ class Ticker:
 
     def render(self) -> dict[str, Any]:
         inst = self._inst
-        pt = inst.price_text
+        texts = self._texts
+        pt = texts.__getitem__ if texts is not None else inst.price_text
         bid = self.bid
         ask = self.ask
         out: dict[str, Any]

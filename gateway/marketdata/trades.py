@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Mapping
 from typing import Any
 
 from engine.events import Trade
@@ -16,34 +16,34 @@ class TradeTape:
     aggressor's side). Records are built once and shared by the update and the snapshot.
     """
 
-    __slots__ = ("_pending", "_price_text", "_recent")
+    __slots__ = ("_recent", "_texts", "pending")
 
-    def __init__(self, snapshot_max: int, price_text: Callable[[int], str]) -> None:
+    def __init__(self, snapshot_max: int, texts: Mapping[int, str]) -> None:
         self._recent: deque[dict[str, Any]] = deque(maxlen=snapshot_max)
-        self._pending: list[dict[str, Any]] = []
-        self._price_text = price_text
+        self.pending: list[dict[str, Any]] = []
+        self._texts = texts
 
     @property
     def dirty(self) -> bool:
-        return bool(self._pending)
+        return bool(self.pending)
 
     def add(self, ev: Trade) -> None:
         rec = {
             "id": ev.trade_id,
-            "price": self._price_text(ev.price),
+            "price": self._texts[ev.price],
             "qty": ev.qty,
             "side": ev.aggressor,
             "ts": ev.ts,
         }
         self._recent.append(rec)
-        self._pending.append(rec)
+        self.pending.append(rec)
 
     def take(self) -> dict[str, Any] | None:
         """The update ``data`` with every pending trade (in order), or ``None``."""
-        pending = self._pending
+        pending = self.pending
         if not pending:
             return None
-        self._pending = []
+        self.pending = []
         return {"trades": pending}
 
     def snapshot(self) -> dict[str, Any]:

@@ -10,8 +10,10 @@ import pytest
 from engine.instruments import Instrument
 from gateway.channels import RESOLUTIONS
 from gateway.marketdata.candles import CandleSeries
+from gateway.marketdata.prices import PriceTexts
 
 INST = Instrument.define(symbol="X", tick="0.01", lot=1)
+TEXTS = PriceTexts(INST.price_text)
 T0 = 1_700_000_000_000_000
 
 
@@ -43,7 +45,7 @@ def recompute(trades: list[tuple[int, int, int]], width_us: int) -> list[dict[st
 def test_ring_equals_recomputation(res: str, seed: int) -> None:
     rng = random.Random(seed)
     width = RESOLUTIONS[res]
-    series = CandleSeries(width, 64, INST.price_text)
+    series = CandleSeries(width, 64, TEXTS)
     trades: list[tuple[int, int, int]] = []
     closed: list[dict[str, Any]] = []
     updates: dict[int, dict[str, Any]] = {}
@@ -68,7 +70,7 @@ def test_ring_equals_recomputation(res: str, seed: int) -> None:
 
 
 def test_conflated_take_carries_changed_buckets_oldest_first() -> None:
-    series = CandleSeries(RESOLUTIONS["1s"], 10, INST.price_text)
+    series = CandleSeries(RESOLUTIONS["1s"], 10, TEXTS)
     assert series.take() is None and series.latest(10) == [] and series.newest() is None
     series.trade(100, 1, T0)
     series.trade(105, 2, T0 + 10)
@@ -85,7 +87,7 @@ def test_conflated_take_carries_changed_buckets_oldest_first() -> None:
 
 
 def test_late_trade_updates_its_bucket_when_still_in_the_ring() -> None:
-    series = CandleSeries(RESOLUTIONS["1s"], 3, INST.price_text)
+    series = CandleSeries(RESOLUTIONS["1s"], 3, TEXTS)
     for k in range(5):
         series.trade(100 + k, 1, T0 + k * 1_000_000)
     series.take()
@@ -103,4 +105,4 @@ def test_late_trade_updates_its_bucket_when_still_in_the_ring() -> None:
 
 def test_ring_size_must_be_positive() -> None:
     with pytest.raises(ValueError):
-        CandleSeries(1_000_000, 0, INST.price_text)
+        CandleSeries(1_000_000, 0, TEXTS)

@@ -1,0 +1,187 @@
+"""``quotegate bench publisher``: engine events into encoded envelopes, events/s on one core.
+
+A seeded command stream (:mod:`loadtest.cmdgen`, 100 symbols by default) is run through the
+engine first, untimed, keeping each command's events. The timed loop then feeds those event
+lists to a fresh :class:`~gateway.marketdata.publisher.Publisher` (``on_events`` per command,
+``flush_due`` at each command's time when conflation is on) whose sink only counts envelopes
+and bytes, so the figure is the publisher's own cost: L2 diffs and checksums, trades, ticker,
+six candle resolutions, private orders streams, sequencing and one orjson encode per envelope.
+Best of ``--repeat`` runs (the machine is noisy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gc
+import io
+import platform
+import pstats
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+TARGET_EVENTS_S = 200_000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PublisherBenchConfig:
+    commands: int = 300_000
+    symbols: int = 100
+    accounts: int = 100
+    seed: int = 1
+    book_depth: int = 50
+    conflate_ms: dict[str, int] = field(default_factory=dict)
+    repeat: int = 3
+    profile: bool = False
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--commands", type=int, default=300_000, help="stream length")
+    parser.add_argument("--symbols", type=int, default=100)
+    parser.add_argument("--accounts", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--depth", type=int, default=50, help="book depth D")
+    parser.add_argument(
+        "--conflate-ms",
+        default="",
+        help="per-kind publish intervals, e.g. book=100,ticker=100 (default: every change)",
+    )
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs; the best counts")
+    parser.add_argument("--profile", action="store_true", help="print cProfile's hot spots")
+
+
+def _parse_conflation(text: str) -> dict[str, int] | None:
+    out: dict[str, int] = {}
+    for item in filter(None, text.split(",")):
+        kind, _, value = item.partition("=")
+        if kind not in ("book", "ticker", "candles", "trades") or not value.isdigit():
+            return None
+        out[kind] = int(value)
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    conflate = _parse_conflation(args.conflate_ms)
+    if conflate is None or min(args.commands, args.symbols, args.accounts, args.repeat) < 1:
+        print("bench publisher: bad arguments", file=sys.stderr)
+        return 2
+    config = PublisherBenchConfig(
+        commands=args.commands,
+        symbols=args.symbols,
+        accounts=args.accounts,
+        seed=args.seed,
+        book_depth=args.depth,
+        conflate_ms=conflate,
+        repeat=args.repeat,
+        profile=args.profile,
+    )
+    run_bench(config, log=lambda text: print(text, flush=True))
+    return 0
+
+
+def generate_events(config: PublisherBenchConfig) -> tuple[list[list[Any]], dict[str, Any]]:
+    """Run the seeded command stream through the engine: each command's events, and the
+    instruments."""
+    from engine import Engine
+    from loadtest.cmdgen import CmdGenConfig, generate
+
+    engine = Engine(clock=lambda: 0)
+    gen = CmdGenConfig(seed=config.seed, symbols=config.symbols, accounts=config.accounts)
+    batches = []
+    for cmd in generate(gen, config.commands):
+        events = engine.submit(cmd)
+        if events:
+            batches.append(events)
+    return batches, dict(engine.instruments)
+
+
+def publish_all(
+    config: PublisherBenchConfig, batches: list[list[Any]], instruments: dict[str, Any]
+) -> tuple[float, int, int]:
+    """One timed pass: (CPU seconds of this process, envelopes, bytes). CPU time, not wall
+    time, so that other processes on a busy machine do not count against the publisher."""
+    from gateway.marketdata.publisher import Publisher, PublisherConfig
+
+    counts = [0, 0]
+
+    def sink(env: Any) -> None:
+        counts[0] += 1
+        counts[1] += len(env.payload)
+
+    cfg = PublisherConfig(
+        epoch="bench",
+        book_depth=config.book_depth,
+        conflate_ms={"book": 0, "ticker": 0, "candles": 0, "trades": 0, **config.conflate_ms},
+    )
+    pub = Publisher(cfg, sink=sink, clock=lambda: 0)
+    for inst in instruments.values():
+        pub.add_instrument(inst)
+    on_events = pub.on_events
+    flush_due = pub.flush_due
+    conflated = any(config.conflate_ms.values())
+    gc.collect()
+    start = time.process_time()
+    if conflated:
+        for events in batches:
+            flush_due(events[0].ts)
+            on_events(events)
+    else:
+        for events in batches:
+            on_events(events)
+    pub.flush_all()
+    elapsed = time.process_time() - start
+    return elapsed, counts[0], counts[1]
+
+
+def run_bench(config: PublisherBenchConfig, log: Any = print) -> dict[str, Any]:
+    log(
+        f"bench publisher: {config.commands:,} commands, {config.symbols} symbols, "
+        f"{config.accounts} accounts, depth {config.book_depth}, "
+        f"conflation {config.conflate_ms or 'off'} (python {platform.python_version()})"
+    )
+    t0 = time.perf_counter()
+    batches, instruments = generate_events(config)
+    events = sum(len(b) for b in batches)
+    kinds: dict[str, int] = {}
+    for batch in batches:
+        for ev in batch:
+            name = type(ev).__name__
+            kinds[name] = kinds.get(name, 0) + 1
+    log(
+        f"  engine events: {events:,} from {len(batches):,} commands "
+        f"({time.perf_counter() - t0:.1f} s to generate) {kinds}"
+    )
+    best = None
+    for _ in range(config.repeat):
+        elapsed, envelopes, nbytes = publish_all(config, batches, instruments)
+        if best is None or elapsed < best[0]:
+            best = (elapsed, envelopes, nbytes)
+    assert best is not None
+    elapsed, envelopes, nbytes = best
+    rate = events / elapsed
+    result = {
+        "events": events,
+        "seconds": round(elapsed, 3),
+        "events_per_s": round(rate),
+        "envelopes": envelopes,
+        "envelopes_per_s": round(envelopes / elapsed),
+        "mb_per_s": round(nbytes / elapsed / 1e6, 1),
+        "target_events_per_s": TARGET_EVENTS_S,
+    }
+    verdict = "meets" if rate >= TARGET_EVENTS_S else "BELOW"
+    log(
+        f"  publisher: {rate:,.0f} events/s ({verdict} the {TARGET_EVENTS_S:,} target), "
+        f"{envelopes / elapsed:,.0f} envelopes/s, {nbytes / elapsed / 1e6:.1f} MB/s, "
+        f"{envelopes / events:.2f} envelopes per event; best of {config.repeat}"
+    )
+    if config.profile:
+        prof = cProfile.Profile()
+        prof.enable()
+        publish_all(config, batches, instruments)
+        prof.disable()
+        out = io.StringIO()
+        pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(18)
+        log(out.getvalue())
+    return result
