@@ -56,9 +56,9 @@ class SyntheticConfig:
     tick: str = "0.01"
     lot: int = 1
     start_prices: dict[str, str] = field(default_factory=dict)  # default: seeded 50..500
-    makers: int = 3
+    makers: int = 4
     takers: int = 2
-    maker_levels: int = 5  # quotes per maker and side
+    maker_levels: int = 8  # quotes per maker and side
     half_spread_ticks: int = 2  # best maker quote distance from fair value
     level_step_ticks: int = 3  # distance between a maker's levels
     maker_max_qty: int = 50

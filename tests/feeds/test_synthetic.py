@@ -77,7 +77,11 @@ def test_orders_are_on_the_grid_and_mixed() -> None:
 def test_makers_quote_around_fair_value() -> None:
     market = SyntheticMarket(_config(makers=1, takers=0, volatility_ticks=0.0))
     inst = Instrument.define(symbol="AAPL", tick="0.01", lot=1)
-    fair = {s: inst.ticks(market.fair_price(s)) for s in market.symbols}
+    fair: dict[str, int] = {}
+    for s in market.symbols:
+        ticks = inst.ticks(market.fair_price(s))
+        assert ticks is not None
+        fair[s] = ticks
     for c in market.commands(200):
         if isinstance(c, NewOrder):
             ticks = inst.ticks(c.price)
@@ -171,3 +175,31 @@ async def test_driver_counts_submit_errors() -> None:
     await feed.start()
     await feed.close()
     assert feed.errors == len(feed.market.setup()) and feed.submitted == 0
+
+
+def test_against_the_engine_no_rejections_and_trades() -> None:
+    from engine import Engine, EngineConfig
+    from engine.events import Rejected, Trade
+
+    clock = iter(range(1_000_000, 10**12, 1000))
+    engine = Engine(EngineConfig(), clock=lambda: next(clock))
+    market = SyntheticMarket(_config())
+    for cmd in market.setup():
+        assert engine.submit(cmd) == []
+    rejected: list[Rejected] = []
+    trades = 0
+    for _ in range(5000):
+        events = engine.submit(market.next_command())
+        market.observe(events)
+        rejected.extend(e for e in events if isinstance(e, Rejected))
+        trades += sum(isinstance(e, Trade) for e in events)
+    assert rejected == []  # makers only touch quotes that are still open
+    assert trades > 100
+    for symbol in market.symbols:
+        open_makers = [
+            o
+            for a in ("mm1", "mm2", "mm3", "mm4")
+            for o in engine.orders.open_orders(a)
+            if o.symbol == symbol
+        ]
+        assert open_makers  # a standing book on every symbol
