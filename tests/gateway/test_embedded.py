@@ -180,3 +180,58 @@ def test_submit_is_the_one_sequencing_point() -> None:
     events = runtime.submit(NewOrder("x", "c", "AAPL", "buy", "limit", "1.00", 1))
     assert events and runtime.engine.orders.open_orders("x")
     assert {e.channel for e in seen} >= {"book.AAPL", "orders.x"}
+
+
+@pytest.mark.redis
+async def test_snapshots_in_redis(redis_url: str) -> None:
+    cfg = EmbeddedConfig(symbols=["AAPL"], feed="none", demo_api_key=KEY, redis_url=redis_url)
+    runtime = await embedded_services(cfg)
+    try:
+        assert type(runtime.store).__name__ == "RedisSnapshotStore"
+        assert runtime.services.orders is not None
+        await runtime.services.orders.submit(
+            "demo", {"symbol": "AAPL", "side": "buy", "type": "limit", "price": "9.00", "qty": 2}
+        )
+        await runtime.store.flush()
+        snap = await runtime.store.snapshot("book.AAPL")
+        assert snap is not None and snap.data()["bids"] == [["9.00", 2]]
+        assert "book.AAPL" in await runtime.store.channels()
+    finally:
+        await runtime.close()
+
+
+async def test_closed_candles_reach_the_archive(tmp_path: Path) -> None:
+    now = [1_700_000_000_000_000]
+    db = tmp_path / "candles.sqlite3"
+    cfg = EmbeddedConfig(symbols=["AAPL"], feed="none", demo_api_key=KEY, candles_db=str(db))
+    runtime = EmbeddedRuntime(cfg, clock=lambda: now[0])
+    async with runtime.session() as services:
+        assert services.orders is not None and services.candles is not None
+        for i, price in enumerate(("10.00", "11.00")):
+            now[0] += 2_000_000  # a new 1s bucket each time
+            await services.orders.submit(
+                "demo",
+                {
+                    "symbol": "AAPL",
+                    "side": "sell",
+                    "type": "limit",
+                    "price": price,
+                    "qty": 1,
+                    "clientOrderId": f"s{i}",
+                },
+            )
+            await services.orders.submit(
+                "demo",
+                {
+                    "symbol": "AAPL",
+                    "side": "buy",
+                    "type": "limit",
+                    "price": price,
+                    "qty": 1,
+                    "clientOrderId": f"b{i}",
+                },
+            )
+        await services.candles.flush()
+        closed = await services.candles.range("AAPL", "1s", None, None, 10)
+        assert [c["c"] for c in closed] == ["10.00"]  # the first bucket closed; the second is open
+    assert db.exists()
