@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine import Engine, EngineConfig
 from engine.commands import Command, DefineInstrument
 from engine.events import Event
 from engine.sequencer import wall_clock_us
@@ -27,12 +27,15 @@ from feeds.replay import ReplayConfig, ReplayFeed, read_commands
 from feeds.synthetic import DEFAULT_SYMBOLS, SyntheticConfig, SyntheticFeed
 from gateway.accounts import Accounts
 from gateway.bus_memory import MemoryBus
+from gateway.candles_sqlite import SqliteCandleArchive, SqliteCandleConfig
 from gateway.channels import orders_channel, symbol_channels
 from gateway.envelope import Envelope
+from gateway.marketdata.publisher import Publisher, PublisherConfig
 from gateway.order_service import EngineOrderService, order_to_json
 from gateway.services import CandleArchive, Services
 from gateway.store import SnapshotStore
-from gateway.store_config import RedisStoreConfig, StoreConfig
+from gateway.store_config import RedisStoreConfig, SnapshotProvider, StoreConfig
+from gateway.store_memory import MemorySnapshotStore
 
 FEEDS = ("synthetic", "replay", "none")
 REPLAY_SCAN_LINES = 10_000
@@ -60,7 +63,7 @@ class EmbeddedConfig:
     candles_db: str | None = None
     flush_interval_ms: int = 20
     store_history_max: int = 1000
-    publisher: Any = None  # a PublisherConfig, or None for its defaults
+    publisher: PublisherConfig | None = None  # None: the publisher's defaults
     synthetic: dict[str, Any] = field(default_factory=dict)  # extra SyntheticConfig fields
 
     def __post_init__(self) -> None:
@@ -82,9 +85,6 @@ class EmbeddedRuntime:
     """Owns the engine, publisher, bus, store, candle archive, feed and their tasks."""
 
     def __init__(self, config: EmbeddedConfig, *, clock: Callable[[], int] = wall_clock_us):
-        from engine import Engine, EngineConfig
-        from gateway.marketdata.publisher import Publisher, PublisherConfig
-
         self.config = config
         self._clock = clock
         self.accounts = (
@@ -99,7 +99,7 @@ class EmbeddedRuntime:
             config.publisher or PublisherConfig(),
             sink=self._sink,
             clock=clock,
-            on_candle_closed=self.archive.append if self.archive is not None else None,
+            on_candle_closed=self.archive.append,
             open_orders=self._open_orders,
             instrument_lookup=self.engine.instruments.get,
         )
@@ -174,10 +174,7 @@ class EmbeddedRuntime:
             return
         self._started = True
         cfg = self.config
-        if self.archive is not None:
-            await self.archive.start()
-            self._closers.append(self.archive.close)
-        for component in (self.store, self.bus):
+        for component in (self.archive, self.store, self.bus):
             await component.start()
             self._closers.append(component.close)
         if cfg.feed == "synthetic":
@@ -270,27 +267,18 @@ def _leading_instruments(path: str) -> list[DefineInstrument]:
     return out
 
 
-def _snapshot_store(config: EmbeddedConfig, provider: Any) -> SnapshotStore:
+def _snapshot_store(config: EmbeddedConfig, provider: SnapshotProvider) -> SnapshotStore:
     if config.redis_url:
-        module = importlib.import_module("gateway.store_redis")
-        store: SnapshotStore = module.RedisSnapshotStore(
+        from gateway.store_redis import RedisSnapshotStore  # imports redis: only when asked
+
+        return RedisSnapshotStore(
             RedisStoreConfig(url=config.redis_url, history_max=config.store_history_max),
             snapshot_provider=provider,
         )
-        return store
-    from gateway.store_memory import MemorySnapshotStore
-
     return MemorySnapshotStore(
         StoreConfig(history_max=config.store_history_max), snapshot_provider=provider
     )
 
 
-def _candle_archive(path: str | None) -> CandleArchive | None:
-    try:
-        module = importlib.import_module("gateway.candles_sqlite")
-    except ModuleNotFoundError:  # the archive is optional: REST then serves the ring only
-        return None
-    archive: CandleArchive = module.SqliteCandleArchive(
-        module.SqliteCandleConfig(path=path or ":memory:")
-    )
-    return archive
+def _candle_archive(path: str | None) -> CandleArchive:
+    return SqliteCandleArchive(SqliteCandleConfig(path=path or ":memory:"))
