@@ -94,7 +94,9 @@ class Connection:
         self._queue: list[Outgoing] = []
         self._queued_bytes = 0
         self._stale: dict[str, tuple[str, int] | None] = {}
-        self._positions: dict[str, tuple[str, int]] = {}
+        self._last_sent: dict[str, Envelope] = {}
+        self._max_messages = config.queue_max_messages
+        self._max_bytes = config.queue_max_bytes
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
@@ -170,11 +172,12 @@ class Connection:
     def position(self, channel: str) -> tuple[str, int] | None:
         """``(epoch, seq)`` of the last envelope of ``channel`` handed to the transport (by
         a completed ``send``; during ``send(batch)`` it still excludes that batch)."""
-        return self._positions.get(channel)
+        env = self._last_sent.get(channel)
+        return None if env is None else (env.epoch, env.seq)
 
     def positions(self) -> dict[str, tuple[str, int]]:
         """:meth:`position` of every channel that has one (a copy)."""
-        return dict(self._positions)
+        return {ch: (env.epoch, env.seq) for ch, env in self._last_sent.items()}
 
     def enqueue(self, item: Outgoing) -> None:
         """Queue a control message (or an envelope outside the subscription bookkeeping).
@@ -192,6 +195,18 @@ class Connection:
             return
         mode = sub.mode
         if mode is Mode.LIVE:
+            # fast path: the next seq of the same stream, and room in the queue
+            seq = sub.seq
+            if seq is not None and envelope.seq == seq + 1 and envelope.epoch == sub.epoch:
+                size = len(envelope.payload)
+                queue = self._queue
+                if len(queue) < self._max_messages and self._queued_bytes + size <= self._max_bytes:
+                    if not queue:
+                        self._wake.set()  # else the writer is awake already
+                    queue.append(envelope)
+                    self._queued_bytes += size
+                    sub.seq = seq + 1
+                    return
             self.accept(sub, envelope)
         elif mode is Mode.SYNCING:
             sub.pending.append(envelope)
@@ -321,12 +336,13 @@ class Connection:
                     continue
                 await transport.send(batch)
                 oldest_ts = None
+                last_sent = self._last_sent
                 for item in batch:
                     if type(item) is not bytes:
                         env: Envelope = item  # type: ignore[assignment]
                         if oldest_ts is None:
                             oldest_ts = env.ts
-                        self._positions[env.channel] = (env.epoch, env.seq)
+                        last_sent[env.channel] = env
                 if metrics is not None:
                     lag = None if oldest_ts is None else time.time() - oldest_ts / 1e6
                     metrics.sent(len(batch), nbytes, lag)
