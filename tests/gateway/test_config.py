@@ -19,7 +19,7 @@ def test_defaults_follow_the_protocol() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.port = 1  # type: ignore[misc]
     with pytest.raises(TypeError):
-        HubConfig(4096)  # type: ignore[misc]  # keyword-only
+        HubConfig(4096)  # type: ignore[call-arg]  # keyword-only
 
 
 def test_from_env_and_overrides() -> None:

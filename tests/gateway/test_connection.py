@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import pytest
 
@@ -10,6 +11,7 @@ from gateway.config import HubConfig
 from gateway.connection import Connection, Mode, Subscription
 from gateway.envelope import SNAPSHOT, UPDATE, Envelope
 from gateway.metrics import Metrics
+from gateway.transport import Outgoing
 from tests.gateway.conftest import RecordingTransport
 
 
@@ -79,9 +81,9 @@ async def test_position_is_the_last_envelope_handed_over() -> None:
     seen_during_send: list[tuple[str, int] | None] = []
     original = transport.send
 
-    async def send(batch: list[object]) -> None:  # type: ignore[type-arg]
+    async def send(batch: Sequence[Outgoing]) -> None:
         seen_during_send.append(conn.position("book.A"))
-        await original(batch)  # type: ignore[arg-type]
+        await original(batch)
 
     transport.send = send  # type: ignore[method-assign]
     conn.deliver(env("book.A", 7))
