@@ -416,3 +416,28 @@ async def test_stalled_client_on_orders_is_closed_4008(server: Server, stack: St
     finally:
         stalled.close()
     assert code == 4008
+
+
+async def test_heartbeats_and_ping_frames_on_an_idle_link(stack: Stack) -> None:
+    from gateway.app import create_app
+
+    cfg = GatewayConfig(
+        hub=HubConfig(heartbeat_interval_s=0.05),
+        ws=WsConfig(ping_interval_s=0.05, ping_timeout_s=5.0),
+    )
+    srv = Server(create_app(cfg, services=stack.services), cfg)
+    await srv.start()
+    raw = RawClient(srv.port)
+    try:
+        await raw.handshake()
+        opcodes: set[int] = set()
+        heartbeats: list[dict[str, Any]] = []
+        while not (heartbeats and 0x9 in opcodes):
+            opcode, payload = await raw.frame()
+            opcodes.add(opcode)
+            if opcode == 0x1:
+                heartbeats += split(payload)
+        assert heartbeats[0]["type"] == "heartbeat" and heartbeats[0]["ts"] > 1_700_000_000_000_000
+    finally:
+        raw.close()
+        await srv.stop()
