@@ -190,3 +190,14 @@ async def test_cursor_alone_names_the_channels(http: httpx.AsyncClient, stack: S
 async def test_messages_are_valid_json(http: httpx.AsyncClient) -> None:
     r = await http.get("/v1/poll", params={"ch": "book.AAPL,book.MSFT,trades.MSFT"})
     assert orjson.loads(r.content)["messages"][0]["epoch"] == EPOCH
+
+
+async def test_connection_limit_gives_503_when_waiting(stack: Stack) -> None:
+    app = create_app(make_config(max_connections=0), services=stack.services, metrics=stack.metrics)
+    async with running(app) as http:
+        first = (await http.get("/v1/poll", params={"ch": "book.AAPL"})).json()  # no wait: ok
+        r = await http.get(
+            "/v1/poll", params={"ch": "book.AAPL", "cursor": first["cursor"], "wait": 1}
+        )
+        assert r.status_code == 503
+        assert r.json()["error"]["code"] == "unavailable"

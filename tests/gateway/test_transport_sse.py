@@ -260,3 +260,53 @@ async def test_transport_renders_one_chunk_per_batch() -> None:
     assert cursor.decode(last_id) == {"book.A": ("e", 2), "orders": ("e", 7)}
     await transport.close(4008, "slow")
     assert await transport.next_chunk(1.0) == b""
+
+
+async def test_slow_orders_reader_is_cut_off_and_the_stream_ends(stack: Stack) -> None:
+    from gateway.config import HubConfig
+
+    hub = Hub(HubConfig(queue_max_messages=4), bus=stack.bus, store=stack.store)
+    await hub.start()
+    try:
+        transport = SseTransport({})
+        conn = hub.connect(transport, account="bob")
+        await hub.subscribe(conn, ["orders.bob"])
+        for _ in range(50):  # nobody reads the stream
+            stack.publisher.emit("orders.bob")
+            await asyncio.sleep(0)
+        for _ in range(1000):
+            if transport.closed:
+                break
+            await asyncio.sleep(0.005)
+        assert conn.close_code == 4008
+        assert await transport.next_chunk(1.0) == b""  # the response ends
+    finally:
+        await hub.close()
+
+
+async def test_head_does_not_leak_a_connection(server: Server, app: Any) -> None:
+    async with httpx.AsyncClient(base_url=server.http_url) as client:
+        r = await client.head("/v1/sse", params={"ch": "book.AAPL"})
+    assert r.status_code == 200
+    hub: Hub = app.state.hub
+    for _ in range(1000):
+        if hub.connection_count == 0:
+            break
+        await asyncio.sleep(0.005)
+    assert hub.connection_count == 0
+
+
+async def test_connection_limit_gives_503(stack: Stack) -> None:
+    from gateway.app import create_app
+
+    config = make_config(max_connections=0)
+    app = create_app(config, services=stack.services, metrics=stack.metrics)
+    server = Server(app, config)
+    await server.start()
+    try:
+        async with httpx.AsyncClient(base_url=server.http_url) as client:
+            r = await client.get("/v1/sse", params={"ch": "book.AAPL"})
+        assert r.status_code == 503
+        assert r.json()["error"]["code"] == "unavailable"
+    finally:
+        await server.stop()
