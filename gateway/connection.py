@@ -281,7 +281,7 @@ class Connection:
             self.mark_stale(sub)
             return False
         for other in list(self.subscriptions.values()):
-            if other.conflate and other.mode is not Mode.STALE:
+            if other.conflate and other.mode is Mode.LIVE:
                 self.mark_stale(other)
         if (
             len(self._queue) < self.config.queue_max_messages
