@@ -22,10 +22,12 @@ import contextlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import Receive
 
 from gateway import cursor
 from gateway.channels import ORDERS, orders_channel, parse_channel
@@ -163,9 +165,26 @@ class PollTransport:
     async def close(self, code: int, reason: str) -> None:
         self._arrived.set()
 
-    async def wait(self, timeout_s: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._arrived.wait(), timeout_s)
+    async def wait(self, timeout_s: float, *, gone: Receive | None = None) -> None:
+        """Until envelopes arrived, ``timeout_s`` passed or (``gone``: the request's ASGI
+        ``receive``) the client disconnected."""
+        waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._arrived.wait())]
+        if gone is not None:
+            waits.append(asyncio.ensure_future(_disconnect(gone)))
+        try:
+            await asyncio.wait(waits, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in waits:
+                task.cancel()
+            for task in waits:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+
+async def _disconnect(receive: Receive) -> None:
+    """Return when the client has gone (``http.disconnect``)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 # -- the endpoint ------------------------------------------------------------------------------
@@ -230,13 +249,16 @@ def poll_body(cursor_text: str, envelopes: Sequence[Envelope]) -> bytes:
     return head + b",".join([env.payload for env in envelopes]) + b"]}"
 
 
-async def long_poll(hub: Hub, req: StreamRequest, timeout_s: float) -> list[Envelope]:
-    """Wait up to ``timeout_s`` for what arrives after ``req.positions`` (through the hub)."""
+async def long_poll(
+    hub: Hub, req: StreamRequest, timeout_s: float, *, gone: Receive | None = None
+) -> list[Envelope]:
+    """Wait up to ``timeout_s`` for what arrives after ``req.positions`` (through the hub);
+    stop early when the client disconnects (``gone``: the request's ASGI ``receive``)."""
     transport = PollTransport()
     conn = hub.connect(transport, account=req.account)
     try:
         await hub.subscribe(conn, list(req.channels.values()), since=req.internal_since())
-        await transport.wait(timeout_s)
+        await transport.wait(timeout_s, gone=gone)
     finally:
         await hub.disconnect(conn)
     return transport.envelopes
@@ -251,7 +273,7 @@ async def poll(request: Request) -> Response:
         messages, after = advance(req.positions, found)
         if not messages and wait_s > 0:
             hub: Hub = request.app.state.hub
-            found = await long_poll(hub, req, wait_s)
+            found = await long_poll(hub, req, wait_s, gone=request.receive)
             messages, after = advance(req.positions, found)
     except GatewayError as exc:
         return error_response(exc.status, exc.code, exc.message)

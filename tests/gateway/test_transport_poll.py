@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -201,3 +202,33 @@ async def test_connection_limit_gives_503_when_waiting(stack: Stack) -> None:
         )
         assert r.status_code == 503
         assert r.json()["error"]["code"] == "unavailable"
+
+
+async def test_client_leaving_ends_the_long_poll(stack: Stack) -> None:
+    from tests.gateway.conftest import Server
+
+    config = dataclasses.replace(make_config(), poll=PollConfig(wait_max_s=30))
+    app = create_app(config, services=stack.services, metrics=stack.metrics)
+    server = Server(app, config)
+    await server.start()
+    try:
+        hub: Hub = app.state.hub
+        async with httpx.AsyncClient(base_url=server.http_url) as client:
+            first = (await client.get("/v1/poll", params={"ch": "book.AAPL"})).json()
+            params = {"ch": "book.AAPL", "cursor": first["cursor"], "wait": 25}
+            task = asyncio.create_task(client.get("/v1/poll", params=params))
+            for _ in range(2000):
+                if hub.connection_count:
+                    break
+                await asyncio.sleep(0.005)
+            assert hub.connection_count == 1
+            task.cancel()  # the client goes away mid-wait
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for _ in range(1000):  # well before the 25 s wait is over
+            if hub.connection_count == 0:
+                break
+            await asyncio.sleep(0.005)
+        assert hub.connection_count == 0
+    finally:
+        await server.stop()
