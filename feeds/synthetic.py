@@ -70,6 +70,8 @@ class SyntheticConfig:
     deposit_cash: str = "1000000000000"  # per account, in the currency
     deposit_shares: int = 1_000_000_000  # per account and symbol
     tick_interval_ms: int = 10  # pacing granularity of the async driver
+    batch_max_orders: int = 500  # per tick: bounds how long the feed holds the event loop
+    backlog_max_ms: int = 1000  # a backlog beyond this much of the rate is dropped
 
 
 @dataclass
@@ -242,8 +244,9 @@ class SyntheticFeed:
     """Paces a :class:`SyntheticMarket` at ``orders_per_s`` on its own task.
 
     ``start()`` submits the setup commands at once, then order commands at the configured
-    rate (in batches every ``tick_interval_ms``; a late tick catches up, bounded to one
-    second's worth). Events returned by ``submit`` are fed back to the generator.
+    rate (in batches every ``tick_interval_ms``, at most ``batch_max_orders`` each, so the
+    event loop stays responsive; a late tick catches up, bounded to ``backlog_max_ms`` worth
+    of orders). Events returned by ``submit`` are fed back to the generator.
     """
 
     def __init__(
@@ -294,18 +297,22 @@ class SyntheticFeed:
             self.market.observe(events)
 
     async def _run(self) -> None:
-        rate = self.config.orders_per_s
+        cfg = self.config
+        rate = cfg.orders_per_s
         if rate <= 0:
             return
-        interval_s = max(0.001, self.config.tick_interval_ms / 1000)
-        started = self._clock()
-        sent = 0
+        interval_s = max(0.001, cfg.tick_interval_ms / 1000)
+        backlog_max = max(1.0, rate * cfg.backlog_max_ms / 1000)
+        last = self._clock()
+        owed = 0.0
         while True:
-            due = int((self._clock() - started) * rate) - sent
-            if due > rate:  # fell far behind (a paused loop): skip rather than burst
-                sent += due - int(rate)
-                due = int(rate)
-            for _ in range(due):
+            now = self._clock()
+            # what the rate owes since the last tick; past the bound (the engine cannot keep
+            # up, or the loop was paused) the rest is dropped rather than burst
+            owed = min(owed + (now - last) * rate, backlog_max)
+            last = now
+            n = min(int(owed), cfg.batch_max_orders)
+            owed -= n
+            for _ in range(n):
                 self._send(self.market.next_command())
-            sent += due
             await asyncio.sleep(interval_s)

@@ -203,3 +203,35 @@ def test_against_the_engine_no_rejections_and_trades() -> None:
             if o.symbol == symbol
         ]
         assert open_makers  # a standing book on every symbol
+
+
+async def test_driver_drops_a_backlog_and_batches() -> None:
+    now = [0.0]
+    ticks = [0]  # the driver reads the clock once per tick
+    got: list[Command] = []
+    per_tick: dict[int, int] = {}
+
+    def clock() -> float:
+        ticks[0] += 1
+        return now[0]
+
+    def submit(cmd: Command) -> list[object]:
+        got.append(cmd)
+        per_tick[ticks[0]] = per_tick.get(ticks[0], 0) + 1
+        return []
+
+    cfg = _config(orders_per_s=500, tick_interval_ms=1, batch_max_orders=100, backlog_max_ms=1000)
+    feed = SyntheticFeed(cfg, submit, clock=clock)
+    await feed.start()
+    setup_n = len(got)
+    await asyncio.sleep(0.01)  # the task has read the clock
+    per_tick.clear()
+    now[0] = 10.0  # a paused loop: 5000 orders owed, only one second's worth (500) is kept
+    for _ in range(1000):
+        if len(got) >= setup_n + 500:
+            break
+        await asyncio.sleep(0.002)
+    await asyncio.sleep(0.02)
+    await feed.close()
+    assert len(got) == setup_n + 500
+    assert sorted(per_tick.values()) == [100] * 5
