@@ -90,6 +90,10 @@ class OrderStreams:
             self._streams[account] = s
         return s
 
+    def get(self, account: str) -> Stream | None:
+        """The account's stream if it exists."""
+        return self._streams.get(account)
+
     def channels(self) -> list[str]:
         return [s.channel for s in self._streams.values()]
 

@@ -79,6 +79,7 @@ class _Symbol:
         "ticker",
         "ticker_stream",
         "touched",
+        "traded",
         "trades_stream",
     )
 
@@ -87,6 +88,7 @@ class _Symbol:
         sym = inst.symbol
         pt = PriceTexts(inst.price_text)
         self.touched = False
+        self.traded = False
         self.book = book = L2Book(cfg.book_depth, inst.price_text, pt)
         self.tape = tape = TradeTape(cfg.trades_snapshot_max, pt)
         self.ticker = ticker = Ticker(inst, pt)
@@ -220,6 +222,7 @@ class Publisher:
             self._publish_symbol(sym, ts)
 
     def _trade(self, sym: _Symbol, ev: Trade) -> None:
+        sym.traded = True
         sym.tape.add(ev)
         price, qty, ts = ev.price, ev.qty, ev.ts
         sym.ticker.trade(price, qty, ts)
@@ -230,21 +233,48 @@ class Publisher:
                 closed_cb(sym.inst.symbol, res, closed)
 
     def _publish_symbol(self, sym: _Symbol, ts: int) -> None:
+        # Streams without conflation publish straight away (the hot path: no Stream.offer).
         pending = self._pending
         book = sym.book
         ticker = sym.ticker
         bids = book.bids.keys
         asks = book.asks.keys
-        ticker.quote(-bids[0] if bids else None, asks[0] if asks else None)
-        if sym.tape.pending and sym.trades_stream.offer(ts, ts):
-            pending[sym.trades_stream] = None
-        if (book.bids.changed or book.asks.changed) and sym.book_stream.offer(ts, ts):
-            pending[sym.book_stream] = None
-        if ticker.dirty and sym.ticker_stream.offer(ts, ts):
-            pending[sym.ticker_stream] = None
-        for _, series, stream in sym.candles:
-            if series.changed and stream.offer(ts, ts):
-                pending[stream] = None
+        bid = -bids[0] if bids else None
+        ask = asks[0] if asks else None
+        if bid != ticker.bid or ask != ticker.ask:
+            ticker.quote(bid, ask)
+        if sym.tape.pending:
+            stream = sym.trades_stream
+            if stream.interval_us:
+                if stream.offer(ts, ts):
+                    pending[stream] = None
+            else:
+                stream.publish(ts, sym.tape.take())
+        if book.bids.changed or book.asks.changed:
+            stream = sym.book_stream
+            if stream.interval_us:
+                if stream.offer(ts, ts):
+                    pending[stream] = None
+            else:
+                data = book.diff()
+                if data is not None:
+                    stream.publish(ts, data)
+        if ticker.dirty:
+            stream = sym.ticker_stream
+            if stream.interval_us:
+                if stream.offer(ts, ts):
+                    pending[stream] = None
+            else:
+                stream.publish(ts, ticker.take())
+        if sym.traded:
+            sym.traded = False
+            for _, series, stream in sym.candles:
+                if series.changed:
+                    if stream.interval_us:
+                        if stream.offer(ts, ts):
+                            pending[stream] = None
+                    else:
+                        stream.publish(ts, series.take())
 
     def flush_due(self, now_us: int) -> None:
         """Publish the conflated updates whose interval has passed by ``now_us``."""
@@ -288,4 +318,6 @@ class Publisher:
     def seq(self, channel: str) -> int | None:
         """The channel's last published seq, or ``None`` if unknown."""
         stream = self._streams.get(channel)
+        if stream is None and channel.startswith(ORDERS + "."):
+            stream = self._orders.get(channel[len(ORDERS) + 1 :])
         return stream.seq if stream is not None else None
