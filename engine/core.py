@@ -64,6 +64,7 @@ from engine.units import CASH_SCALE, parse_cash, parse_decimal
 from engine.wallet import Wallets
 
 _TIFS = frozenset({GTC, IOC, FOK})
+_MAX_INT = 2**63 - 1  # the JSON form carries 64-bit integers
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -142,8 +143,12 @@ class Engine:
         ts = cmd.ts
         if ts is None:
             ts = sq.clock()
-        elif type(ts) is not int or ts < 0:
-            cmd = Malformed("field 'ts' must be a non-negative integer")
+        elif type(ts) is not int or ts < 0 or ts > _MAX_INT:
+            cmd = Malformed(
+                "field 'ts' must be a non-negative integer",
+                getattr(cmd, "account", None),
+                getattr(cmd, "client_order_id", None),
+            )
             handler = self._handlers[Malformed]
             ts = sq.clock()
         journal = self._journal
@@ -159,6 +164,13 @@ class Engine:
         """Process an input that was already stamped (replay of a journal): ``in_seq`` must
         follow the engine's last one; the journal sink is not called."""
         self._sq.resume(in_seq)
+        if type(ts) is not int or ts < 0 or ts > _MAX_INT:
+            cmd = Malformed(
+                "field 'ts' must be a non-negative integer",
+                getattr(cmd, "account", None),
+                getattr(cmd, "client_order_id", None),
+            )
+            ts = 0
         handler = self._handlers.get(type(cmd))
         if handler is None:
             return self._malformed(Malformed(f"not a command: {type(cmd).__name__}"), in_seq, ts)
@@ -442,7 +454,7 @@ class Engine:
                 in_seq, ts, account, coid, MALFORMED, f"bad order type {otype!r}", symbol
             )
         lot = inst.lot
-        if type(qty) is not int or qty <= 0 or qty % lot:
+        if type(qty) is not int or qty <= 0 or qty % lot or qty > _MAX_INT:
             return self._reject(
                 in_seq,
                 ts,
@@ -626,7 +638,7 @@ class Engine:
             price = new_price
         old_qty = order.open_qty
         qty = old_qty if cmd.qty is None else cmd.qty
-        if type(qty) is not int or qty <= 0 or qty % inst.lot:
+        if type(qty) is not int or qty <= 0 or qty % inst.lot or qty > _MAX_INT:
             return self._reject(
                 in_seq,
                 ts,

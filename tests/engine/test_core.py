@@ -372,6 +372,8 @@ def test_bad_input_never_raises() -> None:
         DefineInstrument("Y", "1", 1.5),  # type: ignore[arg-type]
         DefineInstrument("Y", "1", 1, max_notional="abc"),
         NewOrder("a", "c", "X", "buy", "limit", "1", 1, ts="now"),  # type: ignore[arg-type]
+        CancelOrder("a", "c", ts=-1),
+        CancelOrder("a", "c", ts=2**64),
         {"op": "new"},
         None,
         Malformed("boom", "a", "c", None, "bad_qty"),
@@ -379,6 +381,7 @@ def test_bad_input_never_raises() -> None:
     for cmd in odd:
         events = e.submit(cmd)
         assert len(events) == 1 and isinstance(events[0], Rejected), cmd
+        encode_event(events[0], e.instruments)  # representable on the wire
     assert e.in_seq == len(bad) + len(odd)
 
 

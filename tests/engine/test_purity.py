@@ -2,8 +2,9 @@
 
 Checked twice: by importing every engine module in a fresh interpreter and looking at
 ``sys.modules``, and by scanning every ``engine/*.py`` for import statements (which also
-catches imports inside functions). One exception: :mod:`engine.journal` (the command journal,
-not part of the matching core) may use ``threading`` for its background fsync timer.
+catches imports inside functions). One exception: the durability layer, :mod:`engine.journal`
+(the command journal, not part of the matching core) and :mod:`engine.snapshot` (which uses
+it), may load ``threading`` for the journal's background fsync timer.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ FORBIDDEN = frozenset(
         "logging",
     }
 )
-ALLOWED = {"journal": frozenset({"threading"})}
+ALLOWED = {"journal": frozenset({"threading"}), "snapshot": frozenset({"threading"})}
 # (``urllib.parse`` is pure string handling and ``pathlib`` imports it; fetching is not.)
 
 
