@@ -122,6 +122,41 @@ async def test_run_serves_page_rest_and_websocket(server: str) -> None:
                 assert got == msg["data"]["checksum"]
         assert book["bids"] and book["asks"]
 
+    # the private orders channel: a REST order shows up as the account's own event
+    async with connect(ws_url) as ws:
+        await ws.send(orjson.dumps({"op": "auth", "token": KEY, "id": 1}).decode())
+        await ws.send(orjson.dumps({"op": "subscribe", "ch": ["orders"], "id": 2}).decode())
+        seen: list[dict[str, Any]] = []
+
+        async def until(pred: Any) -> dict[str, Any]:
+            while True:
+                for msg in seen:
+                    if pred(msg):
+                        return msg
+                frame = await asyncio.wait_for(ws.recv(), 20)
+                seen.extend(orjson.loads(line) for line in str(frame).split("\n"))
+
+        assert (await until(lambda m: m["type"] == "authed"))["account"] == "demo"
+        snap = await until(lambda m: m.get("ch") == "orders" and m["type"] == "snapshot")
+        assert snap["data"] == {"open": []}
+        async with httpx.AsyncClient(base_url=server, timeout=10) as http:
+            resp = await http.post(
+                "/v1/order",
+                headers={"Authorization": f"Bearer {KEY}"},
+                json={
+                    "symbol": "MSFT",
+                    "side": "buy",
+                    "type": "limit",
+                    "price": "1.00",
+                    "qty": 1,
+                    "clientOrderId": "e2e-1",
+                },
+            )
+            assert resp.status_code == 200, resp.text
+        upd = await until(lambda m: m.get("ch") == "orders" and m["type"] == "update")
+        assert upd["seq"] == snap["seq"] + 1
+        assert upd["data"]["event"] == "accepted" and upd["data"]["clientOrderId"] == "e2e-1"
+
 
 def test_bad_accounts_file_exits_2(tmp_path: Path, free_port: int) -> None:
     bad = tmp_path / "accounts.json"
