@@ -272,3 +272,16 @@ async def test_metrics_prometheus_text(client: httpx.AsyncClient) -> None:
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/plain")
     assert "quotegate_connections" in r.text
+
+
+async def test_mounted_by_create_app(app: Starlette) -> None:
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            health = await c.get("/healthz")
+            assert health.status_code == 200 and health.json()["channels"] >= 4
+            book = await c.get("/v1/marketdata/orderBook/L2", params={"symbol": "AAPL"})
+            assert book.status_code == 200 and book.json()["seq"] == 1
+            assert (await c.get("/v1/marketdata/ticker?symbol=ZZZ")).status_code == 404
+            metrics = await c.get("/metrics")
+            assert metrics.status_code == 200 and "quotegate_" in metrics.text
