@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -9,6 +10,7 @@ from starlette.applications import Starlette
 
 from gateway import routes_marketdata
 from gateway.bus_memory import MemoryBus
+from gateway.candles_sqlite import SqliteCandleArchive, SqliteCandleConfig
 from gateway.config import GatewayConfig
 from gateway.envelope import SNAPSHOT, UPDATE, Envelope
 from gateway.metrics import Metrics
@@ -16,41 +18,6 @@ from gateway.services import Services
 from gateway.store_memory import MemorySnapshotStore
 
 EPOCH = "ep1"
-
-
-class ListArchive:
-    """A CandleArchive over a plain list (the real ones have their own contract tests)."""
-
-    def __init__(self) -> None:
-        self.rows: dict[tuple[str, str, int], dict[str, Any]] = {}
-
-    async def start(self) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None
-
-    def append(self, symbol: str, resolution: str, candle: dict[str, Any]) -> None:
-        self.rows[(symbol, resolution, candle["t"])] = candle
-
-    async def flush(self) -> None:
-        return None
-
-    async def range(
-        self, symbol: str, resolution: str, start_ms: int | None, end_ms: int | None, limit: int
-    ) -> list[dict[str, Any]]:
-        found = sorted(
-            (
-                c
-                for (s, r, t), c in self.rows.items()
-                if s == symbol
-                and r == resolution
-                and (start_ms is None or t >= start_ms)
-                and (end_ms is None or t <= end_ms)
-            ),
-            key=lambda c: c["t"],
-        )
-        return found[-limit:]
 
 
 def candle(t: int, c: str = "10") -> dict[str, Any]:
@@ -82,16 +49,21 @@ def store() -> MemorySnapshotStore:
 
 
 @pytest.fixture
-def archive() -> ListArchive:
-    archive = ListArchive()
+async def archive(tmp_path: Path) -> AsyncIterator[SqliteCandleArchive]:
+    archive = SqliteCandleArchive(SqliteCandleConfig(path=str(tmp_path / "candles.sqlite3")))
+    await archive.start()
     for t in (120_000, 180_000, 240_000, 300_000):
         archive.append("AAPL", "1m", candle(t, "9"))
-    return archive
+    await archive.flush()
+    try:
+        yield archive
+    finally:
+        await archive.close()
 
 
 @pytest.fixture
 async def client(
-    store: MemorySnapshotStore, archive: ListArchive
+    store: MemorySnapshotStore, archive: SqliteCandleArchive
 ) -> AsyncIterator[httpx.AsyncClient]:
     app = Starlette(routes=routes_marketdata.routes())
     app.state.config = GatewayConfig()
