@@ -19,7 +19,7 @@ from types import FrameType
 from typing import Any
 
 DEFAULT_SYMBOLS = "AAPL,MSFT,TSLA"
-DEFAULT_CANDLES_DB = "quotegate-candles.sqlite3"
+DEFAULT_CANDLES_DB = "data/candles.sqlite3"
 
 # flag dest -> (environment variable, default)
 ENV: dict[str, tuple[str, Any]] = {
