@@ -87,10 +87,19 @@ class EmbeddedRuntime:
     def __init__(self, config: EmbeddedConfig, *, clock: Callable[[], int] = wall_clock_us):
         self.config = config
         self._clock = clock
+        self._replay_instruments: list[DefineInstrument] = []
+        if config.feed == "replay":
+            assert config.replay_file is not None
+            self._replay_instruments = _leading_instruments(config.replay_file)
+        symbols = (
+            [i.symbol for i in self._replay_instruments]
+            if config.feed == "replay"
+            else list(config.symbols)
+        )
         self.accounts = (
             Accounts.load(config.accounts_file)
             if config.accounts_file
-            else Accounts.demo(config.symbols, api_key=config.demo_api_key)
+            else Accounts.demo(symbols, api_key=config.demo_api_key)
         )
         self.engine = Engine(EngineConfig(), clock=clock)
         self.bus = MemoryBus()
@@ -191,7 +200,7 @@ class EmbeddedRuntime:
             self.feed = feed
         elif cfg.feed == "replay":
             assert cfg.replay_file is not None
-            for cmd in _leading_instruments(cfg.replay_file):
+            for cmd in self._replay_instruments:
                 self.submit(cmd._replace(ts=None))
             self.feed = ReplayFeed(
                 ReplayConfig(path=cfg.replay_file, speed=cfg.replay_speed), self.submit

@@ -152,8 +152,9 @@ def run(args: argparse.Namespace) -> int:
     )
     server = uvicorn.Server(config)
     host = gateway.host if ":" not in gateway.host else f"[{gateway.host}]"
+    symbols = "(from the replay file)" if embedded.feed == "replay" else ",".join(embedded.symbols)
     banner = [
-        f"quotegate: feed={embedded.feed} symbols={','.join(embedded.symbols) or '-'} "
+        f"quotegate: feed={embedded.feed} symbols={symbols} "
         f"accounts={embedded.accounts_file or 'demo'}",
         f"quotegate: open http://{host}:{gateway.port}/",
     ]

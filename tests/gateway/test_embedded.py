@@ -130,6 +130,10 @@ async def test_replay_feed(tmp_path: Path) -> None:
         assert trades is not None
         assert [(t["price"], t["qty"]) for t in trades.data()["trades"]] == [("5.5", 10)]
         assert [s["symbol"] for s in runtime.services.symbols()] == ["XYZ"]
+        # the demo account holds shares of the replay's symbols, not of the default ones
+        assert runtime.services.orders is not None
+        acct = await runtime.services.orders.account("demo")
+        assert set(acct["balances"]) == {"USD", "XYZ"}
     finally:
         await runtime.close()
 
