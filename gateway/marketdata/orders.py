@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from engine.codec import event_to_json
+from engine.codec import event_to_json, execution_to_json
 from engine.events import Event, Trade
 from engine.instruments import Instrument
 from gateway.channels import ORDERS, orders_channel
@@ -29,25 +29,18 @@ OpenOrders = Callable[[str], list[dict[str, Any]]]
 def execution_record(
     trade: Trade, side: str, instruments: Mapping[str, Instrument]
 ) -> dict[str, Any]:
-    """The execution record of one side (``buy``/``sell``) of a trade, for that side's account."""
-    buy = side == "buy"
-    inst = instruments.get(trade.symbol)
-    price = inst.price_text(trade.price) if inst is not None else str(trade.price)
-    return {
+    """The ``orders`` message of one side (``buy``/``sell``) of a trade, for that side's
+    account: ``event`` ``trade``, the engine's ``seq``/``inSeq``, the account, then
+    ``engine.codec.execution_to_json`` (its own order id, client order id, side, liquidity)."""
+    account = trade.buy_account if side == "buy" else trade.sell_account
+    rec: dict[str, Any] = {
         "event": "trade",
         "seq": trade.seq,
         "inSeq": trade.in_seq,
-        "ts": trade.ts,
-        "tradeId": trade.trade_id,
-        "account": trade.buy_account if buy else trade.sell_account,
-        "orderId": trade.buy_order_id if buy else trade.sell_order_id,
-        "clientOrderId": trade.buy_client_order_id if buy else trade.sell_client_order_id,
-        "symbol": trade.symbol,
-        "side": side,
-        "price": price,
-        "qty": trade.qty,
-        "liquidity": "taker" if trade.aggressor == side else "maker",
+        "account": account,
     }
+    rec.update(execution_to_json(trade, account, instruments, side=side))
+    return rec
 
 
 class OrderStreams:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.codec import order_to_json
 from engine.core import Engine
 from engine.events import Event
 from gateway.envelope import Envelope
@@ -30,20 +31,8 @@ class Flow:
 
 def open_orders_of(engine: Engine) -> Callable[[str], list[dict[str, Any]]]:
     def render(account: str) -> list[dict[str, Any]]:
-        out = []
-        for o in engine.orders.open_orders(account):
-            inst = engine.instruments[o.symbol]
-            out.append(
-                {
-                    "orderId": o.order_id,
-                    "account": o.account,
-                    "clientOrderId": o.client_order_id,
-                    "symbol": o.symbol,
-                    "price": None if o.price is None else inst.price_text(o.price),
-                    "openQty": o.open_qty,
-                }
-            )
-        return out
+        instruments = engine.instruments
+        return [order_to_json(o, instruments[o.symbol]) for o in engine.orders.open_orders(account)]
 
     return render
 

@@ -1,0 +1,78 @@
+"""Private orders streams: one message per event of the account, execution records of its
+own side only, wire channel ``orders``, snapshots from the open_orders callable."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.events import Accepted, Rejected, Replaced, Trade
+from engine.instruments import Instrument
+from gateway.envelope import Envelope
+from gateway.marketdata.orders import OrderStreams, execution_record
+
+INST = {"AAPL": Instrument.define(symbol="AAPL", tick="0.01", lot=1)}
+TRADE = Trade(9, 4, 50, 3, "AAPL", 12_345, 7, "sell", 11, 12, "alice", "bob", "a-1", "b-1")
+
+
+def streams(open_orders: Any = None) -> tuple[OrderStreams, list[Envelope]]:
+    out: list[Envelope] = []
+    return OrderStreams("ep", out.append, INST, lambda: 42, open_orders), out
+
+
+def test_execution_records_show_only_the_own_side() -> None:
+    buy = execution_record(TRADE, "buy", INST)
+    sell = execution_record(TRADE, "sell", INST)
+    assert buy == {
+        "event": "trade", "seq": 9, "inSeq": 4, "account": "alice", "tradeId": 3, "orderId": 11,
+        "clientOrderId": "a-1", "symbol": "AAPL", "side": "buy", "price": "123.45", "qty": 7,
+        "liquidity": "maker", "ts": 50,
+    }  # fmt: skip
+    assert sell["account"] == "bob" and sell["orderId"] == 12 and sell["liquidity"] == "taker"
+    assert "alice" not in sell.values() and "a-1" not in sell.values() and 11 not in sell.values()
+    assert "bob" not in buy.values() and "b-1" not in buy.values() and 12 not in buy.values()
+
+
+def test_each_account_gets_its_own_stream() -> None:
+    s, out = streams()
+    s.on_event(Accepted(1, 1, 10, 11, "alice", "a-1", "AAPL", "buy", "limit", 12_345, 7, "GTC"))
+    s.on_event(TRADE)
+    s.on_event(Rejected(10, 5, 60, None, None, "malformed", "bad json"))  # no account: nowhere
+    s.on_event(Rejected(11, 6, 70, "bob", "b-2", "unknown_symbol", "no", "MSFT"))
+    s.on_event(Replaced(12, 7, 80, 11, "alice", "a-1", "AAPL", 12_300, 3, False))
+    by: dict[str, list[Envelope]] = {}
+    for env in out:
+        by.setdefault(env.channel, []).append(env)
+    assert sorted(by) == ["orders.alice", "orders.bob"]
+    assert [e.seq for e in by["orders.alice"]] == [1, 2, 3]
+    assert [e.data()["event"] for e in by["orders.alice"]] == ["accepted", "trade", "replaced"]
+    assert [e.data()["event"] for e in by["orders.bob"]] == ["trade", "rejected"]
+    assert all(e.payload.startswith(b'{"type":"update","ch":"orders","epoch":"ep"') for e in out)
+    assert [e.ts for e in by["orders.bob"]] == [50, 70]
+    assert b"alice" not in b"".join(e.payload for e in by["orders.bob"])
+    assert sorted(s.channels()) == ["orders.alice", "orders.bob"]
+
+
+def test_self_trade_gives_both_records() -> None:
+    s, out = streams()
+    s.on_event(TRADE._replace(sell_account="alice", sell_client_order_id="a-2"))
+    assert [(e.seq, e.data()["side"], e.data()["orderId"]) for e in out] == [
+        (1, "buy", 11),
+        (2, "sell", 12),
+    ]
+
+
+def test_snapshot_lists_open_orders() -> None:
+    calls: list[str] = []
+
+    def open_orders(account: str) -> list[dict[str, Any]]:
+        calls.append(account)
+        return [{"orderId": 1, "account": account}]
+
+    s, _ = streams(open_orders)
+    snap = s.stream("carol").snapshot()
+    assert snap.payload.startswith(b'{"type":"snapshot","ch":"orders"')
+    assert (snap.channel, snap.seq, snap.ts) == ("orders.carol", 0, 42)
+    assert snap.data() == {"open": [{"orderId": 1, "account": "carol"}]}
+    assert s.stream("carol").snapshot() is snap and calls == ["carol"]  # cached per seq
+    empty, _ = streams()
+    assert empty.stream("dave").snapshot().data() == {"open": []}
