@@ -115,6 +115,26 @@ class EmbeddedRuntime:
         self.store: SnapshotStore = _snapshot_store(config, self.publisher.snapshot)
         self.order_service = EngineOrderService(self.engine, self.submit)
         self.feed: SyntheticFeed | ReplayFeed | None = None
+        if config.feed == "synthetic":
+            synth = SyntheticConfig(
+                symbols=config.symbols,
+                orders_per_s=config.rate_orders_per_s,
+                seed=config.seed,
+                tick=config.tick,
+                lot=config.lot,
+                **config.synthetic,
+            )
+            self.feed = SyntheticFeed(synth, self.submit)
+            clash = sorted(set(self.feed.market.accounts) & set(self.accounts.names))
+            if clash:
+                raise ValueError(
+                    f"account(s) {', '.join(clash)} belong to the synthetic feed; rename them"
+                )
+        elif config.feed == "replay":
+            assert config.replay_file is not None
+            self.feed = ReplayFeed(
+                ReplayConfig(path=config.replay_file, speed=config.replay_speed), self.submit
+            )
         self.services = Services(
             bus=self.bus,
             store=self.store,
@@ -186,25 +206,11 @@ class EmbeddedRuntime:
         for component in (self.archive, self.store, self.bus):
             await component.start()
             self._closers.append(component.close)
-        if cfg.feed == "synthetic":
-            synth = SyntheticConfig(
-                symbols=cfg.symbols,
-                orders_per_s=cfg.rate_orders_per_s,
-                seed=cfg.seed,
-                tick=cfg.tick,
-                lot=cfg.lot,
-                **cfg.synthetic,
-            )
-            feed = SyntheticFeed(synth, self.submit)
-            feed.submit_setup()  # instruments first: deposits of shares need them
-            self.feed = feed
+        if isinstance(self.feed, SyntheticFeed):
+            self.feed.submit_setup()  # instruments first: deposits of shares need them
         elif cfg.feed == "replay":
-            assert cfg.replay_file is not None
             for cmd in self._replay_instruments:
                 self.submit(cmd._replace(ts=None))
-            self.feed = ReplayFeed(
-                ReplayConfig(path=cfg.replay_file, speed=cfg.replay_speed), self.submit
-            )
         else:
             for symbol in cfg.symbols:
                 self.submit(DefineInstrument(symbol=symbol, tick=cfg.tick, lot=cfg.lot))

@@ -239,3 +239,15 @@ async def test_closed_candles_reach_the_archive(tmp_path: Path) -> None:
         closed = await services.candles.range("AAPL", "1s", None, None, 10)
         assert [c["c"] for c in closed] == ["10.00"]  # the first bucket closed; the second is open
     assert db.exists()
+
+
+def test_accounts_may_not_take_the_synthetic_feeds_names(tmp_path: Path) -> None:
+    path = tmp_path / "accounts.json"
+    path.write_bytes(
+        orjson.dumps({"accounts": [{"account": "mm1", "apiKeys": ["mm1-key-0123456789ab"]}]})
+    )
+    with pytest.raises(ValueError, match="mm1"):
+        EmbeddedRuntime(EmbeddedConfig(symbols=["AAPL"], accounts_file=str(path)))
+    EmbeddedRuntime(EmbeddedConfig(symbols=["AAPL"], feed="none", accounts_file=str(path)))
+    with pytest.raises(FileNotFoundError):
+        EmbeddedRuntime(EmbeddedConfig(feed="replay", replay_file=str(tmp_path / "missing")))
