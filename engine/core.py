@@ -65,6 +65,7 @@ from engine.wallet import Wallets
 
 _TIFS = frozenset({GTC, IOC, FOK})
 _MAX_INT = 2**63 - 1  # the JSON form carries 64-bit integers
+_tuple_new = tuple.__new__  # builds an event without the NamedTuple's Python-level __new__
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -101,7 +102,14 @@ class Engine:
         self.orders = OrderManager()
         self.wallets = Wallets()
         self._books: dict[str, OrderBook] = {}
-        self._limited: set[str] = set()  # symbols with per-instrument risk limits
+        # symbol -> (instrument, book, has per-instrument risk limits): one lookup per order
+        self._markets: dict[str, tuple[Instrument, OrderBook, bool]] = {}
+        self._max_open = self.config.max_open_orders_per_account
+        # the order manager's and the wallets' maps, for the hot path
+        self._by_client = self.orders._by_client
+        self._open_map = self.orders._open
+        self._by_id_append = self.orders._by_id.append
+        self._wallet_map = self.wallets._wallets
         self._currencies: set[str] = {"USD"}
         self._sq = Sequencer(clock)
         self._journal = journal
@@ -294,16 +302,19 @@ class Engine:
         sq = self._sq
         seq = sq.out_seq = sq.out_seq + 1
         out.append(
-            Cancelled(
-                seq,
-                in_seq,
-                ts,
-                order.order_id,
-                order.account,
-                order.client_order_id,
-                order.symbol,
-                remaining,
-                reason,
+            _tuple_new(
+                Cancelled,
+                (
+                    seq,
+                    in_seq,
+                    ts,
+                    order.order_id,
+                    order.account,
+                    order.client_order_id,
+                    order.symbol,
+                    remaining,
+                    reason,
+                ),
             )
         )
 
@@ -312,8 +323,17 @@ class Engine:
         sq = self._sq
         seq = sq.out_seq = sq.out_seq + 1
         out.append(
-            Done(
-                seq, in_seq, ts, order.order_id, order.account, order.client_order_id, order.symbol
+            _tuple_new(
+                Done,
+                (
+                    seq,
+                    in_seq,
+                    ts,
+                    order.order_id,
+                    order.account,
+                    order.client_order_id,
+                    order.symbol,
+                ),
             )
         )
 
@@ -369,10 +389,9 @@ class Engine:
                 return []  # the same definition again: nothing to do
             return bad(MALFORMED, f"symbol {symbol!r} is already defined differently")
         self.instruments[symbol] = inst
-        self._books[symbol] = OrderBook(symbol)
+        book = self._books[symbol] = OrderBook(symbol)
+        self._markets[symbol] = (inst, book, risk.has_limits(inst))
         self._currencies.add(currency)
-        if risk.has_limits(inst):
-            self._limited.add(symbol)
         return []
 
     def _deposit(self, cmd: Deposit, in_seq: int, ts: int) -> list[Event]:
@@ -415,11 +434,12 @@ class Engine:
 
     def _new(self, cmd: NewOrder, in_seq: int, ts: int) -> list[Event]:
         account, coid, symbol, side, otype, price_text, qty, tif, _ = cmd
-        inst = self.instruments.get(symbol)
-        if inst is None:
+        market = self._markets.get(symbol) if type(symbol) is str else None
+        if market is None:
             return self._reject(
                 in_seq, ts, account, coid, UNKNOWN_SYMBOL, f"unknown symbol {symbol!r}", symbol
             )
+        inst, book, limited = market
         if type(account) is not str or type(coid) is not str or not account or not coid:
             return self._reject(
                 in_seq, ts, account, coid, MALFORMED, "account and clientOrderId are required"
@@ -431,7 +451,9 @@ class Engine:
                 return self._reject(
                     in_seq, ts, account, coid, MALFORMED, f"bad tif {tif!r}", symbol
                 )
-            price = inst.ticks(price_text)
+            price = inst._ticks_memo.get(price_text, -1) if type(price_text) is str else None
+            if price == -1:
+                price = inst.ticks(price_text)
             if price is None:
                 return self._reject(
                     in_seq,
@@ -453,19 +475,17 @@ class Engine:
             return self._reject(
                 in_seq, ts, account, coid, MALFORMED, f"bad order type {otype!r}", symbol
             )
-        lot = inst.lot
-        if type(qty) is not int or qty <= 0 or qty % lot or qty > _MAX_INT:
+        if type(qty) is not int or qty <= 0 or qty % inst.lot or qty > _MAX_INT:
             return self._reject(
                 in_seq,
                 ts,
                 account,
                 coid,
                 BAD_QTY,
-                f"qty {qty!r} is not a positive multiple of the lot {lot}",
+                f"qty {qty!r} is not a positive multiple of the lot {inst.lot}",
                 symbol,
             )
-        orders = self.orders
-        clients = orders._by_client.get(account)
+        clients = self._by_client.get(account)
         if clients is not None and coid in clients:
             return self._reject(
                 in_seq,
@@ -476,20 +496,21 @@ class Engine:
                 f"clientOrderId {coid!r} was already used by this account",
                 symbol,
             )
-        book = self._books[symbol]
-        if symbol in self._limited:
+        if limited:
             ref = book.last_price
             if ref is None:
                 ref = book.best_ask if side == BUY else book.best_bid
             failed = risk.check(inst, price, qty, book.last_price, ref)
             if failed is not None:
                 return self._reject(in_seq, ts, account, coid, failed[0], failed[1], symbol)
-        cap = self.config.max_open_orders_per_account
+        cap = self._max_open
         if cap is not None and tif == GTC:
-            failed = risk.check_open_orders(cap, orders.open_count(account))
+            failed = risk.check_open_orders(cap, self.orders.open_count(account))
             if failed is not None:
                 return self._reject(in_seq, ts, account, coid, failed[0], failed[1], symbol)
-        wallet = self.wallets.get(account)
+        wallet = self._wallet_map.get(account)
+        if wallet is None:
+            wallet = self.wallets.get(account)
         if side == BUY:
             if price is not None:
                 asset = inst.currency
@@ -515,37 +536,46 @@ class Engine:
             reserved = wallet.reserved
             reserved[asset] = reserved.get(asset, 0) + need
 
+        # accepted: register the order (OrderManager's maps, inlined)
+        account = wallet.account  # the interned spelling
         oid = self._next_order_id
         self._next_order_id = oid + 1
-        order = Order(oid, wallet.account, coid, symbol, side, otype, tif, price, qty, ts)
-        orders.add(order)
+        order = Order(oid, account, coid, symbol, side, otype, tif, price, qty, ts)
+        self._by_id_append(order)
+        if clients is None:
+            clients = self._by_client[account] = {}
+        clients[coid] = order
         sq = self._sq
         seq = sq.out_seq = sq.out_seq + 1
         out: list[Event] = [
-            Accepted(
-                seq, in_seq, ts, oid, order.account, coid, symbol, side, otype, price, qty, tif
+            _tuple_new(
+                Accepted,
+                (seq, in_seq, ts, oid, account, coid, symbol, side, otype, price, qty, tif),
             )
         ]
-        if side == BUY:
-            best = book.best_ask
-            crosses = best is not None and (price is None or best <= price)
-        else:
-            best = book.best_bid
-            crosses = best is not None and (price is None or best >= price)
         if tif == FOK and not self._fok_fillable(book, side, price, qty):
             self._finish(order, inst, REASON_FOK, out, in_seq, ts)
             return out
-        if crosses:
-            if side == BUY:
+        if side == BUY:
+            best = book.best_ask
+            if best is not None and (price is None or best <= price):
                 match_buy(self, order, book, inst, wallet, out, in_seq, ts)
-            else:
+                if not order.open_qty:
+                    self._done(order, out, in_seq, ts)
+                    return out
+        else:
+            best = book.best_bid
+            if best is not None and (price is None or best >= price):
                 match_sell(self, order, book, inst, wallet, out, in_seq, ts)
-            if not order.open_qty:
-                self._done(order, out, in_seq, ts)
-                return out
+                if not order.open_qty:
+                    self._done(order, out, in_seq, ts)
+                    return out
         if tif == GTC:
             book.add(order)
-            orders.rest(order)
+            opened = self._open_map.get(account)
+            if opened is None:
+                opened = self._open_map[account] = {}
+            opened[oid] = order
         else:
             self._finish(
                 order, inst, REASON_IOC if price is not None else MARKET_UNFILLED, out, in_seq, ts
@@ -648,8 +678,8 @@ class Engine:
                 f"qty {qty!r} is not a positive multiple of the lot {inst.lot}",
                 symbol,
             )
-        book = self._books[symbol]
-        if symbol in self._limited:
+        book, limited = self._markets[symbol][1:]
+        if limited:
             failed = risk.check(
                 inst, price, qty, book.last_price, None, check_band=price != old_price
             )

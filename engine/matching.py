@@ -28,6 +28,8 @@ from engine.wallet import Wallet
 if TYPE_CHECKING:
     from engine.core import Engine
 
+_tuple_new = tuple.__new__  # builds an event without the NamedTuple's Python-level __new__
+
 
 def match_buy(
     engine: Engine,
@@ -53,8 +55,8 @@ def match_buy(
     seq = sq.out_seq
     trade_id = engine._next_trade_id
     orders = engine.orders
-    record = orders.record
-    close = orders.close
+    executions = orders._executions
+    opened = orders._open
     wallets = engine.wallets._wallets
     b_avail = wallet.avail
     b_res = wallet.reserved
@@ -101,25 +103,37 @@ def match_buy(
             resting.filled += q
             level.qty -= q
             seq += 1
-            trade = Trade(
-                seq,
-                in_seq,
-                ts,
-                trade_id,
-                symbol,
-                price,
-                q,
-                BUY,
-                oid,
-                resting.order_id,
-                account,
-                resting.account,
-                coid,
-                resting.client_order_id,
+            trade = _tuple_new(
+                Trade,
+                (
+                    seq,
+                    in_seq,
+                    ts,
+                    trade_id,
+                    symbol,
+                    price,
+                    q,
+                    BUY,
+                    oid,
+                    resting.order_id,
+                    account,
+                    resting.account,
+                    coid,
+                    resting.client_order_id,
+                ),
             )
             trade_id += 1
             append(trade)
-            record(trade)
+            found = executions.get(account)
+            if found is None:
+                executions[account] = [trade]
+            else:
+                found.append(trade)
+            found = executions.get(resting.account)
+            if found is None:
+                executions[resting.account] = [trade]
+            else:
+                found.append(trade)
             nxt = resting.next
             if left:
                 resting.status = PARTIALLY_FILLED
@@ -132,17 +146,20 @@ def match_buy(
                 nxt.prev = None
             resting.next = resting.level = None
             level.count -= 1
-            close(resting)
+            del opened[resting.account][resting.order_id]
             seq += 1
             append(
-                Done(
-                    seq,
-                    in_seq,
-                    ts,
-                    resting.order_id,
-                    resting.account,
-                    resting.client_order_id,
-                    symbol,
+                _tuple_new(
+                    Done,
+                    (
+                        seq,
+                        in_seq,
+                        ts,
+                        resting.order_id,
+                        resting.account,
+                        resting.client_order_id,
+                        symbol,
+                    ),
                 )
             )
             if not remaining or (market and not afford):
@@ -184,8 +201,8 @@ def match_sell(
     seq = sq.out_seq
     trade_id = engine._next_trade_id
     orders = engine.orders
-    record = orders.record
-    close = orders.close
+    executions = orders._executions
+    opened = orders._open
     wallets = engine.wallets._wallets
     s_avail = wallet.avail
     s_res = wallet.reserved
@@ -218,25 +235,37 @@ def match_sell(
             resting.filled += q
             level.qty -= q
             seq += 1
-            trade = Trade(
-                seq,
-                in_seq,
-                ts,
-                trade_id,
-                symbol,
-                price,
-                q,
-                SELL,
-                resting.order_id,
-                oid,
-                resting.account,
-                account,
-                resting.client_order_id,
-                coid,
+            trade = _tuple_new(
+                Trade,
+                (
+                    seq,
+                    in_seq,
+                    ts,
+                    trade_id,
+                    symbol,
+                    price,
+                    q,
+                    SELL,
+                    resting.order_id,
+                    oid,
+                    resting.account,
+                    account,
+                    resting.client_order_id,
+                    coid,
+                ),
             )
             trade_id += 1
             append(trade)
-            record(trade)
+            found = executions.get(account)
+            if found is None:
+                executions[account] = [trade]
+            else:
+                found.append(trade)
+            found = executions.get(resting.account)
+            if found is None:
+                executions[resting.account] = [trade]
+            else:
+                found.append(trade)
             nxt = resting.next
             if left:
                 resting.status = PARTIALLY_FILLED
@@ -249,17 +278,20 @@ def match_sell(
                 nxt.prev = None
             resting.next = resting.level = None
             level.count -= 1
-            close(resting)
+            del opened[resting.account][resting.order_id]
             seq += 1
             append(
-                Done(
-                    seq,
-                    in_seq,
-                    ts,
-                    resting.order_id,
-                    resting.account,
-                    resting.client_order_id,
-                    symbol,
+                _tuple_new(
+                    Done,
+                    (
+                        seq,
+                        in_seq,
+                        ts,
+                        resting.order_id,
+                        resting.account,
+                        resting.client_order_id,
+                        symbol,
+                    ),
                 )
             )
             if not remaining:
