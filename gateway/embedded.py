@@ -182,10 +182,7 @@ class EmbeddedRuntime:
 
     def _open_orders(self, account: str) -> list[dict[str, Any]]:
         instruments = self.engine.instruments
-        return [
-            order_to_json(o, instruments.get(o.symbol))
-            for o in self.engine.orders.open_orders(account)
-        ]
+        return [order_to_json(o, instruments) for o in self.engine.orders.open_orders(account)]
 
     def symbols(self) -> list[dict[str, Any]]:
         """``GET /v1/symbols`` entries: the engine's instruments."""

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from engine.codec import command_from_obj, event_to_json
+from engine.codec import order_to_json as codec_order_to_json
 from engine.commands import Command, Malformed
 from engine.events import Event, Rejected, Trade
 from engine.instruments import Instrument
@@ -58,26 +59,9 @@ class EngineView(Protocol):
 SubmitCommand = Callable[[Command], Sequence[Event]]
 
 
-def order_to_json(order: Order, instrument: Instrument | None) -> dict[str, Any]:
-    """An order as ``GET /v1/order`` returns it."""
-    price = order.price
-    return {
-        "orderId": order.order_id,
-        "account": order.account,
-        "clientOrderId": order.client_order_id,
-        "symbol": order.symbol,
-        "side": order.side,
-        "type": order.type,
-        "tif": order.tif,
-        "price": None
-        if price is None
-        else (instrument.price_text(price) if instrument is not None else str(price)),
-        "qty": order.qty,
-        "openQty": order.open_qty,
-        "filled": order.filled,
-        "status": order.status,
-        "ts": order.ts,
-    }
+def order_to_json(order: Order, instruments: Mapping[str, Instrument]) -> dict[str, Any]:
+    """An order as ``GET /v1/order`` returns it (:func:`engine.codec.order_to_json`)."""
+    return codec_order_to_json(order, instruments[order.symbol])
 
 
 class EngineOrderService:
@@ -127,13 +111,13 @@ class EngineOrderService:
         order = self._order(account, order_id)
         if order is None:
             return None
-        return order_to_json(order, self._engine.instruments.get(order.symbol))
+        return order_to_json(order, self._engine.instruments)
 
     async def order_by_client(self, account: str, client_order_id: str) -> dict[str, Any] | None:
         order = self._engine.orders.by_client(account, client_order_id)
         if order is None:
             return None
-        return order_to_json(order, self._engine.instruments.get(order.symbol))
+        return order_to_json(order, self._engine.instruments)
 
     async def orders(self, account: str, *, open_only: bool) -> list[dict[str, Any]]:
         instruments = self._engine.instruments
@@ -146,7 +130,7 @@ class EngineOrderService:
                 if callable(all_orders)
                 else self._engine.orders.open_orders(account)
             )
-        return [order_to_json(o, instruments.get(o.symbol)) for o in found]
+        return [order_to_json(o, instruments) for o in found]
 
     async def executions(
         self,
