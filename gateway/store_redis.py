@@ -26,6 +26,7 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass, replace
+from itertools import chain
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -134,6 +135,7 @@ class RedisSnapshotStore:
         self._pending: dict[str, deque[Envelope]] = {}
         self._streams: dict[str, _Stream | None] = {}
         self._listed: set[str] = set()
+        self._bases: dict[str, bytes] = {}
         self._client: aioredis.Redis | None = None
         self._resume_script: Any = None
         self._task: asyncio.Task[None] | None = None
@@ -183,11 +185,17 @@ class RedisSnapshotStore:
 
     async def _flush_loop(self) -> None:
         interval_s = self._config.flush_interval_ms / 1000
+        # Building a batch runs on the event loop (the publisher's): keep it under
+        # flush_duty_max_pct of the time by waiting longer after an expensive flush.
+        stretch = 100 / self._config.flush_duty_max_pct - 1
         failing = False
+        wait_s = interval_s
         while True:
-            await asyncio.sleep(interval_s)
+            await asyncio.sleep(wait_s)
             if not self._pending:
+                wait_s = interval_s
                 continue
+            built_s = self.flush_cpu_seconds
             try:
                 await self.flush()
             except (RedisError, OSError) as exc:
@@ -197,6 +205,7 @@ class RedisSnapshotStore:
                 failing = True
             else:
                 failing = False
+            wait_s = max(interval_s, (self.flush_cpu_seconds - built_s) * stretch)
 
     # --- writes -------------------------------------------------------------------------------
 
@@ -246,54 +255,97 @@ class RedisSnapshotStore:
         for channel, meta in zip(unknown, metas, strict=True):
             self._streams[channel] = _parse_meta(_as_bytes(meta)) if meta is not None else None
 
+    def _base(self, channel: str) -> bytes:
+        base = self._bases.get(channel)
+        if base is None:
+            base = self._bases[channel] = f"{self._prefix}{{{channel}}}:".encode()
+        return base
+
+    def _plan(
+        self, channel: str, items: deque[Envelope], mset: list[bytes], unlink: list[bytes]
+    ) -> tuple[_Stream, bool]:
+        """Add one channel's writes to ``mset``/``unlink``; return its new stream and whether
+        a snapshot was written. Synchronous: the provider's snapshot matches the batch."""
+        base = self._base(channel)
+        history_max = self._config.history_max
+        old = self._streams.get(channel)
+        fresh = self._provider(channel) if self._provider is not None else None
+        if old is not None and (fresh is None or fresh.epoch == old.epoch):
+            # Fast path: contiguous updates of the stored epoch (the steady state).
+            epoch, seq = old.epoch, old.cur
+            for env in items:
+                seq += 1
+                if env.seq != seq or env.epoch != epoch or env.type == SNAPSHOT:
+                    break
+            else:
+                if fresh is None or fresh.seq <= seq:
+                    first = max(old.first, seq - history_max + 1)
+                    for env in items:
+                        if env.seq >= first:
+                            mset += (base + b"h:%d" % env.seq, env.payload)
+                    unlink.extend(base + b"h:%d" % s for s in range(old.first, first))
+                    new = _Stream(epoch, first, seq)
+                    mset += (base + b"meta", b"%d %d %s" % (seq, first, epoch.encode()))
+                    if fresh is not None:
+                        mset += (base + b"snap", fresh.payload)
+                    return new, fresh is not None
+        lo, hi = (old.first, old.cur) if old is not None else (1, 0)
+        batch = _Batch(replace(old) if old is not None else None, lo, hi, {})
+        for env in items:
+            if env.type == SNAPSHOT:
+                batch.snap(env)
+            else:
+                batch.update(env)
+        if fresh is not None:
+            batch.snap(fresh)
+        assert batch.stream is not None
+        stream = batch.stream
+        stream.first = max(stream.first, stream.cur - history_max + 1)
+        written: set[int] = set()
+        for seq, payload in batch.added.items():
+            if seq >= stream.first:
+                mset += (base + b"h:%d" % seq, payload)
+                written.add(seq)
+        if old is not None:
+            # Stored entries that left the history: below the new first, above the new
+            # cur (a seq regression), or all of them when the epoch changed.
+            if stream.epoch == old.epoch:
+                dropped = chain(
+                    range(lo, min(hi, stream.first - 1) + 1),
+                    range(max(lo, stream.cur + 1), hi + 1),
+                )
+            else:
+                dropped = chain(range(lo, hi + 1))
+            unlink.extend(base + b"h:%d" % seq for seq in dropped if seq not in written)
+        mset += (base + b"meta", b"%d %d %s" % (stream.cur, stream.first, stream.epoch.encode()))
+        if batch.snapshot is not None:
+            mset += (base + b"snap", batch.snapshot.payload)
+        elif batch.drop_snapshot:
+            unlink.append(base + b"snap")
+        return stream, batch.snapshot is not None
+
     async def _write(self, client: aioredis.Redis, taken: dict[str, deque[Envelope]]) -> None:
         started = time.perf_counter()
-        mset: dict[str, bytes] = {}
-        unlink: list[str] = []
+        mset: list[bytes] = [b"MSET"]
+        unlink: list[bytes] = [b"UNLINK"]
         listed: list[str] = []
-        streams: dict[str, _Stream | None] = {}
+        streams: dict[str, _Stream] = {}
         for channel, items in taken.items():
-            old = self._streams.get(channel)
-            lo, hi = (old.first, old.cur) if old is not None else (1, 0)
-            batch = _Batch(replace(old) if old is not None else None, lo, hi, {})
-            for env in items:
-                if env.type == SNAPSHOT:
-                    batch.snap(env)
-                else:
-                    batch.update(env)
-            if self._provider is not None:
-                fresh = self._provider(channel)
-                if fresh is not None:
-                    batch.snap(fresh)
-            stream = batch.stream
-            assert stream is not None
-            stream.first = max(stream.first, stream.cur - self._config.history_max + 1)
-            for seq, payload in batch.added.items():
-                if seq >= stream.first:
-                    mset[self._history_key(channel, seq)] = payload
-            keep_lo = stream.first if stream.epoch == (old.epoch if old else None) else hi + 1
-            for seq in range(lo, hi + 1):
-                key = self._history_key(channel, seq)
-                if (seq < keep_lo or seq > stream.cur) and key not in mset:
-                    unlink.append(key)
-            mset[self._key(channel, "meta")] = (
-                f"{stream.cur} {stream.first} {stream.epoch}".encode()
-            )
-            if batch.snapshot is not None:
-                mset[self._key(channel, "snap")] = batch.snapshot.payload
-                if channel not in self._listed:
-                    listed.append(channel)
-            elif batch.drop_snapshot:
-                unlink.append(self._key(channel, "snap"))
+            stream, has_snapshot = self._plan(channel, items, mset, unlink)
             streams[channel] = stream
-        pipe = client.pipeline(transaction=True)
-        pipe.mset(mset)
-        self.flush_cpu_seconds += time.perf_counter() - started
-        if unlink:
-            pipe.unlink(*unlink)
+            if has_snapshot and channel not in self._listed:
+                listed.append(channel)
+        commands = [[b"MULTI"], mset]
+        if len(unlink) > 1:
+            commands.append(unlink)
         if listed:
-            pipe.sadd(self._prefix + "channels", *listed)
-        await pipe.execute()
+            commands.append([(self._prefix + "channels").encode()])
+            commands[-1][:0] = [b"SADD"]
+            commands[-1].extend(ch.encode() for ch in listed)
+        commands.append([b"EXEC"])
+        packed = b"".join(map(_pack, commands))
+        self.flush_cpu_seconds += time.perf_counter() - started
+        await _send(client, packed, len(commands))
         self._streams.update(streams)
         self._listed.update(listed)
 
@@ -326,6 +378,32 @@ class RedisSnapshotStore:
     async def channels(self) -> list[str]:
         members = await self._require().smembers(self._prefix + "channels")
         return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
+
+
+def _pack(args: list[bytes]) -> bytes:
+    """One command in RESP (redis-py's generic packer costs several times more per argument,
+    and a flush has thousands)."""
+    return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%b\r\n" % (len(a), a) for a in args)
+
+
+async def _send(client: aioredis.Redis, packed: bytes, replies: int) -> None:
+    """Send pre-packed commands on one pooled connection and check every reply."""
+    pool = client.connection_pool
+    conn = await pool.get_connection()  # type: ignore[no-untyped-call]  # untyped in redis-py
+    try:
+        await conn.send_packed_command(packed)
+        results = [await conn.read_response() for _ in range(replies)]
+    except BaseException:
+        await conn.disconnect()  # replies may be left unread: never reuse this connection
+        raise
+    finally:
+        await pool.release(conn)
+    executed = results[-1]
+    if not isinstance(executed, list):
+        raise RedisError(f"snapshot store: transaction not executed: {executed!r}")
+    for reply in executed:
+        if isinstance(reply, Exception):
+            raise reply
 
 
 def _as_bytes(value: bytes | str) -> bytes:

@@ -267,17 +267,23 @@ async def _paced(
     flushes0 = store.flushes
     busy0 = (store.flush_seconds, store.flush_cpu_seconds)
     rate = config.rate_events_s
+    tick_s = 0.005
+    chunk_max = max(1, int(rate * tick_s * 2))  # never hog the loop to catch up
     fed = 0
     i = 0
     start = loop.time()
     while i < len(batches):
-        target = rate * (loop.time() - start)
+        due = rate * (loop.time() - start)
+        if fed >= due:
+            await asyncio.sleep(tick_s)
+            continue
+        target = min(due, fed + chunk_max)
         while fed < target and i < len(batches):
             pub.on_events(batches[i])
             fed += len(batches[i])
             i += 1
         pub.flush_due(batches[i - 1][0].ts)
-        await asyncio.sleep(0.005)
+        await asyncio.sleep(0)
     pub.flush_all()
     await store.flush()
     elapsed = loop.time() - start
@@ -319,7 +325,7 @@ async def _max_rate(
         pub.on_events(events)
         fed += len(events)
         since_yield += len(events)
-        if since_yield >= 2_000:
+        if since_yield >= 100:  # like the app: the loop runs between commands
             since_yield = 0
             await asyncio.sleep(0)
     pub.flush_all()

@@ -231,3 +231,28 @@ async def test_reads_before_start_are_an_error() -> None:
     store = RedisSnapshotStore(RedisStoreConfig(url="redis://127.0.0.1:1/0"))
     with pytest.raises(RuntimeError):
         await store.snapshot(CH)
+
+
+async def test_a_rewound_stream_drops_the_entries_past_it(
+    redis_url: str, client: aioredis.Redis
+) -> None:
+    store = make(redis_url, key_prefix="t:", history_max=5)
+    await store.start()
+
+    def update(seq: int) -> Envelope:
+        return Envelope.build(UPDATE, CH, "e1", seq, seq, {"seq": seq})
+
+    try:
+        for seq in range(1, 11):
+            store.record(update(seq))
+        await store.flush()
+        for seq in (4, 5, 6):  # same epoch, lower seqs: the history restarts at 4
+            store.record(update(seq))
+        await store.flush()
+        keys = sorted(k.decode() for k in await client.keys(f"t:{{{CH}}}:h:*"))
+        assert keys == [f"t:{{{CH}}}:h:{seq}" for seq in (4, 5, 6)]
+        assert await client.get(f"t:{{{CH}}}:meta") == b"6 4 e1"
+        result = await store.resume(CH, "e1", 3)
+        assert [e.seq for e in result.updates] == [4, 5, 6]
+    finally:
+        await store.close()
