@@ -219,20 +219,24 @@ class EmbeddedRuntime:
             await self.feed.start()
             self._closers.append(self.feed.close)
 
-    async def close(self) -> None:
-        """Stop the feed and the flush task, publish what is pending, close storage (in reverse
-        order of start). Idempotent."""
-        task, self._flush_task = self._flush_task, None
-        closers, self._closers = self._closers, []
-        if self.feed is not None and self.feed.close in closers:
-            closers.remove(self.feed.close)
+    async def stop_feed(self) -> None:
+        """Stop the order flow (the feed) and the flush task and publish what is pending;
+        storage stays open (a server calls this before its own shutdown). Idempotent."""
+        if self.feed is not None and self.feed.close in self._closers:
+            self._closers.remove(self.feed.close)
             await self.feed.close()
+        task, self._flush_task = self._flush_task, None
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self._started:
             self.publisher.flush_all()
+
+    async def close(self) -> None:
+        """Stop the feed, publish what is pending, close storage (in reverse order of start).
+        Idempotent."""
+        await self.stop_feed()
+        closers, self._closers = self._closers, []
         for close in reversed(closers):
             with contextlib.suppress(Exception):
                 await close()

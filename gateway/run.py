@@ -11,6 +11,7 @@ import argparse
 import logging
 import os
 import signal
+import socket
 import sys
 import warnings
 from collections.abc import Mapping
@@ -150,7 +151,14 @@ def run(args: argparse.Namespace) -> int:
         lifespan="on",
         **gateway.uvicorn_kwargs(),
     )
-    server = uvicorn.Server(config)
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            # stop the order flow before the app's lifespan closes the stores it writes to
+            await runtime.stop_feed()
+            await super().shutdown(sockets)
+
+    server = Server(config)
     host = gateway.host if ":" not in gateway.host else f"[{gateway.host}]"
     symbols = "(from the replay file)" if embedded.feed == "replay" else ",".join(embedded.symbols)
     banner = [

@@ -251,3 +251,19 @@ def test_accounts_may_not_take_the_synthetic_feeds_names(tmp_path: Path) -> None
     EmbeddedRuntime(EmbeddedConfig(symbols=["AAPL"], feed="none", accounts_file=str(path)))
     with pytest.raises(FileNotFoundError):
         EmbeddedRuntime(EmbeddedConfig(feed="replay", replay_file=str(tmp_path / "missing")))
+
+
+async def test_stop_feed_keeps_storage_open() -> None:
+    cfg = EmbeddedConfig(symbols=["AAPL"], rate_orders_per_s=2000, demo_api_key=KEY)
+    runtime = await embedded_services(cfg)
+    try:
+        await _until(lambda: runtime.commands > 200)
+        await runtime.stop_feed()
+        await runtime.stop_feed()  # idempotent
+        count = runtime.commands
+        await asyncio.sleep(0.05)
+        assert runtime.commands == count  # no more order flow
+        snap = await runtime.store.snapshot("book.AAPL")  # the store still answers
+        assert snap is not None and snap.data()["bids"]
+    finally:
+        await runtime.close()
