@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 
 from gateway.envelope import SNAPSHOT, UPDATE, Envelope
 from gateway.store import Resume
@@ -256,3 +257,28 @@ async def test_a_rewound_stream_drops_the_entries_past_it(
         assert [e.seq for e in result.updates] == [4, 5, 6]
     finally:
         await store.close()
+
+
+async def test_a_failed_transaction_keeps_the_batch(redis_url: str, client: aioredis.Redis) -> None:
+    """An error reply inside EXEC fails the flush; the batch is retried, not lost."""
+    pub = Publisher()
+    store = make(redis_url, pub, key_prefix="t:")
+    await store.start()
+    try:
+        await client.set("t:channels", b"not a set")  # makes the SADD fail with WRONGTYPE
+        pub.publish_many(CH, 3)
+        with pytest.raises(ResponseError):
+            await store.flush()
+        await client.delete("t:channels")
+        pub.publish(CH)
+        await store.flush()
+        assert [e.seq for e in (await store.resume(CH, "e1", 0)).updates] == [1, 2, 3, 4]
+        assert await store.channels() == [CH]
+    finally:
+        await store.close()
+
+
+def test_config_is_validated() -> None:
+    for bad in ({"flush_duty_max_pct": 0}, {"flush_interval_ms": 0}, {"history_max": 0}):
+        with pytest.raises(ValueError):
+            RedisStoreConfig(**bad)  # type: ignore[arg-type]
