@@ -45,9 +45,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``quotegate run`` (defaults ``None``: then the environment, then ``ENV``)."""
     a = parser.add_argument
     a("--host", help="address to bind (QUOTEGATE_HOST, default 127.0.0.1)")
-    a("--port", type=int, help="port (QUOTEGATE_PORT, default 8000; 0 = any free port)")
+    a("--port", type=int, help="port (QUOTEGATE_PORT, default 8000)")
     a("--symbols", help=f"comma-separated symbols (QUOTEGATE_SYMBOLS, default {DEFAULT_SYMBOLS})")
-    a("--feed", choices=("synthetic", "replay", "none"), help="order flow (QUOTEGATE_FEED)")
+    a(
+        "--feed",
+        choices=("synthetic", "replay", "none"),
+        help="order flow (QUOTEGATE_FEED, default synthetic)",
+    )
     a("--rate", type=float, help="synthetic orders per second (QUOTEGATE_RATE, default 200)")
     a("--seed", type=int, help="synthetic feed seed (QUOTEGATE_SEED, default 1)")
     a("--replay-file", help="commands JSON-lines file for --feed replay (QUOTEGATE_REPLAY_FILE)")
