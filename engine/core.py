@@ -58,7 +58,7 @@ from engine.events import (
 )
 from engine.instruments import BAND_DECIMALS, Instrument
 from engine.matching import match_buy, match_sell
-from engine.orders import CANCELLED, FILLED, Order, OrderManager
+from engine.orders import Order, OrderManager
 from engine.sequencer import Sequencer, wall_clock_us
 from engine.units import CASH_SCALE, parse_cash, parse_decimal
 from engine.wallet import Wallets
@@ -298,7 +298,6 @@ class Engine:
         self._release(order, inst)
         remaining = order.open_qty
         order.open_qty = 0
-        order.status = CANCELLED
         sq = self._sq
         seq = sq.out_seq = sq.out_seq + 1
         out.append(
@@ -319,7 +318,6 @@ class Engine:
         )
 
     def _done(self, order: Order, out: list[Event], in_seq: int, ts: int) -> None:
-        order.status = FILLED
         sq = self._sq
         seq = sq.out_seq = sq.out_seq + 1
         out.append(
@@ -572,10 +570,8 @@ class Engine:
                     return out
         if tif == GTC:
             book.add(order)
-            opened = self._open_map.get(account)
-            if opened is None:
-                opened = self._open_map[account] = {}
-            opened[oid] = order
+            opened = self._open_map
+            opened[account] = opened.get(account, 0) + 1
         else:
             self._finish(
                 order, inst, REASON_IOC if price is not None else MARKET_UNFILLED, out, in_seq, ts

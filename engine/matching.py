@@ -22,7 +22,7 @@ from engine.book import OrderBook
 from engine.commands import BUY, SELL
 from engine.events import Done, Event, Trade
 from engine.instruments import Instrument
-from engine.orders import FILLED, PARTIALLY_FILLED, Order
+from engine.orders import Order
 from engine.wallet import Wallet
 
 if TYPE_CHECKING:
@@ -136,9 +136,7 @@ def match_buy(
                 found.append(trade)
             nxt = resting.next
             if left:
-                resting.status = PARTIALLY_FILLED
                 break  # the aggressor is done (or out of cash) with the resting order
-            resting.status = FILLED
             level.head = nxt
             if nxt is None:
                 level.tail = None
@@ -146,7 +144,7 @@ def match_buy(
                 nxt.prev = None
             resting.next = resting.level = None
             level.count -= 1
-            del opened[resting.account][resting.order_id]
+            opened[resting.account] -= 1
             seq += 1
             append(
                 _tuple_new(
@@ -174,7 +172,6 @@ def match_buy(
         book.last_price = price
         order.open_qty = remaining
         order.filled += filled
-        order.status = PARTIALLY_FILLED
 
 
 def match_sell(
@@ -268,9 +265,7 @@ def match_sell(
                 found.append(trade)
             nxt = resting.next
             if left:
-                resting.status = PARTIALLY_FILLED
                 break
-            resting.status = FILLED
             level.head = nxt
             if nxt is None:
                 level.tail = None
@@ -278,7 +273,7 @@ def match_sell(
                 nxt.prev = None
             resting.next = resting.level = None
             level.count -= 1
-            del opened[resting.account][resting.order_id]
+            opened[resting.account] -= 1
             seq += 1
             append(
                 _tuple_new(
@@ -306,4 +301,3 @@ def match_sell(
         book.last_price = price
         order.open_qty = remaining
         order.filled += filled
-        order.status = PARTIALLY_FILLED

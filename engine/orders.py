@@ -23,8 +23,6 @@ FILLED = "filled"
 CANCELLED = "cancelled"
 REJECTED = "rejected"
 
-OPEN_STATUSES = frozenset({NEW, PARTIALLY_FILLED})
-
 
 class Order:
     """One order. ``price`` is in ticks (``None`` for market orders); ``qty`` is the ordered
@@ -43,7 +41,6 @@ class Order:
         "price",
         "qty",
         "side",
-        "status",
         "symbol",
         "tif",
         "ts",
@@ -74,16 +71,24 @@ class Order:
         self.qty = qty
         self.open_qty = qty
         self.filled = 0
-        self.status = NEW
         self.ts = ts
         self.prev: Order | None = None
         self.next: Order | None = None
         self.level: Level | None = None
 
     @property
+    def status(self) -> str:
+        """``new`` / ``partially_filled`` while working, then ``filled`` or ``cancelled``.
+        Derived (not stored, to keep orders small): ``qty`` is always ``filled + open_qty +
+        the cancelled rest``."""
+        if self.open_qty:
+            return PARTIALLY_FILLED if self.filled else NEW
+        return FILLED if self.filled == self.qty else CANCELLED
+
+    @property
     def is_open(self) -> bool:
         """Still working (resting in a book, or being matched)."""
-        return self.status in OPEN_STATUSES
+        return self.open_qty > 0
 
     def __repr__(self) -> str:
         return (
@@ -96,9 +101,11 @@ class Order:
 class OrderManager:
     """Order lookups. The engine is the only writer; everything here is read-only for others.
 
-    ``open_orders`` holds resting orders only (an IOC or market order is never open between
-    commands). Client order ids are never reused by an account: the engine rejects a second
-    order with an id the account has used (``duplicate_order``).
+    ``open_orders`` lists resting orders only (an IOC or market order is never open between
+    commands); to keep 1,000,000 resting orders small it walks the account's orders (O(orders
+    the account ever placed)) and only a count of resting orders is kept per account. Client
+    order ids are never reused by an account: the engine rejects a second order with an id the
+    account has used (``duplicate_order``).
     """
 
     __slots__ = ("_by_client", "_by_id", "_executions", "_open")
@@ -106,7 +113,7 @@ class OrderManager:
     def __init__(self) -> None:
         self._by_id: list[Order | None] = [None]
         self._by_client: dict[str, dict[str, Order]] = {}
-        self._open: dict[str, dict[int, Order]] = {}
+        self._open: dict[str, int] = {}  # account -> resting orders
         self._executions: dict[str, list[Trade]] = {}
 
     def __len__(self) -> int:
@@ -126,12 +133,14 @@ class OrderManager:
 
     def open_orders(self, account: str) -> list[Order]:
         """The account's resting orders, by order id."""
-        found = self._open.get(account)
-        return [] if found is None else list(found.values())
+        if not self._open.get(account):
+            return []
+        clients = self._by_client.get(account)
+        return [] if clients is None else [o for o in clients.values() if o.level is not None]
 
     def open_count(self, account: str) -> int:
-        found = self._open.get(account)
-        return 0 if found is None else len(found)
+        """How many orders the account has resting."""
+        return self._open.get(account, 0)
 
     def executions(self, account: str) -> list[Trade]:
         """Trades the account took part in, oldest first (a self-trade appears twice: once as
@@ -158,17 +167,17 @@ class OrderManager:
         clients[order.client_order_id] = order
 
     def rest(self, order: Order) -> None:
-        """The order rests in its book."""
-        found = self._open.get(order.account)
-        if found is None:
-            found = self._open[order.account] = {}
-        found[order.order_id] = order
+        """The order now rests in its book."""
+        opened = self._open
+        opened[order.account] = opened.get(order.account, 0) + 1
 
     def close(self, order: Order) -> None:
-        """The order left its book (filled or cancelled)."""
-        found = self._open.get(order.account)
-        if found is not None:
-            found.pop(order.order_id, None)
+        """The order left its book (filled or cancelled); call once per ``rest``."""
+        opened = self._open
+        count = opened.get(order.account, 0)
+        if count <= 0:
+            raise ValueError(f"{order.account!r} has no resting order to close")
+        opened[order.account] = count - 1
 
     def record(self, trade: Trade) -> None:
         """Remember a trade for both accounts' executions."""

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import pytest
+
+from engine.book import Level
 from engine.commands import GTC, LIMIT
 from engine.events import Trade
-from engine.orders import CANCELLED, NEW, Order, OrderManager
+from engine.orders import CANCELLED, FILLED, NEW, PARTIALLY_FILLED, Order, OrderManager
 
 
 def make(oid: int, account: str = "a", coid: str | None = None) -> Order:
@@ -13,8 +16,12 @@ def test_new_order_fields() -> None:
     o = make(1)
     assert (o.qty, o.open_qty, o.filled, o.status, o.is_open) == (5, 5, 0, NEW, True)
     assert o.prev is None and o.next is None and o.level is None
-    o.status = CANCELLED
-    assert not o.is_open
+    o.open_qty, o.filled = 2, 3
+    assert (o.status, o.is_open) == (PARTIALLY_FILLED, True)
+    o.open_qty = 0
+    assert (o.status, o.is_open) == (CANCELLED, False)
+    o.filled = 5
+    assert o.status == FILLED
     assert "id=1" in repr(o)
     assert not hasattr(o, "__dict__")
 
@@ -38,10 +45,13 @@ def test_open_orders_by_id() -> None:
     for o in orders:
         m.add(o)
         m.rest(o)
+        o.level = Level(10)  # resting (normally set by the book)
+    orders[1].level = None
     m.close(orders[1])
-    m.close(orders[1])  # idempotent
     assert m.open_orders("a") == [orders[0], orders[2], orders[3]]
     assert m.open_count("a") == 3 and m.open_count("b") == 0 and m.open_orders("b") == []
+    with pytest.raises(ValueError):
+        m.close(make(9, "b"))
 
 
 def test_executions_recorded_for_both_accounts() -> None:
