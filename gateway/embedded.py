@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +39,7 @@ from gateway.store_config import RedisStoreConfig, SnapshotProvider, StoreConfig
 from gateway.store_memory import MemorySnapshotStore
 
 FEEDS = ("synthetic", "replay", "none")
+_SYMBOL_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")  # no dots: symbols are parts of channel names
 REPLAY_SCAN_LINES = 10_000
 
 
@@ -78,6 +80,9 @@ class EmbeddedConfig:
         symbols = list(dict.fromkeys(s.strip() for s in self.symbols if s.strip()))
         if not symbols and self.feed != "replay":
             raise ValueError("at least one symbol is needed")
+        for symbol in symbols:
+            if not _SYMBOL_RE.fullmatch(symbol):
+                raise ValueError(f"bad symbol {symbol!r}: 1-32 characters of A-Z a-z 0-9 _ -")
         self.symbols = symbols
 
 

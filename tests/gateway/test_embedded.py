@@ -171,6 +171,8 @@ def test_bad_config() -> None:
         EmbeddedConfig(feed="replay")
     with pytest.raises(ValueError, match="symbol"):
         EmbeddedConfig(symbols=[" "])
+    with pytest.raises(ValueError, match="bad symbol"):
+        EmbeddedConfig(symbols=["BRK.B"])
 
 
 def test_submit_is_the_one_sequencing_point() -> None:
