@@ -264,7 +264,8 @@ class RedisSnapshotStore:
     def _plan(
         self, channel: str, items: deque[Envelope], mset: list[bytes], unlink: list[bytes]
     ) -> tuple[_Stream, bool]:
-        """Add one channel's writes to ``mset``/``unlink``; return its new stream and whether
+        """Add one channel's writes to ``mset`` (packed key/value pairs) and ``unlink`` (keys);
+        return its new stream and whether
         a snapshot was written. Synchronous: the provider's snapshot matches the batch."""
         base = self._base(channel)
         history_max = self._config.history_max
@@ -282,12 +283,12 @@ class RedisSnapshotStore:
                     first = max(old.first, seq - history_max + 1)
                     for env in items:
                         if env.seq >= first:
-                            mset += (base + b"h:%d" % env.seq, env.payload)
+                            mset.append(_pair(base + b"h:%d" % env.seq, env.payload))
                     unlink.extend(base + b"h:%d" % s for s in range(old.first, first))
                     new = _Stream(epoch, first, seq)
-                    mset += (base + b"meta", b"%d %d %s" % (seq, first, epoch.encode()))
+                    mset.append(_pair(base + b"meta", b"%d %d %s" % (seq, first, epoch.encode())))
                     if fresh is not None:
-                        mset += (base + b"snap", fresh.payload)
+                        mset.append(_pair(base + b"snap", fresh.payload))
                     return new, fresh is not None
         lo, hi = (old.first, old.cur) if old is not None else (1, 0)
         batch = _Batch(replace(old) if old is not None else None, lo, hi, {})
@@ -304,7 +305,7 @@ class RedisSnapshotStore:
         written: set[int] = set()
         for seq, payload in batch.added.items():
             if seq >= stream.first:
-                mset += (base + b"h:%d" % seq, payload)
+                mset.append(_pair(base + b"h:%d" % seq, payload))
                 written.add(seq)
         if old is not None:
             # Stored entries that left the history: below the new first, above the new
@@ -317,16 +318,18 @@ class RedisSnapshotStore:
             else:
                 dropped = chain(range(lo, hi + 1))
             unlink.extend(base + b"h:%d" % seq for seq in dropped if seq not in written)
-        mset += (base + b"meta", b"%d %d %s" % (stream.cur, stream.first, stream.epoch.encode()))
+        mset.append(
+            _pair(base + b"meta", b"%d %d %s" % (stream.cur, stream.first, stream.epoch.encode()))
+        )
         if batch.snapshot is not None:
-            mset += (base + b"snap", batch.snapshot.payload)
+            mset.append(_pair(base + b"snap", batch.snapshot.payload))
         elif batch.drop_snapshot:
             unlink.append(base + b"snap")
         return stream, batch.snapshot is not None
 
     async def _write(self, client: aioredis.Redis, taken: dict[str, deque[Envelope]]) -> None:
         started = time.perf_counter()
-        mset: list[bytes] = [b"MSET"]
+        mset: list[bytes] = []
         unlink: list[bytes] = [b"UNLINK"]
         listed: list[str] = []
         streams: dict[str, _Stream] = {}
@@ -335,17 +338,24 @@ class RedisSnapshotStore:
             streams[channel] = stream
             if has_snapshot and channel not in self._listed:
                 listed.append(channel)
-        commands = [[b"MULTI"], mset]
+        commands = [[b"MULTI"]]
         if len(unlink) > 1:
             commands.append(unlink)
         if listed:
-            commands.append([(self._prefix + "channels").encode()])
-            commands[-1][:0] = [b"SADD"]
-            commands[-1].extend(ch.encode() for ch in listed)
-        commands.append([b"EXEC"])
-        packed = b"".join(map(_pack, commands))
+            channels_key = (self._prefix + "channels").encode()
+            commands.append([b"SADD", channels_key, *(ch.encode() for ch in listed)])
+        packed = b"".join(
+            [
+                _pack([b"MULTI"]),
+                b"*%d\r\n$4\r\nMSET\r\n" % (1 + 2 * len(mset)),
+                *mset,
+                *map(_pack, commands[1:]),
+                _pack([b"EXEC"]),
+            ]
+        )
+        replies = len(commands) + 2  # MULTI, MSET, the others, EXEC
         self.flush_cpu_seconds += time.perf_counter() - started
-        await _send(client, packed, len(commands))
+        await _send(client, packed, replies)
         self._streams.update(streams)
         self._listed.update(listed)
 
@@ -378,6 +388,11 @@ class RedisSnapshotStore:
     async def channels(self) -> list[str]:
         members = await self._require().smembers(self._prefix + "channels")
         return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
+
+
+def _pair(key: bytes, value: bytes) -> bytes:
+    """Two RESP bulk strings (one MSET key/value pair), packed without copying twice."""
+    return b"$%d\r\n%b\r\n$%d\r\n%b\r\n" % (len(key), key, len(value), value)
 
 
 def _pack(args: list[bytes]) -> bytes:

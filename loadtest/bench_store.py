@@ -229,6 +229,7 @@ async def run_bench(config: StoreBenchConfig, url: str, log: Any = print) -> dic
                 f"{p['redis_commands_per_event']:.4f} Redis commands per engine event "
                 f"({p['redis_commands_per_s']:,} commands/s, {p['redis_mb_per_s']} MB/s in), "
                 f"{p['envelopes_per_event']:.2f} envelopes per event, {p['flushes']} flushes, "
+                f"process CPU {p['cpu_share']:.0%} ({p['cpu_us_per_event']} us per event), "
                 f"flushing {p['flush_wall_share']:.1%} of the time "
                 f"(building batches {p['flush_build_share']:.1%})"
             )
@@ -237,12 +238,16 @@ async def run_bench(config: StoreBenchConfig, url: str, log: Any = print) -> dic
             results["max"] = await _max_rate(config, pub, store, rest, counters)
             m = results["max"]
             base = _baseline(config, engine, rest)
-            m["publisher_only_events_per_s"] = base
+            m["publisher_only_events_per_s"] = base["events_per_s"]
+            m["publisher_only_cpu_us_per_event"] = base["cpu_us_per_event"]
+            m["store_cpu_us_per_event"] = round(m["cpu_us_per_event"] - base["cpu_us_per_event"], 1)
             log(
                 f"  max rate: {m['events_per_s']:,} events/s sustained with the store "
-                f"(publisher alone: {base:,} events/s), {m['redis_commands_per_event']:.4f} "
-                f"commands per event, {m['redis_commands_per_s']:,} commands/s, "
-                f"{m['redis_mb_per_s']} MB/s in"
+                f"(publisher alone: {base['events_per_s']:,} events/s); CPU per event "
+                f"{m['cpu_us_per_event']} us with the store, {base['cpu_us_per_event']} us "
+                f"without: the store costs {m['store_cpu_us_per_event']} us per engine event; "
+                f"{m['redis_commands_per_event']:.4f} commands per event, "
+                f"{m['redis_commands_per_s']:,} commands/s, {m['redis_mb_per_s']} MB/s in"
             )
         if config.reads:
             results["reads"] = await _reads(config, url, pub)
@@ -271,6 +276,7 @@ async def _paced(
     chunk_max = max(1, int(rate * tick_s * 2))  # never hog the loop to catch up
     fed = 0
     i = 0
+    cpu0 = time.process_time()
     start = loop.time()
     while i < len(batches):
         due = rate * (loop.time() - start)
@@ -287,12 +293,15 @@ async def _paced(
     pub.flush_all()
     await store.flush()
     elapsed = loop.time() - start
+    cpu = time.process_time() - cpu0
     calls1, bytes1 = await counters.read()
     calls = calls1 - calls0
     return {
         "events": fed,
         "seconds": round(elapsed, 2),
         "events_per_s": round(fed / elapsed),
+        "cpu_us_per_event": round(cpu / fed * 1e6, 1),
+        "cpu_share": round(cpu / elapsed, 3),
         "redis_commands": calls,
         "redis_commands_per_event": calls / fed,
         "redis_commands_per_s": round(calls / elapsed),
@@ -319,6 +328,7 @@ async def _max_rate(
     gc.collect()
     fed = 0
     since_yield = 0
+    cpu0 = time.process_time()
     start = loop.time()
     for events in batches:
         pub.flush_due(events[0].ts)
@@ -331,12 +341,14 @@ async def _max_rate(
     pub.flush_all()
     await store.flush()
     elapsed = loop.time() - start
+    cpu = time.process_time() - cpu0
     calls1, bytes1 = await counters.read()
     calls = calls1 - calls0
     return {
         "events": fed,
         "seconds": round(elapsed, 2),
         "events_per_s": round(fed / elapsed),
+        "cpu_us_per_event": round(cpu / fed * 1e6, 1),
         "redis_commands": calls,
         "redis_commands_per_event": calls / fed,
         "redis_commands_per_s": round(calls / elapsed),
@@ -344,7 +356,7 @@ async def _max_rate(
     }
 
 
-def _baseline(config: StoreBenchConfig, engine: Any, batches: list[list[Any]]) -> int:
+def _baseline(config: StoreBenchConfig, engine: Any, batches: list[list[Any]]) -> dict[str, Any]:
     """The same events through a fresh publisher into a counting sink (no store)."""
     count = [0]
 
@@ -353,13 +365,19 @@ def _baseline(config: StoreBenchConfig, engine: Any, batches: list[list[Any]]) -
 
     pub = _publisher(config, engine, sink)
     gc.collect()
+    cpu0 = time.process_time()
     start = time.perf_counter()
     for events in batches:
         pub.flush_due(events[0].ts)
         pub.on_events(events)
     pub.flush_all()
     elapsed = time.perf_counter() - start
-    return round(sum(len(b) for b in batches) / elapsed)
+    cpu = time.process_time() - cpu0
+    n_events = sum(len(b) for b in batches)
+    return {
+        "events_per_s": round(n_events / elapsed),
+        "cpu_us_per_event": round(cpu / n_events * 1e6, 1),
+    }
 
 
 async def _reads(config: StoreBenchConfig, url: str, pub: Any) -> dict[str, Any]:

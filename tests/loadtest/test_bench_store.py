@@ -28,6 +28,7 @@ async def test_bench_store_reports_its_figures(redis_url: str) -> None:
     assert paced["redis_commands_per_event"] < 1  # coalesced: far fewer commands than events
     assert paced["flushes"] >= 1
     assert fast["events"] > 0 and fast["publisher_only_events_per_s"] > 0
+    assert fast["cpu_us_per_event"] > 0 and "store_cpu_us_per_event" in fast
     assert reads["calls"] > 0
     assert any("Redis commands per engine event" in line for line in lines)
 
