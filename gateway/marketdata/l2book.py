@@ -30,14 +30,31 @@ INF = 1 << 62
 CHECKSUM_LEVELS = 10
 
 
+class _LevelTexts(dict[int, str]):
+    """``lt[key]`` = ``"price:qty"`` of a level (the checksum's pieces), formatted on demand
+    and dropped whenever the level changes."""
+
+    __slots__ = ("_levels", "_texts")
+
+    def __init__(self, texts: PriceTexts, levels: dict[int, int]) -> None:
+        super().__init__()
+        self._texts = texts
+        self._levels = levels
+
+    def __missing__(self, key: int) -> str:
+        text = self[key] = f"{self._texts[key]}:{self._levels[key]}"
+        return text
+
+
 class Side:
     """One side of the mirror: levels by key, sorted keys, and the pending-diff bookkeeping."""
 
-    __slots__ = ("changed", "keys", "levels", "old_boundary", "texts", "top_text")
+    __slots__ = ("changed", "keys", "level_texts", "levels", "old_boundary", "texts", "top_text")
 
     def __init__(self, texts: PriceTexts) -> None:
         self.texts = texts  # key -> price text
         self.levels: dict[int, int] = {}
+        self.level_texts = _LevelTexts(texts, self.levels)
         self.keys: list[int] = []
         self.changed: dict[int, int] = {}  # key -> qty at the last published update
         self.old_boundary = INF
@@ -55,6 +72,9 @@ class Side:
             changed[key] = old
         if len(keys) < CHECKSUM_LEVELS or key <= keys[CHECKSUM_LEVELS - 1]:
             self.top_text = None
+        level_texts = self.level_texts
+        if key in level_texts:
+            del level_texts[key]
         new = old + qty
         if new > 0:
             levels[key] = new
@@ -68,9 +88,7 @@ class Side:
         """``price:qty,...`` of the best ``n`` levels (cached until they change)."""
         text = self.top_text
         if text is None:
-            texts = self.texts
-            levels = self.levels
-            text = self.top_text = ",".join([f"{texts[k]}:{levels[k]}" for k in self.keys[:n]])
+            text = self.top_text = ",".join(map(self.level_texts.__getitem__, self.keys[:n]))
         return text
 
     def render(self, items: list[tuple[int, int]]) -> list[list[Any]]:

@@ -193,29 +193,24 @@ class Publisher:
             sym = self._symbols.get(symbol) or self._symbol(symbol)
             if sym is None:
                 continue
-            kind = type(ev)
             if not sym.touched:
                 sym.touched = True
                 touched.append(sym)
                 for stream in sym.conflated:
                     if not stream.pending:
                         stream.freeze()
-            if kind is Trade:
-                assert isinstance(ev, Trade)
-                resting.trade(ev, sym.book)
-                self._trade(sym, ev)
-            elif kind is Accepted:
-                assert isinstance(ev, Accepted)
-                resting.accepted(ev, sym.book)
-            elif kind is Cancelled:
-                assert isinstance(ev, Cancelled)
-                resting.cancelled(ev)
-            elif kind is Replaced:
-                assert isinstance(ev, Replaced)
-                resting.replaced(ev)
+            kind = type(ev)
+            if kind is Accepted:
+                resting.accepted(ev, sym.book)  # type: ignore[arg-type]
+            elif kind is Trade:
+                resting.trade(ev, sym.book)  # type: ignore[arg-type]
+                self._trade(sym, ev)  # type: ignore[arg-type]
             elif kind is Done:
-                assert isinstance(ev, Done)
-                resting.done(ev)
+                resting.done(ev)  # type: ignore[arg-type]
+            elif kind is Cancelled:
+                resting.cancelled(ev)  # type: ignore[arg-type]
+            elif kind is Replaced:
+                resting.replaced(ev)  # type: ignore[arg-type]
         resting.end_command()
         for sym in touched:
             sym.touched = False
