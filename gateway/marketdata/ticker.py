@@ -12,7 +12,7 @@ cash decimal string (``engine.units.format_cash``); ``bid``/``ask`` the best pri
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from engine.instruments import Instrument
@@ -26,6 +26,7 @@ class Ticker:
 
     __slots__ = (
         "_inst",
+        "_session",
         "_texts",
         "ask",
         "bid",
@@ -52,6 +53,7 @@ class Ticker:
         self.bid: int | None = None
         self.ask: int | None = None
         self.dirty = False
+        self._session: dict[str, Any] | None = None  # rendered session values (cache)
 
     def trade(self, ticks: int, qty: int, ts: int) -> None:
         day = ts // DAY_US
@@ -66,6 +68,7 @@ class Ticker:
             self.low = ticks
         self.last = ticks
         self.dirty = True
+        self._session = None
         self.volume += qty
         self.turnover += self._inst.notional(ticks, qty)
 
@@ -86,11 +89,20 @@ class Ticker:
         return self.render()
 
     def render(self) -> dict[str, Any]:
-        inst = self._inst
         texts = self._texts
-        pt = texts.__getitem__ if texts is not None else inst.price_text
+        pt = texts.__getitem__ if texts is not None else self._inst.price_text
+        session = self._session
+        if session is None:
+            session = self._session = self._render_session(pt)
+        out = session.copy()
         bid = self.bid
         ask = self.ask
+        out["bid"] = None if bid is None else pt(bid)
+        out["ask"] = None if ask is None else pt(ask)
+        return out
+
+    def _render_session(self, pt: Callable[[int], str]) -> dict[str, Any]:
+        inst = self._inst
         out: dict[str, Any]
         if self.open is None:
             out = {
@@ -116,8 +128,6 @@ class Ticker:
                 "change": format_scaled(change * inst.tick_units, inst.price_decimals),
                 "changePct": change_pct(change, open_),
             }
-        out["bid"] = None if bid is None else pt(bid)
-        out["ask"] = None if ask is None else pt(ask)
         return out
 
 
