@@ -25,8 +25,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING
 
-from engine.codec import encode_event
-from engine.commands import Command
+from engine.codec import decode_command, encode_event
 from gateway.envelope import Envelope
 
 if TYPE_CHECKING:
@@ -47,7 +46,7 @@ class ReplayConfig:
 
 
 class LastTime:
-    """The replay clock: the time of the last input (from the engine's journal hook), else 0."""
+    """The replay clock: the last ``ts`` an input carried, else 0."""
 
     __slots__ = ("ts",)
 
@@ -56,9 +55,6 @@ class LastTime:
 
     def clock(self) -> int:
         return self.ts
-
-    def append(self, in_seq: int, ts: int, cmd: Command) -> None:
-        self.ts = ts
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -143,17 +139,21 @@ def replay_stream(
     from engine import Engine, EngineConfig
 
     times = LastTime()
-    engine = Engine(EngineConfig(), clock=times.clock, journal=times)
+    engine = Engine(EngineConfig(), clock=times.clock)
     if write_marketdata is not None:
         return _replay_with_marketdata(lines, write, write_marketdata, engine, times, epoch)
-    submit_line = engine.submit_line
+    submit = engine.submit
     instruments = engine.instruments
     out: list[bytes] = []
     push = out.append
     n = 0
     for line in lines:
         n += 1
-        for event in submit_line(line):
+        cmd = decode_command(line)
+        ts = cmd.ts
+        if ts is not None:
+            times.ts = ts
+        for event in submit(cmd):
             push(encode_event(event, instruments))
         if len(out) >= _BATCH_LINES:
             _write_block(write, out)
@@ -184,14 +184,18 @@ def _replay_with_marketdata(
         clock=times.clock,
         instrument_lookup=instruments.get,
     )
-    submit_line = engine.submit_line
+    submit = engine.submit
     on_events = publisher.on_events
     flush_due = publisher.flush_due
     out: list[bytes] = []
     n = 0
     for line in lines:
         n += 1
-        events = submit_line(line)
+        cmd = decode_command(line)
+        ts = cmd.ts
+        if ts is not None:
+            times.ts = ts
+        events = submit(cmd)
         if events:
             for event in events:
                 out.append(encode_event(event, instruments))

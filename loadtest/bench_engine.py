@@ -13,7 +13,9 @@ generation is never timed):
 4. ``replay``: lines/s of the ``quotegate replay`` path (JSON in, JSON events out, in-process)
    over the same stream written as a JSON-lines file.
 
-``--profile`` prints cProfile's top functions of an extra journal-on pass.
+``--profile`` prints cProfile's top functions of an extra journal-on pass. ``--gc off`` runs
+with Python's cyclic garbage collector disabled (``tuned``: gen-0 threshold 50,000), to show how
+much of the tail latency is collector pauses.
 """
 
 from __future__ import annotations
@@ -58,9 +60,11 @@ class EngineBenchConfig:
     fsync_interval_ms: float = 5.0
     phases: tuple[str, ...] = ("resting", "throughput", "latency", "replay")
     profile: bool = False
+    gc_mode: str = "default"
 
 
 PHASES = ("resting", "throughput", "latency", "replay")
+GC_MODES = ("default", "tuned", "off")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -78,6 +82,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"comma-separated subset of {','.join(PHASES)}",
     )
     parser.add_argument("--profile", action="store_true", help="print cProfile's hot spots")
+    parser.add_argument(
+        "--gc", choices=GC_MODES, default="default", help="cyclic garbage collector setting"
+    )
     parser.add_argument("--json", default=None, metavar="FILE", help="also write results here")
 
 
@@ -96,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
         fsync_interval_ms=args.fsync_interval_ms,
         phases=phases,
         profile=args.profile,
+        gc_mode=args.gc,
     )
     results = run_bench(config, log=lambda text: print(text, flush=True))
     if args.json:
@@ -274,6 +282,22 @@ def profile_pass(commands: Sequence[Command], directory: str, top: int = 25) -> 
 
 
 def run_bench(config: EngineBenchConfig, log: Callable[[str], None]) -> dict[str, Any]:
+    """Run the chosen phases; the results as a JSON-able dict."""
+    threshold = gc.get_threshold()
+    enabled = gc.isenabled()
+    try:
+        if config.gc_mode == "off":
+            gc.disable()
+        elif config.gc_mode == "tuned":
+            gc.set_threshold(50_000, threshold[1], threshold[2])
+        return _run_phases(config, log)
+    finally:
+        gc.set_threshold(*threshold)
+        if enabled:
+            gc.enable()
+
+
+def _run_phases(config: EngineBenchConfig, log: Callable[[str], None]) -> dict[str, Any]:
     results: dict[str, Any] = {
         "commands": config.commands,
         "symbols": config.symbols,
@@ -284,6 +308,7 @@ def run_bench(config: EngineBenchConfig, log: Callable[[str], None]) -> dict[str
         "cpus": os.cpu_count(),
         "load_average_at_start": list(os.getloadavg()),
         "targets": TARGETS,
+        "gc": config.gc_mode,
     }
     log(f"bench engine: {config.commands} commands, {config.symbols} symbols, seed {config.seed}")
     if "resting" in config.phases and config.resting_orders > 0:

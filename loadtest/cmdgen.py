@@ -5,9 +5,10 @@ of GTC limit orders around a per-symbol random-walk fair value (mostly passive, 
 IOC and FOK limits that cross, small market orders, and cancels and replaces of orders it
 placed earlier, so the books stay populated. :func:`resting` yields setup commands plus limit
 orders that never cross (for measuring the memory of resting orders). The same config always
-gives the same stream. The generator does not see the engine's events, so a cancel or replace
-can name an order that has already filled; the engine rejects it (``unknown_order``), as it
-would live.
+gives the same stream. The generator does not see the engine's events: it forgets orders the
+fair value has come within 5 ticks of (probably filled), but a cancel or replace can still name
+an order that has already filled (about 7% of them at the defaults); the engine rejects it
+(``unknown_order``), as it would live.
 
 Prices use a fixed tick of ``0.01`` and a lot of 1; every command carries ``ts`` (from
 ``ts_start_us``, ``ts_step_us`` apart) unless ``ts_step_us`` is 0.
@@ -123,7 +124,8 @@ def _generate(config: CmdGenConfig, count: int) -> Iterator[Command]:
     symbols = symbol_names(config.symbols)
     accounts = [f"acct{a}" for a in range(config.accounts)]
     fair = [config.start_price_ticks] * len(symbols)
-    live: list[list[tuple[str, str, str]]] = [[] for _ in symbols]  # (account, coid, side)
+    # per symbol: (account, coid, side, price) of resting candidates for cancel/replace
+    live: list[list[tuple[str, str, str, int]]] = [[] for _ in symbols]
     texts: dict[int, str] = {}
     weights = [
         config.weight_limit,
@@ -170,36 +172,53 @@ def _generate(config: CmdGenConfig, count: int) -> Iterator[Command]:
             offset = -randrange(1, 4) if rand() < cross else 1 + int(rng.expovariate(0.15))
             price = f - offset if side == BUY else f + offset
             yield NewOrder(account, coid, symbol, side, LIMIT, text(price), qty, GTC)
-            if len(pool) >= _LIVE_MAX:
-                pool[randrange(_LIVE_MAX)] = (account, coid, side)
-            else:
-                pool.append((account, coid, side))
-        elif r < b_ioc:
+            if offset > 0:  # a crossing order probably filled: not a cancel candidate
+                entry = (account, coid, side, price)
+                if len(pool) >= _LIVE_MAX:
+                    pool[randrange(_LIVE_MAX)] = entry
+                else:
+                    pool.append(entry)
+            continue
+        if r < b_ioc:
             price = f + randrange(0, 4) if side == BUY else f - randrange(0, 4)
             yield NewOrder(account, coid, symbol, side, LIMIT, text(price), qty, IOC)
-        elif r < b_fok:
+            continue
+        if r < b_fok:
             price = f + randrange(0, 6) if side == BUY else f - randrange(0, 6)
             yield NewOrder(account, coid, symbol, side, LIMIT, text(price), qty, FOK)
-        elif r < b_market:
+            continue
+        if r < b_market:
             yield NewOrder(account, coid, symbol, side, MARKET, None, 1 + qty // 10, IOC)
-        elif not pool:
-            yield NewOrder(
-                account, coid, symbol, side, LIMIT, text(f - 5 if side == BUY else f + 5), qty
-            )
-        elif r < b_cancel:
-            k = randrange(len(pool))
-            owner, target, _ = pool[k]
+            continue
+        # cancel or replace an order placed earlier; skip (and forget) orders that the fair
+        # value has walked to within 5 ticks of since, as they have probably filled
+        k = -1
+        for _ in range(4):
+            if not pool:
+                break
+            j = randrange(len(pool))
+            _, _, p_side, p_price = pool[j]
+            if (p_price < f - 5) if p_side == BUY else (p_price > f + 5):
+                k = j
+                break
+            pool[j] = pool[-1]
+            pool.pop()
+        if k < 0:
+            price = f - 5 if side == BUY else f + 5
+            yield NewOrder(account, coid, symbol, side, LIMIT, text(price), qty)
+            continue
+        owner, target, target_side, _ = pool[k]
+        if r < b_cancel:
             pool[k] = pool[-1]
             pool.pop()
             yield CancelOrder(owner, target)
+        elif rand() < 0.5:
+            yield ReplaceOrder(owner, target, qty=qty)
         else:
-            owner, target, target_side = pool[randrange(len(pool))]
-            if rand() < 0.5:
-                yield ReplaceOrder(owner, target, qty=qty)
-            else:
-                offset = 1 + int(rng.expovariate(0.2))
-                price = f - offset if target_side == BUY else f + offset
-                yield ReplaceOrder(owner, target, price=text(price))
+            offset = 1 + int(rng.expovariate(0.2))
+            price = f - offset if target_side == BUY else f + offset
+            pool[k] = (owner, target, target_side, price)
+            yield ReplaceOrder(owner, target, price=text(price))
 
 
 def resting(config: CmdGenConfig, orders: int) -> Iterator[Command]:

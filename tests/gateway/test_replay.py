@@ -65,9 +65,16 @@ def test_time_is_the_last_seen_ts_or_zero() -> None:
     assert [e["ts"] for e in events] == [200, 200, 200, 200, 200, 200, 300, 300]
     first = _events([b'{"op":"cancel","account":"a","clientOrderId":"x"}'])
     assert first[0]["ts"] == 0
-    times = LastTime()
-    times.append(1, 42, None)  # type: ignore[arg-type]
-    assert times.clock() == 42
+    assert LastTime().clock() == 0
+
+
+def test_strings_that_look_like_json_structure_stay_in_their_line() -> None:
+    weird = [b'{"op":"teleport","account":"},\\n{","clientOrderId":"x"}', *HAND]
+    events = _events(weird)
+    assert events[0]["account"] == "},\n{"
+    assert events[1:] == [
+        {**e, "seq": e["seq"] + 1, "inSeq": e["inSeq"] + 1} for e in _events(HAND)
+    ]
 
 
 def test_same_events_as_the_engine_and_deterministic() -> None:
