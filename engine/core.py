@@ -580,17 +580,45 @@ class Engine:
 
     @staticmethod
     def _fok_fillable(book: OrderBook, side: str, price: int | None, qty: int) -> bool:
-        """Whether the opposite side holds ``qty`` at prices ``price`` accepts."""
+        """Whether the opposite side holds ``qty`` at prices ``price`` accepts. Walks the
+        crossing prices tick by tick from the best when that range is smaller than the side,
+        else scans the side's levels."""
         assert price is not None
         need = qty
         if side == BUY:
-            for level_price, level in book.asks.items():
+            levels = book.asks
+            best = book.best_ask
+            if best is None or best > price:
+                return False
+            if price - best < len(levels):
+                get = levels.get
+                for p in range(best, price + 1):
+                    level = get(p)
+                    if level is not None:
+                        need -= level.qty
+                        if need <= 0:
+                            return True
+                return False
+            for level_price, level in levels.items():
                 if level_price <= price:
                     need -= level.qty
                     if need <= 0:
                         return True
         else:
-            for level_price, level in book.bids.items():
+            levels = book.bids
+            best = book.best_bid
+            if best is None or best < price:
+                return False
+            if best - price < len(levels):
+                get = levels.get
+                for p in range(best, price - 1, -1):
+                    level = get(p)
+                    if level is not None:
+                        need -= level.qty
+                        if need <= 0:
+                            return True
+                return False
+            for level_price, level in levels.items():
                 if level_price >= price:
                     need -= level.qty
                     if need <= 0:
@@ -605,7 +633,8 @@ class Engine:
             return self._reject(
                 in_seq, ts, account, coid, MALFORMED, "account and clientOrderId are required"
             )
-        order = self.orders.by_client(account, coid)
+        clients = self._by_client.get(account)
+        order = None if clients is None else clients.get(coid)
         if order is None:
             return self._reject(
                 in_seq, ts, account, coid, UNKNOWN_ORDER, f"no order {coid!r} for this account"
@@ -623,16 +652,47 @@ class Engine:
         return order
 
     def _cancel(self, cmd: CancelOrder, in_seq: int, ts: int) -> list[Event]:
-        found = self._open_order(cmd, in_seq, ts)
-        if type(found) is list:
+        account, coid, _ = cmd
+        clients = self._by_client.get(account) if type(account) is str else None
+        order = clients.get(coid) if clients is not None and type(coid) is str else None
+        if order is None or order.level is None:
+            found = self._open_order(cmd, in_seq, ts)
+            assert type(found) is list
             return found
-        assert isinstance(found, Order)
-        order = found
-        self._books[order.symbol].remove(order)
-        self.orders.close(order)
-        out: list[Event] = []
-        self._finish(order, self.instruments[order.symbol], USER, out, in_seq, ts)
-        return out
+        self._markets[order.symbol][1].remove(order)
+        self._open_map[order.account] -= 1
+        # release what the open rest reserved
+        open_qty = order.open_qty
+        wallet = self._wallet_map[order.account]
+        if order.side == BUY:
+            inst = self.instruments[order.symbol]
+            asset = inst.currency
+            amount = order.price * open_qty * inst.cash_per_tick  # type: ignore[operator]
+        else:
+            asset = order.symbol
+            amount = open_qty
+        wallet.reserved[asset] -= amount
+        avail = wallet.avail
+        avail[asset] = avail.get(asset, 0) + amount
+        order.open_qty = 0
+        sq = self._sq
+        seq = sq.out_seq = sq.out_seq + 1
+        return [
+            _tuple_new(
+                Cancelled,
+                (
+                    seq,
+                    in_seq,
+                    ts,
+                    order.order_id,
+                    order.account,
+                    coid,
+                    order.symbol,
+                    open_qty,
+                    USER,
+                ),
+            )
+        ]
 
     def _replace(self, cmd: ReplaceOrder, in_seq: int, ts: int) -> list[Event]:
         found = self._open_order(cmd, in_seq, ts)
