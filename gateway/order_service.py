@@ -14,7 +14,7 @@ import secrets
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from engine.codec import command_from_obj, event_to_json
+from engine.codec import command_from_obj, event_to_json, execution_to_json
 from engine.codec import order_to_json as codec_order_to_json
 from engine.commands import Command, Malformed
 from engine.events import Event, Rejected, Trade
@@ -154,7 +154,8 @@ class EngineOrderService:
                 continue
             if end_us is not None and trade.ts > end_us:
                 continue
-            for rec in _own_sides(trade, account, instruments):
+            for side in _sides_of(trade, account):
+                rec = execution_to_json(trade, account, instruments, side=side)
                 if order_id is None or rec["orderId"] == order_id:
                     out.append(rec)
         return out
@@ -173,13 +174,17 @@ class EngineOrderService:
         return {"account": account, "balances": balances}
 
 
-def _own_sides(
-    trade: Trade, account: str, instruments: Mapping[str, Instrument]
-) -> list[dict[str, Any]]:
-    """The caller's execution record(s) of a trade (two for a self-trade), in the form of the
-    private ``orders`` channel."""
+def _sides_of(trade: Trade, account: str) -> list[str]:
+    """The sides of a trade the account was on (both for a self-trade)."""
     return [
-        execution_record(trade, side, instruments)
+        side
         for side, acct in (("buy", trade.buy_account), ("sell", trade.sell_account))
         if acct == account
     ]
+
+
+def _own_sides(
+    trade: Trade, account: str, instruments: Mapping[str, Instrument]
+) -> list[dict[str, Any]]:
+    """The caller's fill message(s) of a trade, as the private ``orders`` channel sends them."""
+    return [execution_record(trade, side, instruments) for side in _sides_of(trade, account)]

@@ -135,10 +135,10 @@ async def test_one_account_cannot_touch_anothers(client: httpx.AsyncClient) -> N
     assert oid not in [o["orderId"] for o in bob_orders]
     # executions and balances are each account's own
     bob_exec = (await client.get("/v1/execution", headers=_auth(BOB))).json()["executions"]
-    assert [(e["side"], e["qty"], e["account"]) for e in bob_exec] == [("buy", 2, "bob")]
+    assert [(e["side"], e["qty"], e["liquidity"]) for e in bob_exec] == [("buy", 2, "taker")]
     assert "alice" not in (await client.get("/v1/execution", headers=_auth(BOB))).text
     alice_exec = (await client.get("/v1/execution", headers=_auth(ALICE))).json()["executions"]
-    assert [(e["side"], e["account"]) for e in alice_exec] == [("sell", "alice")]
+    assert [(e["side"], e["liquidity"]) for e in alice_exec] == [("sell", "maker")]
     by_foreign = await client.get(f"/v1/execution?orderId={oid}", headers=_auth(BOB))
     assert by_foreign.json()["executions"] == []
     assert (await client.get("/v1/account", headers=_auth(BOB))).json()["account"] == "bob"
