@@ -94,7 +94,7 @@ class JournalConfig:
 def encode_record(in_seq: int, ts: int, cmd: Command) -> bytes:
     """One journal record, with its trailing newline."""
     body = orjson.dumps({"inSeq": in_seq, "ts": ts, "cmd": command_to_json(cmd)})
-    return b"%08x %b\n" % (zlib.crc32(body), body)
+    return b"%08x " % zlib.crc32(body) + body + b"\n"
 
 
 def command_from_record(o: dict[str, Any]) -> Command:
