@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -33,7 +34,7 @@ HAND = [
 ]
 
 
-def _events(lines: list[bytes]) -> list[dict[str, object]]:
+def _events(lines: list[bytes]) -> list[dict[str, Any]]:
     chunks: list[bytes] = []
     replay_stream(iter(lines), chunks.append)
     return [orjson.loads(x) for x in b"".join(chunks).splitlines()]

@@ -60,11 +60,11 @@ def test_mix_has_every_kind_and_valid_targets() -> None:
         ("ReplaceOrder", "", ""),
     ]:
         assert kinds[kind] > 100, kind
-    placed = {}
+    placed: dict[str, NewOrder] = {}
     for c in stream:
         if type(c) is NewOrder:
             placed[c.client_order_id] = c
-        elif type(c) in (CancelOrder, ReplaceOrder):
+        elif isinstance(c, CancelOrder | ReplaceOrder):
             target = placed[c.client_order_id]  # only orders placed before, as GTC limits
             assert target.tif == "GTC" and target.account == c.account
     symbols = set(symbol_names(5))
