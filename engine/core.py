@@ -63,7 +63,6 @@ from engine.sequencer import Sequencer, wall_clock_us
 from engine.units import CASH_SCALE, parse_cash, parse_decimal
 from engine.wallet import Wallets
 
-_TIFS = frozenset({GTC, IOC, FOK})
 _MAX_INT = 2**63 - 1  # the JSON form carries 64-bit integers
 _tuple_new = tuple.__new__  # builds an event without the NamedTuple's Python-level __new__
 
@@ -269,9 +268,9 @@ class Engine:
         ]
 
     def _malformed(self, cmd: Malformed, in_seq: int, ts: int) -> list[Event]:
-        return self._reject(
-            in_seq, ts, cmd.account, cmd.client_order_id, cmd.reason or MALFORMED, cmd.message
-        )
+        reason = cmd.reason if type(cmd.reason) is str and cmd.reason else MALFORMED
+        message = cmd.message if type(cmd.message) is str else repr(cmd.message)
+        return self._reject(in_seq, ts, cmd.account, cmd.client_order_id, reason, message)
 
     def _release(self, order: Order, inst: Instrument) -> None:
         """Return what the open rest of ``order`` reserved to its wallet."""
@@ -398,6 +397,10 @@ class Engine:
             return self._reject(
                 in_seq, ts, None, None, MALFORMED, "field 'account' must be a string"
             )
+        if type(asset) is not str or not asset:
+            return self._reject(
+                in_seq, ts, account, None, MALFORMED, "field 'asset' must be a string"
+            )
         if asset in self._currencies:
             if type(amount) is str:
                 units = parse_cash(amount)
@@ -409,7 +412,7 @@ class Engine:
                 return self._reject(
                     in_seq, ts, account, None, BAD_QTY, f"bad cash amount {amount!r}", asset
                 )
-        elif type(asset) is str and asset in self.instruments:
+        elif asset in self.instruments:
             if type(amount) is not int or amount <= 0:
                 return self._reject(
                     in_seq,
@@ -445,7 +448,7 @@ class Engine:
         if side != BUY and side != SELL:
             return self._reject(in_seq, ts, account, coid, MALFORMED, f"bad side {side!r}", symbol)
         if otype == LIMIT:
-            if tif not in _TIFS:
+            if tif != GTC and tif != IOC and tif != FOK:
                 return self._reject(
                     in_seq, ts, account, coid, MALFORMED, f"bad tif {tif!r}", symbol
                 )

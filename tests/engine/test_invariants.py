@@ -27,6 +27,7 @@ from engine.commands import (
     Command,
     DefineInstrument,
     Deposit,
+    Malformed,
     NewOrder,
     ReplaceOrder,
 )
@@ -225,3 +226,42 @@ def test_determinism_and_replay(cmds: list[Command]) -> None:
         for e in replay.submit_sequenced(in_seq, ts, cmd)
     ]
     assert out4 == out1 and replay.state_hash() == first.state_hash()
+
+
+junk = st.one_of(
+    st.none(),
+    st.integers(-(2**70), 2**70),
+    st.text(max_size=6),
+    st.sampled_from(["X", "Y", "USD", "a", "buy", "sell", "limit", "market", "GTC", "FOK", "1.5"]),
+    st.lists(st.integers(), max_size=2),
+    st.floats(allow_nan=True),
+    st.booleans(),
+)
+junk_commands = st.lists(
+    st.one_of(
+        st.builds(NewOrder, junk, junk, junk, junk, junk, junk, junk, junk, junk),
+        st.builds(CancelOrder, junk, junk, junk),
+        st.builds(ReplaceOrder, junk, junk, junk, junk, junk),
+        st.builds(Deposit, junk, junk, junk, junk),
+        st.builds(DefineInstrument, junk, junk, junk, junk, junk, junk, junk, junk),
+        st.builds(Malformed, junk, junk, junk, junk, junk),
+        junk,
+        st.binary(max_size=40),
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(junk_commands)
+def test_garbage_never_raises_and_always_encodes(cmds: list[Any]) -> None:
+    engine = Engine(clock=lambda: 5)
+    for cmd in SETUP:
+        engine.submit(cmd)
+    for cmd in cmds:
+        before = engine.in_seq
+        events = engine.submit_line(cmd) if type(cmd) is bytes else engine.submit(cmd)
+        assert engine.in_seq == before + 1
+        for ev in events:
+            encode_event(ev, engine.instruments)
+    engine.state_hash()
