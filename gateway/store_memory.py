@@ -99,6 +99,10 @@ class MemorySnapshotStore:
         if state.dirty and self._provider is not None:
             fresh = self._provider(channel)
             if fresh is not None and fresh.epoch == state.epoch:
+                if fresh.seq > state.last_seq:
+                    # Updates the store never saw: the history cannot reach past them.
+                    state.history.clear()
+                    state.last_seq = fresh.seq
                 state.snapshot = fresh
                 state.dirty = False
         return state.snapshot

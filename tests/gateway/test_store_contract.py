@@ -308,3 +308,43 @@ async def test_updates_recorded_during_a_flush_keep_the_history(
         assert [e.seq for e in result.updates] == list(range(1, current + 1))
         snap = await store.snapshot(CH)
         assert snap is not None and snap.seq == current
+
+
+async def test_random_histories_against_a_model(make_store: StoreFactory, store_kind: str) -> None:
+    """Seeded random runs (bursts, holes, epoch changes, flushes) checked against a model of
+    what every store must answer for every since."""
+    rng = random.Random(11)
+    history_max = 7
+    pub = Publisher()
+    store = await open_store(make_store, store_kind, pub, history_max=history_max)
+    run_first = 1  # first seq of the trailing contiguous recorded run in this epoch
+    for step in range(40):
+        op = rng.random()
+        if op < 0.1:
+            pub.restart(f"e{step}")
+            run_first = 1
+        elif op < 0.25:
+            for _ in range(rng.randint(1, 3)):
+                pub.publish(CH, record=False)  # a hole the store never sees
+            run_first = pub.seq[CH] + 1
+        pub.publish_many(CH, rng.randint(1, 9))  # always end on recorded updates
+        if rng.random() < 0.7:
+            continue  # several bursts per flush
+        await store.flush()
+        cur = pub.seq[CH]
+        first = max(run_first, cur - history_max + 1)
+        for since in range(max(-1, cur - 12), cur + 3):
+            result = await store.resume(CH, pub.epoch, since)
+            if since == cur:
+                assert result == Resume(None, ()), (step, since)
+            elif first - 1 <= since < cur:
+                assert result.snapshot is None, (step, since)
+                assert payloads(result.updates) == [e.payload for e in pub.sent[CH][since:]], (
+                    step,
+                    since,
+                )
+            else:
+                assert result.snapshot is not None and result.updates == (), (step, since)
+                assert (result.snapshot.epoch, result.snapshot.seq) == (pub.epoch, cur)
+        stale = await store.resume(CH, "no-such-epoch", cur)
+        assert stale.snapshot is not None and stale.snapshot.seq == cur
