@@ -30,6 +30,10 @@ async def client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     await c.aclose()
 
 
+async def key_names(client: aioredis.Redis, pattern: str) -> list[str]:
+    return [k.decode() if isinstance(k, bytes) else k for k in await client.keys(pattern)]
+
+
 def make(url: str, pub: Publisher | None = None, **kw: object) -> RedisSnapshotStore:
     kw.setdefault("flush_interval_ms", NEVER_MS)
     store = RedisSnapshotStore(
@@ -49,12 +53,12 @@ async def test_key_layout_and_bounded_history(redis_url: str, client: aioredis.R
         for _ in range(4):
             pub.publish_many(CH, 250)
             await store.flush()
-        keys = sorted(k.decode() for k in await client.keys("*"))
+        keys = sorted(await key_names(client, "*"))
         history = [f"t:{{{CH}}}:h:{seq}" for seq in range(991, 1001)]
         assert keys == sorted([*history, f"t:{{{CH}}}:meta", f"t:{{{CH}}}:snap", "t:channels"])
         assert await client.get(f"t:{{{CH}}}:meta") == b"1000 991 e1"
         snap = await client.get(f"t:{{{CH}}}:snap")
-        assert snap is not None and Envelope.parse(snap).seq == 1000
+        assert isinstance(snap, bytes) and Envelope.parse(snap).seq == 1000
     finally:
         await store.close()
 
@@ -69,7 +73,7 @@ async def test_epoch_change_removes_the_old_history(redis_url: str, client: aior
         pub.restart("e2")
         pub.publish_many(CH, 2)
         await store.flush()
-        keys = {k.decode() for k in await client.keys(f"t:{{{CH}}}:h:*")}
+        keys = set(await key_names(client, f"t:{{{CH}}}:h:*"))
         assert keys == {f"t:{{{CH}}}:h:1", f"t:{{{CH}}}:h:2"}
         assert await client.get(f"t:{{{CH}}}:h:1") == pub.sent[CH][0].payload
     finally:
@@ -250,7 +254,7 @@ async def test_a_rewound_stream_drops_the_entries_past_it(
         for seq in (4, 5, 6):  # same epoch, lower seqs: the history restarts at 4
             store.record(update(seq))
         await store.flush()
-        keys = sorted(k.decode() for k in await client.keys(f"t:{{{CH}}}:h:*"))
+        keys = sorted(await key_names(client, f"t:{{{CH}}}:h:*"))
         assert keys == [f"t:{{{CH}}}:h:{seq}" for seq in (4, 5, 6)]
         assert await client.get(f"t:{{{CH}}}:meta") == b"6 4 e1"
         result = await store.resume(CH, "e1", 3)
