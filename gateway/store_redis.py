@@ -88,8 +88,6 @@ class _Batch:
     """One channel's writes in one flush."""
 
     stream: _Stream | None
-    stored_lo: int  # history keys present in Redis before this flush: stored_lo..stored_hi
-    stored_hi: int
     added: dict[int, bytes]
     snapshot: Envelope | None = None
     drop_snapshot: bool = False
@@ -265,8 +263,8 @@ class RedisSnapshotStore:
         self, channel: str, items: deque[Envelope], mset: list[bytes], unlink: list[bytes]
     ) -> tuple[_Stream, bool]:
         """Add one channel's writes to ``mset`` (packed key/value pairs) and ``unlink`` (keys);
-        return its new stream and whether
-        a snapshot was written. Synchronous: the provider's snapshot matches the batch."""
+        return its new stream and whether a snapshot was written. Synchronous, so the
+        provider's snapshot matches the batch."""
         base = self._base(channel)
         history_max = self._config.history_max
         old = self._streams.get(channel)
@@ -284,14 +282,15 @@ class RedisSnapshotStore:
                     for env in items:
                         if env.seq >= first:
                             mset.append(_pair(base + b"h:%d" % env.seq, env.payload))
-                    unlink.extend(base + b"h:%d" % s for s in range(old.first, first))
+                    stored_end = min(first, old.cur + 1)  # stored entries below the new first
+                    unlink.extend(base + b"h:%d" % s for s in range(old.first, stored_end))
                     new = _Stream(epoch, first, seq)
                     mset.append(_pair(base + b"meta", b"%d %d %s" % (seq, first, epoch.encode())))
                     if fresh is not None:
                         mset.append(_pair(base + b"snap", fresh.payload))
                     return new, fresh is not None
         lo, hi = (old.first, old.cur) if old is not None else (1, 0)
-        batch = _Batch(replace(old) if old is not None else None, lo, hi, {})
+        batch = _Batch(replace(old) if old is not None else None, {})
         for env in items:
             if env.type == SNAPSHOT:
                 batch.snap(env)

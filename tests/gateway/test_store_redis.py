@@ -286,3 +286,21 @@ def test_config_is_validated() -> None:
     for bad in ({"flush_duty_max_pct": 0}, {"flush_interval_ms": 0}, {"history_max": 0}):
         with pytest.raises(ValueError):
             RedisStoreConfig(**bad)  # type: ignore[arg-type]
+
+
+async def test_a_burst_longer_than_the_history_keeps_only_its_tail(
+    redis_url: str, client: aioredis.Redis
+) -> None:
+    pub = Publisher()
+    store = make(redis_url, pub, key_prefix="t:", history_max=4)
+    await store.start()
+    try:
+        pub.publish_many(CH, 3)
+        await store.flush()
+        pub.publish_many(CH, 50)  # one flush: 50 updates, only 50..53 are kept
+        await store.flush()
+        keys = sorted(await key_names(client, f"t:{{{CH}}}:h:*"))
+        assert keys == sorted(f"t:{{{CH}}}:h:{seq}" for seq in range(50, 54))
+        assert [e.seq for e in (await store.resume(CH, "e1", 49)).updates] == [50, 51, 52, 53]
+    finally:
+        await store.close()
