@@ -304,3 +304,35 @@ async def test_a_burst_longer_than_the_history_keeps_only_its_tail(
         assert [e.seq for e in (await store.resume(CH, "e1", 49)).updates] == [50, 51, 52, 53]
     finally:
         await store.close()
+
+
+async def test_no_history_key_is_ever_orphaned(redis_url: str, client: aioredis.Redis) -> None:
+    """Across random bursts, holes, rewinds and epoch changes, the stored history keys are
+    exactly ``first..cur`` of the meta."""
+    import random
+
+    rng = random.Random(5)
+    pub = Publisher()
+    store = make(redis_url, pub, key_prefix="t:", history_max=6)
+    await store.start()
+    try:
+        for step in range(120):
+            op = rng.random()
+            if op < 0.08:
+                pub.restart(f"e{step}")
+            elif op < 0.2:
+                pub.publish(CH, record=False)
+            elif op < 0.25 and pub.seq.get(CH, 0) > 3:
+                pub.seq[CH] -= 3  # a rewind in the same epoch
+            pub.publish_many(CH, rng.randint(1, 10))
+            if rng.random() < 0.5:
+                continue
+            await store.flush()
+            meta = await client.get(f"t:{{{CH}}}:meta")
+            assert isinstance(meta, bytes)
+            cur, first, epoch = meta.decode().split(" ", 2)
+            assert (epoch, int(cur)) == (pub.epoch, pub.seq[CH])
+            expected = {f"t:{{{CH}}}:h:{seq}" for seq in range(int(first), int(cur) + 1)}
+            assert set(await key_names(client, f"t:{{{CH}}}:h:*")) == expected, step
+    finally:
+        await store.close()
