@@ -38,6 +38,7 @@ from gateway.marketdata.sequencing import Sink, Stream, new_epoch
 from gateway.marketdata.ticker import Ticker
 from gateway.marketdata.trades import TradeTape
 
+_NEVER_DUE = 1 << 62
 CandleClosed = Callable[[str, str, dict[str, Any]], None]
 InstrumentLookup = Callable[[str], Instrument | None]
 
@@ -151,7 +152,8 @@ class Publisher:
         self.instruments: dict[str, Instrument] = {}
         self._symbols: dict[str, _Symbol] = {}
         self._streams: dict[str, Stream] = {}
-        self._pending: dict[Stream, None] = {}
+        self._pending: dict[Stream, None] = {}  # conflated streams with pending changes
+        self._next_due = _NEVER_DUE  # earliest time one of them may publish
         self._resting = RestingOrders()
         self._orders = OrderStreams(self.epoch, sink, self.instruments, clock, open_orders)
 
@@ -229,7 +231,6 @@ class Publisher:
 
     def _publish_symbol(self, sym: _Symbol, ts: int) -> None:
         # Streams without conflation publish straight away (the hot path: no Stream.offer).
-        pending = self._pending
         book = sym.book
         ticker = sym.ticker
         bids = book.bids.keys
@@ -242,14 +243,14 @@ class Publisher:
             stream = sym.trades_stream
             if stream.interval_us:
                 if stream.offer(ts, ts):
-                    pending[stream] = None
+                    self._hold(stream)
             else:
                 stream.publish(ts, sym.tape.take())
         if book.bids.changed or book.asks.changed:
             stream = sym.book_stream
             if stream.interval_us:
                 if stream.offer(ts, ts):
-                    pending[stream] = None
+                    self._hold(stream)
             else:
                 data = book.diff()
                 if data is not None:
@@ -258,7 +259,7 @@ class Publisher:
             stream = sym.ticker_stream
             if stream.interval_us:
                 if stream.offer(ts, ts):
-                    pending[stream] = None
+                    self._hold(stream)
             else:
                 stream.publish(ts, ticker.take())
         if sym.traded:
@@ -267,19 +268,31 @@ class Publisher:
                 if series.changed:
                     if stream.interval_us:
                         if stream.offer(ts, ts):
-                            pending[stream] = None
+                            self._hold(stream)
                     else:
                         stream.publish(ts, series.take())
 
+    def _hold(self, stream: Stream) -> None:
+        self._pending[stream] = None
+        due = stream.last_emit_us + stream.interval_us
+        if due < self._next_due:
+            self._next_due = due
+
     def flush_due(self, now_us: int) -> None:
-        """Publish the conflated updates whose interval has passed by ``now_us``."""
-        pending = self._pending
-        if not pending:
+        """Publish the conflated updates whose interval has passed by ``now_us`` (cheap when
+        none has: one comparison)."""
+        if now_us < self._next_due:
             return
+        pending = self._pending
+        next_due = _NEVER_DUE
         for stream in list(pending):
-            if stream.due(now_us):
+            due = stream.last_emit_us + stream.interval_us
+            if due <= now_us:
                 del pending[stream]
                 stream.flush(now_us)
+            elif due < next_due:
+                next_due = due
+        self._next_due = next_due
 
     def flush_all(self) -> None:
         """Publish everything pending (end of a replay, shutdown)."""
@@ -287,6 +300,7 @@ class Publisher:
         for stream in list(pending):
             stream.flush()
         pending.clear()
+        self._next_due = _NEVER_DUE
 
     # -- reads ------------------------------------------------------------------------------
 
