@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import os
 import platform
 import random
 import sys
@@ -42,6 +43,7 @@ class StoreBenchConfig:
     paced_s: float = 10.0
     max_events: int = 300_000
     flush_interval_ms: int = 50
+    flush_duty_max_pct: int = 20
     history_max: int = 1000
     conflate_ms: dict[str, int] = field(default_factory=dict)
     reads: int = 20_000
@@ -57,6 +59,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="paced phase length")
     parser.add_argument("--max-events", type=int, default=300_000, help="max-rate phase events")
     parser.add_argument("--flush-interval-ms", type=int, default=50)
+    parser.add_argument("--flush-duty-max-pct", type=int, default=20)
     parser.add_argument("--history-max", type=int, default=1000)
     parser.add_argument(
         "--conflate-ms", default="", help="publisher intervals per kind, e.g. book=100,ticker=100"
@@ -83,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         or min(args.symbols, args.accounts, args.rate, args.flush_interval_ms) < 1
         or min(args.seconds, args.max_events, args.reads, args.readers) < 0
         or args.history_max < 1
+        or not 1 <= args.flush_duty_max_pct <= 100
     ):
         print("bench store: bad arguments", file=sys.stderr)
         return 2
@@ -95,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
         paced_s=args.seconds,
         max_events=args.max_events,
         flush_interval_ms=args.flush_interval_ms,
+        flush_duty_max_pct=args.flush_duty_max_pct,
         history_max=args.history_max,
         conflate_ms=conflate,
         reads=args.reads,
@@ -189,7 +194,8 @@ async def run_bench(config: StoreBenchConfig, url: str, log: Any = print) -> dic
     paced_events = int(config.rate_events_s * config.paced_s)
     log(
         f"bench store: {config.symbols} symbols, {config.accounts} accounts, flush every "
-        f"{config.flush_interval_ms} ms, history {config.history_max}, conflation "
+        f"{config.flush_interval_ms} ms (duty <= {config.flush_duty_max_pct}%), "
+        f"history {config.history_max}, conflation "
         f"{config.conflate_ms or 'off'}, redis {url} (python {platform.python_version()})"
     )
     t0 = time.perf_counter()
@@ -198,15 +204,16 @@ async def run_bench(config: StoreBenchConfig, url: str, log: Any = print) -> dic
     log(f"  stream: {total_events:,} engine events ({time.perf_counter() - t0:.1f} s to generate)")
 
     admin = aioredis.Redis.from_url(url)
-    await admin.flushdb()
+    prefix = f"qgbench:{os.getpid()}:{int(time.time())}:"  # never touches other keys
     counters = _RedisCounters(admin)
     publisher: list[Any] = []  # the store and the publisher refer to each other
     store = RedisSnapshotStore(
         RedisStoreConfig(
             url=url,
-            key_prefix="bench:",
+            key_prefix=prefix,
             history_max=config.history_max,
             flush_interval_ms=config.flush_interval_ms,
+            flush_duty_max_pct=config.flush_duty_max_pct,
         ),
         snapshot_provider=lambda channel: publisher[0].snapshot(channel),
     )
@@ -250,7 +257,7 @@ async def run_bench(config: StoreBenchConfig, url: str, log: Any = print) -> dic
                 f"{m['redis_commands_per_s']:,} commands/s, {m['redis_mb_per_s']} MB/s in"
             )
         if config.reads:
-            results["reads"] = await _reads(config, url, pub)
+            results["reads"] = await _reads(config, url, prefix, pub)
             r = results["reads"]
             log(
                 f"  reads: {r['snapshot_per_s']:,} snapshot/s, {r['resume_per_s']:,} resume/s "
@@ -258,7 +265,7 @@ async def run_bench(config: StoreBenchConfig, url: str, log: Any = print) -> dic
             )
     finally:
         await store.close()
-        await admin.flushdb()
+        await _delete_prefix(admin, prefix)
         await admin.aclose()
     return results
 
@@ -380,11 +387,22 @@ def _baseline(config: StoreBenchConfig, engine: Any, batches: list[list[Any]]) -
     }
 
 
-async def _reads(config: StoreBenchConfig, url: str, pub: Any) -> dict[str, Any]:
+async def _delete_prefix(client: Any, prefix: str) -> None:
+    batch: list[bytes] = []
+    async for key in client.scan_iter(match=prefix + "*", count=1000):
+        batch.append(key)
+        if len(batch) >= 1000:
+            await client.unlink(*batch)
+            batch.clear()
+    if batch:
+        await client.unlink(*batch)
+
+
+async def _reads(config: StoreBenchConfig, url: str, prefix: str, pub: Any) -> dict[str, Any]:
     from gateway.store_config import RedisStoreConfig
     from gateway.store_redis import RedisSnapshotStore
 
-    reader = RedisSnapshotStore(RedisStoreConfig(url=url, key_prefix="bench:"))
+    reader = RedisSnapshotStore(RedisStoreConfig(url=url, key_prefix=prefix))
     await reader.start()
     rng = random.Random(config.seed)
     channels = [ch for ch in pub.channels() if (pub.seq(ch) or 0) > 0]

@@ -67,3 +67,19 @@ def test_bad_arguments_exit_2() -> None:
     bench_store.add_arguments(parser)
     assert bench_store.run(parser.parse_args(["--conflate-ms", "book=x"])) == 2
     assert bench_store.run(parser.parse_args(["--rate", "0"])) == 2
+
+
+@pytest.mark.redis
+async def test_bench_leaves_other_keys_alone(redis_url: str) -> None:
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(redis_url)
+    try:
+        await client.set("someone:else", b"keep me")
+        config = bench_store.StoreBenchConfig(
+            symbols=2, accounts=2, paced_s=0.05, max_events=200, reads=10, readers=1
+        )
+        await bench_store.run_bench(config, redis_url, log=lambda _line: None)
+        assert await client.keys("*") == [b"someone:else"]
+    finally:
+        await client.aclose()
