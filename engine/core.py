@@ -108,6 +108,7 @@ class Engine:
         self._by_client = self.orders._by_client
         self._open_map = self.orders._open
         self._by_id_append = self.orders._by_id.append
+        self._executions = self.orders._executions
         self._wallet_map = self.wallets._wallets
         self._currencies: set[str] = {"USD"}
         self._sq = Sequencer(clock)
@@ -545,6 +546,7 @@ class Engine:
         self._by_id_append(order)
         if clients is None:
             clients = self._by_client[account] = {}
+            self._executions[account] = []
         clients[coid] = order
         sq = self._sq
         seq = sq.out_seq = sq.out_seq + 1

@@ -55,7 +55,8 @@ def match_buy(
     seq = sq.out_seq
     trade_id = engine._next_trade_id
     orders = engine.orders
-    executions = orders._executions
+    executions = orders._executions  # every account that placed an order has a list
+    my_executions = executions[account].append
     opened = orders._open
     wallets = engine.wallets._wallets
     b_avail = wallet.avail
@@ -124,16 +125,8 @@ def match_buy(
             )
             trade_id += 1
             append(trade)
-            found = executions.get(account)
-            if found is None:
-                executions[account] = [trade]
-            else:
-                found.append(trade)
-            found = executions.get(resting.account)
-            if found is None:
-                executions[resting.account] = [trade]
-            else:
-                found.append(trade)
+            my_executions(trade)
+            executions[resting.account].append(trade)
             nxt = resting.next
             if left:
                 break  # the aggressor is done (or out of cash) with the resting order
@@ -198,7 +191,8 @@ def match_sell(
     seq = sq.out_seq
     trade_id = engine._next_trade_id
     orders = engine.orders
-    executions = orders._executions
+    executions = orders._executions  # every account that placed an order has a list
+    my_executions = executions[account].append
     opened = orders._open
     wallets = engine.wallets._wallets
     s_avail = wallet.avail
@@ -253,16 +247,8 @@ def match_sell(
             )
             trade_id += 1
             append(trade)
-            found = executions.get(account)
-            if found is None:
-                executions[account] = [trade]
-            else:
-                found.append(trade)
-            found = executions.get(resting.account)
-            if found is None:
-                executions[resting.account] = [trade]
-            else:
-                found.append(trade)
+            my_executions(trade)
+            executions[resting.account].append(trade)
             nxt = resting.next
             if left:
                 break

@@ -164,6 +164,7 @@ class OrderManager:
         clients = self._by_client.get(account)
         if clients is None:
             clients = self._by_client[account] = {}
+            self._executions[account] = []
         clients[order.client_order_id] = order
 
     def rest(self, order: Order) -> None:
