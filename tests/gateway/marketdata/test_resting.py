@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from engine.commands import CancelOrder, DefineInstrument, Deposit, NewOrder, ReplaceOrder
+from engine.commands import (
+    CancelOrder,
+    Command,
+    DefineInstrument,
+    Deposit,
+    NewOrder,
+    ReplaceOrder,
+)
 from engine.core import Engine
 from gateway.marketdata.l2book import L2Book
 from gateway.marketdata.publisher import Publisher, PublisherConfig
@@ -17,7 +24,7 @@ def lim(acct: str, coid: str, side: str, price: str, qty: int, tif: str = "GTC")
     return NewOrder(acct, coid, "X", side, "limit", price, qty, tif)
 
 
-SCRIPTS = {
+SCRIPTS: dict[str, list[Command]] = {
     "rest_and_partial_fill": [
         lim("a", "s1", SELL, "10.00", 5),
         lim("a", "s2", SELL, "10.01", 5),
@@ -63,7 +70,7 @@ def test_mirror_equals_engine_book_after_every_command(name: str, depth: int) ->
         PublisherConfig(epoch="r", book_depth=depth), sink=lambda env: None, clock=lambda: 0,
         instrument_lookup=engine.instruments.get,
     )  # fmt: skip
-    setup = [DefineInstrument("X", "0.01", 1)]
+    setup: list[Command] = [DefineInstrument("X", "0.01", 1)]
     for acct in ("a", "b"):
         setup += [Deposit(acct, "USD", "1000000"), Deposit(acct, "X", 1000)]
     for cmd in setup:
