@@ -52,20 +52,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", action="store_true", help="print cProfile's hot spots")
 
 
-def _parse_conflation(text: str) -> dict[str, int] | None:
-    out: dict[str, int] = {}
-    for item in filter(None, text.split(",")):
-        kind, _, value = item.partition("=")
-        if kind not in ("book", "ticker", "candles", "trades") or not value.isdigit():
-            return None
-        out[kind] = int(value)
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
-    conflate = _parse_conflation(args.conflate_ms)
-    if conflate is None or min(args.commands, args.symbols, args.accounts, args.repeat) < 1:
-        print("bench publisher: bad arguments", file=sys.stderr)
+    from gateway.marketdata.publisher import parse_conflate_ms
+
+    try:
+        conflate = parse_conflate_ms(args.conflate_ms)
+    except ValueError as exc:
+        print(f"bench publisher: {exc}", file=sys.stderr)
+        return 2
+    if min(args.commands, args.symbols, args.accounts, args.repeat, args.depth) < 1:
+        print("bench publisher: counts must be at least 1", file=sys.stderr)
         return 2
     config = PublisherBenchConfig(
         commands=args.commands,

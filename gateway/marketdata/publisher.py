@@ -43,6 +43,10 @@ CandleClosed = Callable[[str, str, dict[str, Any]], None]
 InstrumentLookup = Callable[[str], Instrument | None]
 
 
+CONFLATABLE = (BOOK, TICKER, CANDLES, TRADES)
+"""Channel kinds with a publish interval (``orders`` is never conflated)."""
+
+
 def _default_conflation() -> dict[str, int]:
     return {BOOK: 0, TICKER: 0, CANDLES: 0, TRADES: 0}
 
@@ -63,8 +67,32 @@ class PublisherConfig:
     epoch: str | None = None
     conflate_ms: Mapping[str, int] = field(default_factory=_default_conflation)
 
+    def __post_init__(self) -> None:
+        if self.book_depth < 1 or self.candle_ring_size < 1:
+            raise ValueError("book_depth and candle_ring_size must be at least 1")
+        if min(self.trades_snapshot_max, self.candles_snapshot_max, self.history_max) < 0:
+            raise ValueError("snapshot and history sizes must not be negative")
+        for kind, ms in self.conflate_ms.items():
+            if kind not in CONFLATABLE or type(ms) is not int or ms < 0:
+                raise ValueError(f"bad conflation {kind}={ms!r} (kinds: {', '.join(CONFLATABLE)})")
+
     def interval_us(self, kind: str) -> int:
-        return max(0, int(self.conflate_ms.get(kind, 0))) * 1000
+        return int(self.conflate_ms.get(kind, 0)) * 1000
+
+
+def parse_conflate_ms(text: str) -> dict[str, int]:
+    """Parse ``"book=100,ticker=100"`` (a flag or ``QUOTEGATE_*`` value) into ``conflate_ms``;
+    raises ``ValueError`` on anything else. An empty string means no conflation."""
+    out: dict[str, int] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        kind, sep, value = item.partition("=")
+        kind = kind.strip()
+        value = value.strip()
+        if not sep or kind not in CONFLATABLE or not value.isdigit():
+            raise ValueError(f"bad conflation {item!r}: expected KIND=MS with KIND in "
+                             f"{', '.join(CONFLATABLE)}")  # fmt: skip
+        out[kind] = int(value)
+    return out
 
 
 class _Symbol:
@@ -142,8 +170,6 @@ class Publisher:
         instrument_lookup: InstrumentLookup | None = None,
     ) -> None:
         self.config = cfg = config or PublisherConfig()
-        if cfg.book_depth < 1:
-            raise ValueError("book_depth must be at least 1")
         self.epoch = cfg.epoch if cfg.epoch is not None else new_epoch()
         self._sink = sink
         self._clock = clock

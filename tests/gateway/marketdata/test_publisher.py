@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from engine.events import Accepted, Cancelled, Done, Trade
 from engine.instruments import Instrument
 from gateway.envelope import Envelope
-from gateway.marketdata.publisher import Publisher, PublisherConfig
+from gateway.marketdata.publisher import Publisher, PublisherConfig, parse_conflate_ms
 
 AAPL = Instrument.define(symbol="AAPL", tick="0.01", lot=1)
 
@@ -64,3 +66,72 @@ def test_unknown_channel_snapshot_is_none() -> None:
     assert pub.snapshot("nonsense") is None
     orders = pub.snapshot("orders.nobody")
     assert orders is not None and orders.seq == 0 and orders.data() == {"open": []}
+
+
+def test_config_validation_and_conflation_parsing() -> None:
+    assert parse_conflate_ms("") == {}
+    assert parse_conflate_ms("book=100, ticker=5,candles=0") == {
+        "book": 100,
+        "ticker": 5,
+        "candles": 0,
+    }
+    for bad in ("book", "orders=10", "book=-1", "book=x", "trades=1.5"):
+        with pytest.raises(ValueError):
+            parse_conflate_ms(bad)
+    for kwargs in (
+        {"book_depth": 0},
+        {"candle_ring_size": 0},
+        {"trades_snapshot_max": -1},
+        {"conflate_ms": {"orders": 10}},
+        {"conflate_ms": {"book": -5}},
+    ):
+        with pytest.raises(ValueError):
+            PublisherConfig(**kwargs)
+    assert PublisherConfig(conflate_ms={"book": 100}).interval_us("book") == 100_000
+    assert PublisherConfig().interval_us("candles") == 0
+
+
+def test_channels_instruments_and_lookup() -> None:
+    msft = Instrument.define(symbol="MSFT", tick="0.05", lot=10)
+    out: list[Envelope] = []
+    pub = Publisher(
+        PublisherConfig(epoch="z"),
+        sink=out.append,
+        clock=lambda: 99,
+        instrument_lookup={"MSFT": msft}.get,
+    )
+    assert pub.channels() == [] and pub.epoch == "z"
+    pub.on_events([Accepted(1, 1, 5, 1, "a", "c", "MSFT", "buy", "limit", 2_000, 10, "GTC")])
+    pub.on_events([Accepted(2, 2, 6, 2, "a", "d", "NOPE", "buy", "limit", 1, 10, "GTC")])
+    assert list(pub.instruments) == ["MSFT"]
+    assert pub.channels() == [
+        "book.MSFT", "trades.MSFT", "ticker.MSFT", "candles.MSFT.1s", "candles.MSFT.1m",
+        "candles.MSFT.5m", "candles.MSFT.15m", "candles.MSFT.1h", "candles.MSFT.1d", "orders.a",
+    ]  # fmt: skip
+    assert pub.seq("orders.a") == 2  # the unknown symbol's order still reaches the account
+    assert pub.seq("book.MSFT") == 1 and pub.seq("book.NOPE") is None
+    book = pub.snapshot("book.MSFT")
+    assert book is not None and book.data()["bids"] == [["100.00", 10]]
+    trades = pub.snapshot("trades.MSFT")
+    assert trades is not None and (trades.seq, trades.ts) == (0, 99)  # clock: no update yet
+    pub.add_instrument(msft)  # idempotent: keeps the state
+    assert pub.seq("book.MSFT") == 1
+
+
+def test_conflated_book_snapshot_stays_at_the_published_state() -> None:
+    pub, out = make(conflate_ms={"book": 1})  # 1 ms
+    pub.on_events([Accepted(1, 1, 1_000, 1, "a", "c1", "AAPL", "sell", "limit", 10_000, 5, "GTC")])
+    pub.on_events([Accepted(2, 2, 1_100, 2, "a", "c2", "AAPL", "sell", "limit", 10_001, 5, "GTC")])
+    pub.on_events([Accepted(3, 3, 1_200, 3, "a", "c3", "AAPL", "sell", "limit", 10_002, 5, "GTC")])
+    books = by_channel(out, "book.AAPL")
+    assert books == [{"bids": [], "asks": [["100.00", 5]], "checksum": books[0]["checksum"]}]
+    snap = pub.snapshot("book.AAPL")
+    assert snap is not None and snap.seq == 1 and snap.data()["asks"] == [["100.00", 5]]
+    pub.flush_due(1_999)
+    assert len(by_channel(out, "book.AAPL")) == 1
+    pub.flush_due(2_000)
+    books = by_channel(out, "book.AAPL")
+    assert books[1]["asks"] == [["100.01", 5], ["100.02", 5]]
+    assert [e.ts for e in out if e.channel == "book.AAPL"] == [1_000, 1_200]
+    snap = pub.snapshot("book.AAPL")
+    assert snap is not None and snap.seq == 2 and len(snap.data()["asks"]) == 3

@@ -1,0 +1,31 @@
+"""``quotegate bench publisher`` runs end to end on a tiny stream (no timing asserted)."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from loadtest import bench_publisher
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    bench_publisher.add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+def test_small_run_reports_events_and_envelopes(capsys: pytest.CaptureFixture[str]) -> None:
+    config = bench_publisher.PublisherBenchConfig(commands=3_000, symbols=5, accounts=5, repeat=1)
+    result = bench_publisher.run_bench(config, log=lambda text: None)
+    assert result["events"] > 3_000 and result["envelopes"] > result["events"]
+    assert result["events_per_s"] > 0
+    assert bench_publisher.run(parse("--commands", "1500", "--symbols", "3", "--repeat", "1",
+                                     "--conflate-ms", "book=50,candles=50")) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "events/s" in out and "conflation {'book': 50, 'candles': 50}" in out
+
+
+def test_bad_arguments_exit_2() -> None:
+    assert bench_publisher.run(parse("--conflate-ms", "orders=5")) == 2
+    assert bench_publisher.run(parse("--commands", "0")) == 2
