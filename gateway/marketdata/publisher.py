@@ -214,11 +214,10 @@ class Publisher:
         ts = 0
         for ev in events:
             ts = ev.ts
-            orders.on_event(ev)
             symbol = ev.symbol
-            if symbol is None:
-                continue
-            sym = self._symbols.get(symbol) or self._symbol(symbol)
+            # the symbol first: a looked-up instrument must be known before rendering prices
+            sym = (self._symbols.get(symbol) or self._symbol(symbol)) if symbol else None
+            orders.on_event(ev)
             if sym is None:
                 continue
             if not sym.touched:

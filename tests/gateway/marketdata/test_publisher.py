@@ -135,3 +135,12 @@ def test_conflated_book_snapshot_stays_at_the_published_state() -> None:
     assert [e.ts for e in out if e.channel == "book.AAPL"] == [1_000, 1_200]
     snap = pub.snapshot("book.AAPL")
     assert snap is not None and snap.seq == 2 and len(snap.data()["asks"]) == 3
+
+
+def test_first_event_of_a_looked_up_symbol_renders_its_prices() -> None:
+    msft = Instrument.define(symbol="MSFT", tick="0.05", lot=10)
+    out: list[Envelope] = []
+    pub = Publisher(PublisherConfig(), sink=out.append, clock=lambda: 0,
+                    instrument_lookup={"MSFT": msft}.get)  # fmt: skip
+    pub.on_events([Accepted(1, 1, 5, 1, "a", "c", "MSFT", "buy", "limit", 2_000, 10, "GTC")])
+    assert out[0].channel == "orders.a" and out[0].data()["price"] == "100.00"
