@@ -184,6 +184,52 @@ class OrderBook:
         pick = heapq.nlargest if side == BUY else heapq.nsmallest
         return [(p, levels[p].qty) for p in pick(n, levels)]
 
+    def can_fill(self, side: str, price: int | None, qty: int) -> bool:
+        """Whether an incoming ``side`` order limited at ``price`` would find ``qty`` on the
+        opposite side (the FOK check). Walks the crossing prices tick by tick from the best
+        when that range is smaller than the side, else scans the side's levels."""
+        assert price is not None
+        need = qty
+        if side == BUY:
+            levels = self.asks
+            best = self.best_ask
+            if best is None or best > price:
+                return False
+            if price - best < len(levels):
+                get = levels.get
+                for p in range(best, price + 1):
+                    level = get(p)
+                    if level is not None:
+                        need -= level.qty
+                        if need <= 0:
+                            return True
+                return False
+            for level_price, level in levels.items():
+                if level_price <= price:
+                    need -= level.qty
+                    if need <= 0:
+                        return True
+        else:
+            levels = self.bids
+            best = self.best_bid
+            if best is None or best < price:
+                return False
+            if best - price < len(levels):
+                get = levels.get
+                for p in range(best, price - 1, -1):
+                    level = get(p)
+                    if level is not None:
+                        need -= level.qty
+                        if need <= 0:
+                            return True
+                return False
+            for level_price, level in levels.items():
+                if level_price >= price:
+                    need -= level.qty
+                    if need <= 0:
+                        return True
+        return False
+
     def is_crossed(self) -> bool:
         """True if the best bid is at or above the best ask (never true at rest)."""
         bid, ask = self.best_bid, self.best_ask

@@ -13,12 +13,14 @@ internals directly because they are the hot path.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Protocol
 
 from engine import risk
+from engine.admin import build_instrument, deposit_units
+from engine.amend import cancel, replace
 from engine.book import OrderBook
 from engine.codec import decode_command
 from engine.commands import (
@@ -46,21 +48,18 @@ from engine.events import (
     MARKET_UNFILLED,
     REASON_FOK,
     REASON_IOC,
-    UNKNOWN_ORDER,
     UNKNOWN_SYMBOL,
-    USER,
     Accepted,
     Cancelled,
     Done,
     Event,
     Rejected,
-    Replaced,
 )
-from engine.instruments import BAND_DECIMALS, Instrument
+from engine.instruments import Instrument
 from engine.matching import match_buy, match_sell
 from engine.orders import Order, OrderManager
 from engine.sequencer import Sequencer, wall_clock_us
-from engine.units import CASH_SCALE, parse_cash, parse_decimal
+from engine.state_hash import state_hash
 from engine.wallet import Wallets
 
 _MAX_INT = 2**63 - 1  # the JSON form carries 64-bit integers
@@ -117,8 +116,8 @@ class Engine:
         self._next_trade_id = 1
         self._handlers: dict[type, Handler] = {
             NewOrder: self._new,
-            CancelOrder: self._cancel,
-            ReplaceOrder: self._replace,
+            CancelOrder: partial(cancel, self),
+            ReplaceOrder: partial(replace, self),
             Deposit: self._deposit,
             DefineInstrument: self._define,
             Malformed: self._malformed,
@@ -198,48 +197,12 @@ class Engine:
 
     def state_hash(self) -> str:
         """sha256 (hex) of a canonical serialisation of counters, instruments, books (levels
-        and the FIFO of each), every order and every wallet."""
-        h = hashlib.sha256()
-        upd = h.update
+        and the FIFO of each), every order and every wallet (:mod:`engine.state_hash`)."""
         sq = self._sq
-        upd(repr(("counters", sq.in_seq, sq.out_seq, self._next_order_id)).encode())
-        upd(repr(self._next_trade_id).encode())
-        for symbol in sorted(self.instruments):
-            i = self.instruments[symbol]
-            upd(
-                repr(
-                    (symbol, i.tick, i.lot, i.currency, i.max_qty, i.max_notional, i.band)
-                ).encode()
-            )
-            book = self._books[symbol]
-            upd(repr(("last", book.last_price)).encode())
-            for side in (BUY, SELL):
-                for level in book.levels(side):
-                    ids = [o.order_id for o in level.orders()]
-                    upd(repr((side, level.price, level.qty, level.count, ids)).encode())
-        for o in self.orders.all_orders():
-            upd(
-                repr(
-                    (
-                        o.order_id,
-                        o.account,
-                        o.client_order_id,
-                        o.symbol,
-                        o.side,
-                        o.type,
-                        o.tif,
-                        o.price,
-                        o.qty,
-                        o.open_qty,
-                        o.filled,
-                        o.status,
-                        o.ts,
-                    )
-                ).encode()
-            )
-        for account in self.wallets.accounts():
-            upd(repr((account, self.wallets.balances(account))).encode())
-        return h.hexdigest()
+        counters = (sq.in_seq, sq.out_seq, self._next_order_id, self._next_trade_id)
+        return state_hash(
+            counters, self.instruments, self._books, self.orders.all_orders(), self.wallets
+        )
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -338,98 +301,36 @@ class Engine:
     # -- instrument and deposit -------------------------------------------------------------
 
     def _define(self, cmd: DefineInstrument, in_seq: int, ts: int) -> list[Event]:
+        found = build_instrument(cmd, self.instruments, self._currencies)
         symbol = cmd.symbol
-
-        def bad(reason: str, message: str) -> list[Event]:
-            return self._reject(in_seq, ts, None, None, reason, message, symbol)
-
-        if type(symbol) is not str or not symbol:
-            return bad(MALFORMED, "field 'symbol' must be a non-empty string")
-        currency = cmd.currency
-        if type(currency) is not str or not currency:
-            return bad(MALFORMED, "field 'currency' must be a non-empty string")
-        if symbol in self._currencies or currency in self.instruments or symbol == currency:
-            return bad(MALFORMED, f"symbol {symbol!r} clashes with a currency of the same name")
-        lot = cmd.lot
-        if type(lot) is not int or lot <= 0:
-            return bad(BAD_QTY, "field 'lot' must be a positive integer")
-        max_qty = cmd.max_qty
-        if max_qty is not None and (type(max_qty) is not int or max_qty <= 0):
-            return bad(BAD_QTY, "field 'maxQty' must be a positive integer")
-        max_notional = None
-        if cmd.max_notional is not None:
-            max_notional = parse_cash(cmd.max_notional)
-            if max_notional is None or max_notional <= 0:
-                return bad(BAD_PRICE, "field 'maxNotional' must be a positive decimal string")
-        band = None
-        if cmd.band is not None:
-            band = parse_decimal(cmd.band, BAND_DECIMALS)
-            if band is None:
-                return bad(MALFORMED, "field 'band' must be a decimal fraction such as \"0.1\"")
-        tick = cmd.tick
-        try:
-            if type(tick) is not str:
-                raise ValueError(tick)
-            inst = Instrument.define(
-                symbol=symbol,
-                tick=tick,
-                lot=lot,
-                currency=currency,
-                max_qty=max_qty,
-                max_notional=max_notional,
-                band=band,
-            )
-        except ValueError:
-            return bad(BAD_PRICE, f"field 'tick' must be a positive decimal string, not {tick!r}")
+        if type(found) is tuple:
+            return self._reject(in_seq, ts, None, None, found[0], found[1], symbol)
+        assert isinstance(found, Instrument)
         old = self.instruments.get(symbol)
         if old is not None:
-            if old == inst:
+            if old == found:
                 return []  # the same definition again: nothing to do
-            return bad(MALFORMED, f"symbol {symbol!r} is already defined differently")
-        self.instruments[symbol] = inst
+            return self._reject(
+                in_seq,
+                ts,
+                None,
+                None,
+                MALFORMED,
+                f"{symbol!r} is already defined differently",
+                symbol,
+            )
+        self.instruments[symbol] = found
         book = self._books[symbol] = OrderBook(symbol)
-        self._markets[symbol] = (inst, book, risk.has_limits(inst))
-        self._currencies.add(currency)
+        self._markets[symbol] = (found, book, risk.has_limits(found))
+        self._currencies.add(found.currency)
         return []
 
     def _deposit(self, cmd: Deposit, in_seq: int, ts: int) -> list[Event]:
-        account, asset, amount = cmd.account, cmd.asset, cmd.amount
-        if type(account) is not str or not account:
-            return self._reject(
-                in_seq, ts, None, None, MALFORMED, "field 'account' must be a string"
-            )
-        if type(asset) is not str or not asset:
-            return self._reject(
-                in_seq, ts, account, None, MALFORMED, "field 'asset' must be a string"
-            )
-        if asset in self._currencies:
-            if type(amount) is str:
-                units = parse_cash(amount)
-            elif type(amount) is int:
-                units = amount * CASH_SCALE
-            else:
-                units = None
-            if units is None or units <= 0:
-                return self._reject(
-                    in_seq, ts, account, None, BAD_QTY, f"bad cash amount {amount!r}", asset
-                )
-        elif asset in self.instruments:
-            if type(amount) is not int or amount <= 0:
-                return self._reject(
-                    in_seq,
-                    ts,
-                    account,
-                    None,
-                    BAD_QTY,
-                    f"a share deposit needs a positive integer amount, not {amount!r}",
-                    asset,
-                )
-            units = amount
-        else:
-            return self._reject(
-                in_seq, ts, account, None, UNKNOWN_SYMBOL, f"unknown asset {asset!r}", asset
-            )
-        self.wallets.get(account).credit(asset, units)
+        found = deposit_units(cmd, self.instruments, self._currencies)
+        if type(found) is tuple:
+            return self._reject(in_seq, ts, cmd.account, None, found[0], found[1], cmd.asset)
+        assert type(found) is int
+        self.wallets.get(cmd.account).credit(cmd.asset, found)
         return []
 
     # -- orders -----------------------------------------------------------------------------
@@ -556,7 +457,7 @@ class Engine:
                 (seq, in_seq, ts, oid, account, coid, symbol, side, otype, price, qty, tif),
             )
         ]
-        if tif == FOK and not self._fok_fillable(book, side, price, qty):
+        if tif == FOK and not book.can_fill(side, price, qty):
             self._finish(order, inst, REASON_FOK, out, in_seq, ts)
             return out
         if side == BUY:
@@ -581,220 +482,4 @@ class Engine:
             self._finish(
                 order, inst, REASON_IOC if price is not None else MARKET_UNFILLED, out, in_seq, ts
             )
-        return out
-
-    @staticmethod
-    def _fok_fillable(book: OrderBook, side: str, price: int | None, qty: int) -> bool:
-        """Whether the opposite side holds ``qty`` at prices ``price`` accepts. Walks the
-        crossing prices tick by tick from the best when that range is smaller than the side,
-        else scans the side's levels."""
-        assert price is not None
-        need = qty
-        if side == BUY:
-            levels = book.asks
-            best = book.best_ask
-            if best is None or best > price:
-                return False
-            if price - best < len(levels):
-                get = levels.get
-                for p in range(best, price + 1):
-                    level = get(p)
-                    if level is not None:
-                        need -= level.qty
-                        if need <= 0:
-                            return True
-                return False
-            for level_price, level in levels.items():
-                if level_price <= price:
-                    need -= level.qty
-                    if need <= 0:
-                        return True
-        else:
-            levels = book.bids
-            best = book.best_bid
-            if best is None or best < price:
-                return False
-            if best - price < len(levels):
-                get = levels.get
-                for p in range(best, price - 1, -1):
-                    level = get(p)
-                    if level is not None:
-                        need -= level.qty
-                        if need <= 0:
-                            return True
-                return False
-            for level_price, level in levels.items():
-                if level_price >= price:
-                    need -= level.qty
-                    if need <= 0:
-                        return True
-        return False
-
-    def _open_order(
-        self, cmd: CancelOrder | ReplaceOrder, in_seq: int, ts: int
-    ) -> Order | list[Event]:
-        account, coid = cmd.account, cmd.client_order_id
-        if type(account) is not str or type(coid) is not str:
-            return self._reject(
-                in_seq, ts, account, coid, MALFORMED, "account and clientOrderId are required"
-            )
-        clients = self._by_client.get(account)
-        order = None if clients is None else clients.get(coid)
-        if order is None:
-            return self._reject(
-                in_seq, ts, account, coid, UNKNOWN_ORDER, f"no order {coid!r} for this account"
-            )
-        if order.level is None:
-            return self._reject(
-                in_seq,
-                ts,
-                account,
-                coid,
-                UNKNOWN_ORDER,
-                f"order {coid!r} is {order.status}, not open",
-                order.symbol,
-            )
-        return order
-
-    def _cancel(self, cmd: CancelOrder, in_seq: int, ts: int) -> list[Event]:
-        account, coid, _ = cmd
-        clients = self._by_client.get(account) if type(account) is str else None
-        order = clients.get(coid) if clients is not None and type(coid) is str else None
-        if order is None or order.level is None:
-            found = self._open_order(cmd, in_seq, ts)
-            assert type(found) is list
-            return found
-        self._markets[order.symbol][1].remove(order)
-        self._open_map[order.account] -= 1
-        # release what the open rest reserved
-        open_qty = order.open_qty
-        wallet = self._wallet_map[order.account]
-        if order.side == BUY:
-            inst = self.instruments[order.symbol]
-            asset = inst.currency
-            amount = order.price * open_qty * inst.cash_per_tick  # type: ignore[operator]
-        else:
-            asset = order.symbol
-            amount = open_qty
-        wallet.reserved[asset] -= amount
-        avail = wallet.avail
-        avail[asset] = avail.get(asset, 0) + amount
-        order.open_qty = 0
-        sq = self._sq
-        seq = sq.out_seq = sq.out_seq + 1
-        return [
-            _tuple_new(
-                Cancelled,
-                (
-                    seq,
-                    in_seq,
-                    ts,
-                    order.order_id,
-                    order.account,
-                    coid,
-                    order.symbol,
-                    open_qty,
-                    USER,
-                ),
-            )
-        ]
-
-    def _replace(self, cmd: ReplaceOrder, in_seq: int, ts: int) -> list[Event]:
-        found = self._open_order(cmd, in_seq, ts)
-        if type(found) is list:
-            return found
-        assert isinstance(found, Order)
-        order = found
-        account, coid, symbol = order.account, order.client_order_id, order.symbol
-        inst = self.instruments[symbol]
-        old_price = order.price
-        assert old_price is not None
-        if cmd.price is None and cmd.qty is None:
-            return self._reject(
-                in_seq, ts, account, coid, MALFORMED, "replace needs price and/or qty", symbol
-            )
-        price = old_price
-        if cmd.price is not None:
-            new_price = inst.ticks(cmd.price)
-            if new_price is None:
-                return self._reject(
-                    in_seq,
-                    ts,
-                    account,
-                    coid,
-                    BAD_PRICE,
-                    f"price {cmd.price!r} is not a positive multiple of the tick {inst.tick}",
-                    symbol,
-                )
-            price = new_price
-        old_qty = order.open_qty
-        qty = old_qty if cmd.qty is None else cmd.qty
-        if type(qty) is not int or qty <= 0 or qty % inst.lot or qty > _MAX_INT:
-            return self._reject(
-                in_seq,
-                ts,
-                account,
-                coid,
-                BAD_QTY,
-                f"qty {qty!r} is not a positive multiple of the lot {inst.lot}",
-                symbol,
-            )
-        book, limited = self._markets[symbol][1:]
-        if limited:
-            failed = risk.check(
-                inst, price, qty, book.last_price, None, check_band=price != old_price
-            )
-            if failed is not None:
-                return self._reject(in_seq, ts, account, coid, failed[0], failed[1], symbol)
-        wallet = self.wallets.get(account)
-        if order.side == BUY:
-            asset = inst.currency
-            cpt = inst.cash_per_tick
-            delta = price * qty * cpt - old_price * old_qty * cpt
-        else:
-            asset = symbol
-            delta = qty - old_qty
-        if delta > 0 and not wallet.reserve(asset, delta):
-            return self._reject(
-                in_seq,
-                ts,
-                account,
-                coid,
-                INSUFFICIENT_FUNDS,
-                f"needs {delta} more {asset} units, {wallet.available(asset)} available",
-                symbol,
-            )
-        if delta < 0:
-            wallet.release(asset, -delta)
-        keep = price == old_price and qty <= old_qty
-        if keep:
-            level = order.level
-            assert level is not None
-            level.qty -= old_qty - qty
-            order.open_qty = qty
-        else:
-            book.remove(order)
-            order.price = price
-            order.open_qty = qty
-        order.qty = order.filled + qty
-        sq = self._sq
-        seq = sq.out_seq = sq.out_seq + 1
-        out: list[Event] = [
-            Replaced(seq, in_seq, ts, order.order_id, account, coid, symbol, price, qty, keep)
-        ]
-        if keep:
-            return out
-        if order.side == BUY:
-            best = book.best_ask
-            if best is not None and best <= price:
-                match_buy(self, order, book, inst, wallet, out, in_seq, ts)
-        else:
-            best = book.best_bid
-            if best is not None and best >= price:
-                match_sell(self, order, book, inst, wallet, out, in_seq, ts)
-        if order.open_qty:
-            book.add(order)
-        else:
-            self.orders.close(order)
-            self._done(order, out, in_seq, ts)
         return out

@@ -12,7 +12,10 @@ from engine.commands import (
     NewOrder,
     ReplaceOrder,
 )
-from engine.events import Event
+from engine.events import Cancelled, Event, Rejected
+from engine.units import CASH_SCALE
+
+USD = CASH_SCALE
 
 
 class Harness:
@@ -66,3 +69,7 @@ class Harness:
 
 def kinds(events: list[Event]) -> list[str]:
     return [type(e).__name__.lower() for e in events]
+
+
+def reasons(events: list[Event]) -> list[str]:
+    return [e.reason for e in events if isinstance(e, Rejected | Cancelled)]

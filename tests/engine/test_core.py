@@ -15,21 +15,9 @@ from engine.commands import (
 )
 from engine.events import (
     Accepted,
-    Cancelled,
-    Done,
-    Event,
     Rejected,
-    Replaced,
-    Trade,
 )
-from engine.units import CASH_SCALE
-from tests.engine.harness import Harness, kinds
-
-USD = CASH_SCALE
-
-
-def reasons(events: list[Event]) -> list[str]:
-    return [e.reason for e in events if isinstance(e, Rejected | Cancelled)]
+from tests.engine.harness import USD, Harness, kinds, reasons
 
 
 def test_resting_order_and_accepted_fields(harness: Harness) -> None:
@@ -47,129 +35,8 @@ def test_resting_order_and_accepted_fields(harness: Harness) -> None:
     assert harness.balance("a", "USD") == (1_000_000 * USD - 3150 * USD // 100, 3150 * USD // 100)
 
 
-def test_price_time_priority_and_trade_at_resting_price(harness: Harness) -> None:
-    harness.new("b", "s1", "sell", "10.00", 5)
-    harness.new("b", "s2", "sell", "9.99", 5)
-    harness.new("b", "s3", "sell", "9.99", 5)
-    events = harness.new("a", "b1", "buy", "10.00", 12)
-    assert kinds(events) == ["accepted", "trade", "done", "trade", "done", "trade", "done"]
-    trades = [e for e in events if isinstance(e, Trade)]
-    assert [(t.price, t.qty, t.sell_order_id) for t in trades] == [
-        (999, 5, 2),
-        (999, 5, 3),
-        (1000, 2, 1),
-    ]
-    assert all(t.aggressor == "buy" and t.buy_order_id == 4 for t in trades)
-    assert [t.trade_id for t in trades] == [1, 2, 3]
-    assert isinstance(events[-1], Done) and events[-1].order_id == 4
-    s1 = harness.engine.orders.get(1)
-    assert s1 is not None and s1.status == "partially_filled" and s1.filled == 2
-    assert s1.open_qty == 3
-    book = harness.engine.book("ACME")
-    assert book is not None and book.depth("sell", 5) == [(1000, 3)] and book.best_bid is None
-    assert book.last_price == 1000
-
-
-def test_price_improvement_refunds_the_buyer(harness: Harness) -> None:
-    harness.new("b", "s1", "sell", "9.00", 10)
-    harness.new("a", "b1", "buy", "10.00", 10)
-    # a paid 90.00, not the 100.00 it reserved
-    assert harness.balance("a", "USD") == ((1_000_000 - 90) * USD, 0)
-    assert harness.balance("a", "ACME") == (10_010, 0)
-    assert harness.balance("b", "USD") == ((1_000_000 + 90) * USD, 0)
-    assert harness.balance("b", "ACME") == (9_990, 0)
-
-
-def test_sell_aggressor_partially_fills_then_rests(harness: Harness) -> None:
-    harness.new("a", "b1", "buy", "10.00", 4)
-    events = harness.new("b", "s1", "sell", "10.00", 10)
-    assert kinds(events) == ["accepted", "trade", "done"]
-    trade = events[1]
-    assert isinstance(trade, Trade) and trade.aggressor == "sell" and trade.qty == 4
-    order = harness.engine.orders.by_client("b", "s1")
-    assert order is not None and order.status == "partially_filled" and order.open_qty == 6
-    assert harness.balance("b", "ACME") == (9_990, 6)
-    book = harness.engine.book("ACME")
-    assert book is not None and book.depth("sell", 1) == [(1000, 6)] and not book.is_crossed()
-
-
-def test_ioc_cancels_the_rest(harness: Harness) -> None:
-    harness.new("b", "s1", "sell", "10.00", 3)
-    events = harness.new("a", "b1", "buy", "10.00", 5, tif="IOC")
-    assert kinds(events) == ["accepted", "trade", "done", "cancelled"]
-    cancelled = events[-1]
-    assert isinstance(cancelled, Cancelled) and cancelled.reason == "ioc"
-    assert cancelled.remaining == 2
-    assert harness.balance("a", "USD") == ((1_000_000 - 30) * USD, 0)
-    assert harness.engine.orders.open_orders("a") == []
-    order = harness.engine.orders.by_client("a", "b1")
-    assert order is not None and order.status == "cancelled" and order.filled == 3
-
-
-def test_ioc_with_nothing_to_match(harness: Harness) -> None:
-    events = harness.new("a", "b1", "buy", "10.00", 5, tif="IOC")
-    assert kinds(events) == ["accepted", "cancelled"]
-    assert harness.balance("a", "USD") == (1_000_000 * USD, 0)
-
-
-def test_fok_all_or_nothing(harness: Harness) -> None:
-    harness.new("b", "s1", "sell", "10.00", 3)
-    harness.new("b", "s2", "sell", "10.01", 3)
-    harness.new("b", "s3", "sell", "10.50", 10)
-    events = harness.new("a", "f1", "buy", "10.01", 7, tif="FOK")
-    assert kinds(events) == ["accepted", "cancelled"] and reasons(events) == ["fok"]
-    assert harness.balance("a", "USD") == (1_000_000 * USD, 0)
-    events = harness.new("a", "f2", "buy", "10.01", 6, tif="FOK")
-    assert kinds(events) == ["accepted", "trade", "done", "trade", "done", "done"]
-
-
-def test_fok_sell(harness: Harness) -> None:
-    harness.new("a", "b1", "buy", "10.00", 3)
-    events = harness.new("b", "f1", "sell", "10.00", 4, tif="FOK")
-    assert reasons(events) == ["fok"]
-    assert harness.balance("b", "ACME") == (10_000, 0)
-    events = harness.new("b", "f2", "sell", "9.00", 3, tif="FOK")
-    assert kinds(events) == ["accepted", "trade", "done", "done"]
-
-
-def test_market_buy_limited_by_cash(make_harness: Any) -> None:
-    h: Harness = make_harness()
-    h.submit(Deposit("poor", "USD", "25"))
-    h.new("b", "s1", "sell", "10.00", 1)
-    h.new("b", "s2", "sell", "10.00", 5)
-    events = h.new("poor", "m1", "buy", None, 5, type="market")
-    assert kinds(events) == ["accepted", "trade", "done", "trade", "cancelled"]
-    accepted = events[0]
-    assert isinstance(accepted, Accepted) and accepted.price is None and accepted.tif == "IOC"
-    assert [e.qty for e in events if isinstance(e, Trade)] == [1, 1]
-    assert reasons(events) == ["market_unfilled"]
-    assert h.balance("poor", "USD") == (5 * USD, 0)
-    assert h.balance("poor", "ACME") == (2, 0)
-
-
-def test_market_sell_empty_book_and_no_shares(harness: Harness) -> None:
-    events = harness.new("a", "m1", "sell", None, 5, type="market")
-    assert kinds(events) == ["accepted", "cancelled"] and reasons(events) == ["market_unfilled"]
-    assert harness.balance("a", "ACME") == (10_000, 0)
-    events = harness.new("a", "m2", "sell", None, 10_001, type="market")
-    assert reasons(events) == ["insufficient_funds"]
-
-
 def test_market_order_with_price_rejected(harness: Harness) -> None:
     assert reasons(harness.new("a", "m1", "buy", "1.00", 1, type="market")) == ["bad_price"]
-
-
-def test_cancel_releases_and_unknown_order(harness: Harness) -> None:
-    harness.new("b", "s1", "sell", "10.00", 7)
-    assert harness.balance("b", "ACME") == (9_993, 7)
-    (ev,) = harness.cancel("b", "s1")
-    assert isinstance(ev, Cancelled) and ev.reason == "user" and ev.remaining == 7
-    assert harness.balance("b", "ACME") == (10_000, 0)
-    assert reasons(harness.cancel("b", "s1")) == ["unknown_order"]
-    assert reasons(harness.cancel("b", "nope")) == ["unknown_order"]
-    assert reasons(harness.cancel("a", "s1")) == ["unknown_order"]  # another account's id
-    book = harness.engine.book("ACME")
-    assert book is not None and book.best_ask is None
 
 
 def test_rejections(harness: Harness) -> None:
@@ -236,96 +103,6 @@ def test_max_open_orders_per_account(make_harness: Any) -> None:
     assert kinds(h.new("b", "c1", "buy", "1.00", 1)) == ["accepted"]
     h.cancel("a", "c1")
     assert kinds(h.new("a", "c4", "buy", "1.00", 1)) == ["accepted"]
-
-
-def test_replace_smaller_keeps_priority(harness: Harness) -> None:
-    harness.new("a", "b1", "buy", "10.00", 10)
-    harness.new("b", "b2", "buy", "10.00", 10)
-    (ev,) = harness.replace("a", "b1", qty=4)
-    assert isinstance(ev, Replaced) and ev.priority_kept and ev.qty == 4 and ev.price == 1000
-    assert harness.balance("a", "USD") == ((1_000_000 - 40) * USD, 40 * USD)
-    events = harness.new("b", "s1", "sell", "10.00", 4)
-    assert [e.buy_order_id for e in events if isinstance(e, Trade)] == [1]
-    order = harness.engine.orders.get(1)
-    assert order is not None and order.qty == 4 and order.status == "filled"
-
-
-def test_replace_larger_or_new_price_goes_to_the_back(harness: Harness) -> None:
-    harness.new("a", "b1", "buy", "10.00", 10)
-    harness.new("b", "b2", "buy", "10.00", 10)
-    (ev,) = harness.replace("a", "b1", qty=12)
-    assert isinstance(ev, Replaced) and not ev.priority_kept
-    book = harness.engine.book("ACME")
-    assert book is not None
-    assert [o.order_id for o in book.bids[1000].orders()] == [2, 1]
-    assert book.depth("buy", 1) == [(1000, 22)]
-    (ev,) = harness.replace("b", "b2", price="9.99")
-    assert isinstance(ev, Replaced) and not ev.priority_kept and ev.qty == 10
-    assert book.depth("buy", 5) == [(1000, 12), (999, 10)]
-    assert harness.balance("b", "USD") == ((1_000_000 - 99.9) * USD, 99.9 * USD)
-
-
-def test_replace_crossing_price_matches_at_once(harness: Harness) -> None:
-    harness.new("b", "s1", "sell", "10.05", 5)
-    harness.new("a", "b1", "buy", "10.00", 8)
-    events = harness.replace("a", "b1", price="10.10")
-    assert kinds(events) == ["replaced", "trade", "done"]
-    trade = events[1]
-    assert isinstance(trade, Trade) and trade.price == 1005 and trade.qty == 5
-    order = harness.engine.orders.by_client("a", "b1")
-    assert order is not None and order.open_qty == 3 and order.price == 1010
-    assert harness.balance("a", "USD") == (
-        (1_000_000 * USD - 5025 * USD // 100 - 3030 * USD // 100),
-        3030 * USD // 100,
-    )
-    events = harness.replace("a", "b1", price="10.10", qty=3)
-    assert kinds(events) == ["replaced"]
-    harness.new("b", "s2", "sell", "10.10", 3)
-    assert order.status == "filled" and harness.balance("a", "USD")[1] == 0
-
-
-def test_replace_fully_filled_on_cross(harness: Harness) -> None:
-    harness.new("b", "s1", "sell", "10.05", 10)
-    harness.new("a", "b1", "buy", "10.00", 8)
-    events = harness.replace("a", "b1", price="10.05")
-    assert kinds(events) == ["replaced", "trade", "done"]
-    done = events[-1]
-    assert isinstance(done, Done) and done.order_id == 2
-    assert harness.engine.orders.open_orders("a") == []
-
-
-def test_replace_rejections(harness: Harness) -> None:
-    harness.new("a", "b1", "buy", "10.00", 8)
-    assert reasons(harness.replace("a", "nope", qty=1)) == ["unknown_order"]
-    assert reasons(harness.replace("a", "b1")) == ["malformed"]
-    assert reasons(harness.replace("a", "b1", price="x")) == ["bad_price"]
-    assert reasons(harness.replace("a", "b1", qty=0)) == ["bad_qty"]
-    assert reasons(harness.replace("a", "b1", price="100000.00", qty=100)) == ["insufficient_funds"]
-    harness.new("b", "s1", "sell", "10.00", 10_000)
-    assert reasons(harness.replace("b", "s1", qty=10_001)) == ["insufficient_funds"]
-    order = harness.engine.orders.by_client("a", "b1")
-    assert order is not None and order.status == "filled"
-    assert reasons(harness.replace("a", "b1", qty=1)) == ["unknown_order"]
-
-
-def test_deposits_and_instruments(harness: Harness) -> None:
-    h = harness
-    assert h.submit(Deposit("c", "USD", "12.345")) == []
-    assert h.balance("c", "USD") == (1_234_500_000, 0)
-    assert reasons(h.submit(Deposit("c", "USD", "-1"))) == ["bad_qty"]
-    assert reasons(h.submit(Deposit("c", "ACME", "5"))) == ["bad_qty"]
-    assert reasons(h.submit(Deposit("c", "ACME", 0))) == ["bad_qty"]
-    assert reasons(h.submit(Deposit("c", "XYZ", 5))) == ["unknown_symbol"]
-    assert h.submit(DefineInstrument("ACME", "0.01", 1)) == []  # same again: fine
-    assert reasons(h.submit(DefineInstrument("ACME", "0.05", 1))) == ["malformed"]
-    assert reasons(h.submit(DefineInstrument("BAD", "0", 1))) == ["bad_price"]
-    assert reasons(h.submit(DefineInstrument("BAD", "0.01", 0))) == ["bad_qty"]
-    assert reasons(h.submit(DefineInstrument("BAD", "0.01", 1, band="x"))) == ["malformed"]
-    assert reasons(h.submit(DefineInstrument("USD", "0.01", 1))) == ["malformed"]
-    assert h.submit(DefineInstrument("EUX", "0.5", 10, currency="EUR")) == []
-    assert h.submit(Deposit("c", "EUR", "100")) == []
-    assert h.engine.instruments["EUX"].currency == "EUR"
-    assert h.engine.symbols() == ["ACME", "EUX"]
 
 
 def test_sequencing_counts_every_input() -> None:
@@ -434,15 +211,6 @@ def test_executions_per_account(harness: Harness) -> None:
     assert [t.trade_id for t in ea] == [1, 2] and [t.trade_id for t in eb] == [1, 2]
     assert harness.engine.orders.executions("nobody") == []
     assert harness.engine.orders.get(99) is None and harness.engine.orders.get(0) is None
-
-
-def test_self_trade_settles(harness: Harness) -> None:
-    harness.new("a", "s1", "sell", "10.00", 5)
-    events = harness.new("a", "b1", "buy", "10.00", 5)
-    assert kinds(events) == ["accepted", "trade", "done", "done"]
-    assert harness.balance("a", "USD") == (1_000_000 * USD, 0)
-    assert harness.balance("a", "ACME") == (10_000, 0)
-    assert len(harness.engine.orders.executions("a")) == 2
 
 
 def test_default_clock_is_wall_time_us() -> None:
