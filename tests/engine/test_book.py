@@ -116,3 +116,18 @@ def test_random_churn_matches_reference_model() -> None:
         assert got == expect
         for lv in book.levels(side):
             assert lv.qty == 10 * lv.count
+
+
+def test_can_fill_counts_only_crossing_liquidity() -> None:
+    book = OrderBook("X")
+    for p, q in ((100, 3), (101, 4), (140, 50)):
+        book.add(order(SELL, p, q))
+    book.add(order(BUY, 90, 5))
+    assert book.can_fill(BUY, 101, 7) and not book.can_fill(BUY, 101, 8)
+    assert not book.can_fill(BUY, 99, 1)
+    assert book.can_fill(BUY, 10_000, 57)  # a wide range: scans the levels
+    assert not book.can_fill(BUY, 10_000, 58)
+    assert book.can_fill(SELL, 90, 5) and not book.can_fill(SELL, 90, 6)
+    assert not book.can_fill(SELL, 91, 1) and not book.can_fill(SELL, 1, 6)
+    assert book.can_fill(SELL, 1, 5)
+    assert not OrderBook("Y").can_fill(BUY, 100, 1)
