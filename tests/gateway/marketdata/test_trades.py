@@ -33,13 +33,3 @@ def test_records_and_bounded_snapshot() -> None:
     assert [t["id"] for t in tape.recent(2)] == [5, 6]
     data = tape.take()
     assert data is not None and [t["id"] for t in data["trades"]] == [3, 4, 5, 6]
-
-
-def test_price_texts_cache_and_bound() -> None:
-    texts = PriceTexts(INST.price_text, limit=4)
-    assert texts[3] == "1.5" and texts[3] == "1.5" and len(texts) == 1
-    bids = PriceTexts(INST.price_text, sign=-1)
-    assert bids[-3] == "1.5"
-    for k in range(10):
-        assert texts[k] == INST.price_text(k)
-    assert len(texts) <= 4
