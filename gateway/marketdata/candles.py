@@ -22,7 +22,7 @@ _W = 7
 class CandleSeries:
     """The ring of one (symbol, resolution) and the buckets changed since the last update."""
 
-    __slots__ = ("_count", "_data", "_head", "_size", "_texts", "_width_us", "changed")
+    __slots__ = ("_count", "_data", "_head", "_rendered", "_size", "_texts", "_width_us", "changed")
 
     def __init__(self, width_us: int, size: int, texts: Mapping[int, str]) -> None:
         if size < 1:
@@ -33,6 +33,9 @@ class CandleSeries:
         self._head = -1  # slot of the newest bucket
         self._count = 0
         self.changed: list[int] = []  # slots changed since the last update, in order
+        # rendered bucket dicts per slot, dropped when the slot changes: closed buckets render
+        # once, so a 300-candle snapshot is mostly list lookups
+        self._rendered: list[dict[str, Any] | None] = [None] * size
         self._texts = texts
 
     def __len__(self) -> int:
@@ -58,6 +61,7 @@ class CandleSeries:
                 d[i + _C] = ticks
                 d[i + _V] += qty
                 d[i + _N] += 1
+                self._rendered[head] = None
                 if head not in self.changed:
                     self.changed.append(head)
                 return None
@@ -101,14 +105,18 @@ class CandleSeries:
                 return
 
     def _mark(self, slot: int) -> None:
+        self._rendered[slot] = None
         if slot not in self.changed:
             self.changed.append(slot)
 
     def _render(self, slot: int) -> dict[str, Any]:
+        out = self._rendered[slot]
+        if out is not None:
+            return out
         d = self._data
         i = slot * _W
         pt = self._texts
-        return {
+        out = self._rendered[slot] = {
             "t": d[i],
             "o": pt[d[i + _O]],
             "h": pt[d[i + _H]],
@@ -117,6 +125,7 @@ class CandleSeries:
             "v": d[i + _V],
             "n": d[i + _N],
         }
+        return out
 
     def take(self) -> dict[str, Any] | None:
         """The update ``data``: the changed buckets (latest values, oldest first), or ``None``."""
