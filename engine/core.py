@@ -141,8 +141,9 @@ class Engine:
 
     def submit(self, cmd: Command) -> list[Event]:
         """Stamp, journal and process one command; the events it caused, in order."""
-        handler = self._handlers.get(type(cmd))
-        if handler is None:
+        try:
+            handler = self._handlers[cmd.__class__]
+        except (KeyError, TypeError):
             cmd = Malformed(f"not a command: {type(cmd).__name__}")
             handler = self._handlers[Malformed]
         sq = self._sq
@@ -150,7 +151,7 @@ class Engine:
         ts = cmd.ts
         if ts is None:
             ts = sq.clock()
-        elif type(ts) is not int or ts < 0 or ts > _MAX_INT:
+        elif ts.__class__ is not int or not 0 <= ts <= _MAX_INT:
             cmd = Malformed(
                 "field 'ts' must be a non-negative integer",
                 getattr(cmd, "account", None),
