@@ -11,9 +11,9 @@ pub.snapshot("book.AAPL")           # Envelope | None, seq = last update it incl
 
 Pure and synchronous: no wall clock (time is the events' ``ts``, or the injected ``clock`` for
 channels that have not published yet), no I/O; the same events give the same bytes. Each update
-is encoded once (``Envelope.build``) and handed to ``sink``. Per command, the updates come in a
-fixed order: the ``orders.<account>`` records as their events occur, then per touched symbol
-``trades``, ``book``, ``ticker`` and ``candles`` (1s .. 1d).
+is encoded once (the bytes of ``Envelope.build``) and handed to ``sink``. Per command, the
+updates come in a fixed order: the ``orders.<account>`` records as their events occur, then per
+touched symbol ``trades``, ``book``, ``ticker`` and ``candles`` (1s .. 1d).
 
 Everything is derived from the events alone (the L2 book via :mod:`.resting`), so the same
 publisher runs embedded next to the engine and, in distributed mode, on the event stream.
@@ -180,6 +180,7 @@ class Publisher:
         self._streams: dict[str, Stream] = {}
         self._pending: dict[Stream, None] = {}  # conflated streams with pending changes
         self._next_due = _NEVER_DUE  # earliest time one of them may publish
+        self.callback_errors = 0  # on_candle_closed calls that raised
         self._resting = RestingOrders()
         self._orders = OrderStreams(self.epoch, sink, self.instruments, clock, open_orders)
 
@@ -212,47 +213,53 @@ class Publisher:
         resting = self._resting
         orders = self._orders
         ts = 0
-        for ev in events:
-            ts = ev.ts
-            symbol = ev.symbol
-            # the symbol first: a looked-up instrument must be known before rendering prices
-            sym = (self._symbols.get(symbol) or self._symbol(symbol)) if symbol else None
-            orders.on_event(ev)
-            if sym is None:
-                continue
-            if not sym.touched:
-                sym.touched = True
-                touched.append(sym)
-                for stream in sym.conflated:
-                    if not stream.pending:
-                        stream.freeze()
-            kind = type(ev)
-            if kind is Accepted:
-                resting.accepted(ev, sym.book)  # type: ignore[arg-type]
-            elif kind is Trade:
-                resting.trade(ev, sym.book)  # type: ignore[arg-type]
-                self._trade(sym, ev)  # type: ignore[arg-type]
-            elif kind is Done:
-                resting.done(ev)  # type: ignore[arg-type]
-            elif kind is Cancelled:
-                resting.cancelled(ev)  # type: ignore[arg-type]
-            elif kind is Replaced:
-                resting.replaced(ev)  # type: ignore[arg-type]
-        resting.end_command()
-        for sym in touched:
-            sym.touched = False
-            self._publish_symbol(sym, ts)
+        try:
+            for ev in events:
+                ts = ev.ts
+                symbol = ev.symbol
+                # the symbol first: a looked-up instrument must be known before rendering prices
+                sym = (self._symbols.get(symbol) or self._symbol(symbol)) if symbol else None
+                if sym is None:
+                    orders.on_event(ev)
+                    continue
+                if not sym.touched:
+                    sym.touched = True
+                    touched.append(sym)
+                    for stream in sym.conflated:
+                        if not stream.pending:
+                            stream.freeze()
+                kind = type(ev)
+                if kind is Accepted:
+                    resting.accepted(ev, sym.book)  # type: ignore[arg-type]
+                elif kind is Trade:
+                    resting.trade(ev, sym.book)  # type: ignore[arg-type]
+                    self._trade(sym, ev)  # type: ignore[arg-type]
+                elif kind is Done:
+                    resting.done(ev)  # type: ignore[arg-type]
+                elif kind is Cancelled:
+                    resting.cancelled(ev)  # type: ignore[arg-type]
+                elif kind is Replaced:
+                    resting.replaced(ev)  # type: ignore[arg-type]
+                orders.on_event(ev)  # last: a failing sink leaves the mirror consistent
+        finally:  # even if a callback raised: never leave a symbol marked touched
+            resting.end_command()
+            for sym in touched:
+                sym.touched = False
+            for sym in touched:
+                self._publish_symbol(sym, ts)
 
     def _trade(self, sym: _Symbol, ev: Trade) -> None:
         sym.traded = True
         sym.tape.add(ev)
         price, qty, ts = ev.price, ev.qty, ev.ts
         sym.ticker.trade(price, qty, ts)
-        closed_cb = self._on_candle_closed
         for res, series, _ in sym.candles:
             closed = series.trade(price, qty, ts)
-            if closed is not None and closed_cb is not None:
-                closed_cb(sym.inst.symbol, res, closed)
+            if closed is not None and self._on_candle_closed is not None:
+                try:
+                    self._on_candle_closed(sym.inst.symbol, res, closed)
+                except Exception:  # the archive's problem must not stop the market data
+                    self.callback_errors += 1
 
     def _publish_symbol(self, sym: _Symbol, ts: int) -> None:
         # Streams without conflation publish straight away (the hot path: no Stream.offer).

@@ -144,3 +144,32 @@ def test_first_event_of_a_looked_up_symbol_renders_its_prices() -> None:
                     instrument_lookup={"MSFT": msft}.get)  # fmt: skip
     pub.on_events([Accepted(1, 1, 5, 1, "a", "c", "MSFT", "buy", "limit", 2_000, 10, "GTC")])
     assert out[0].channel == "orders.a" and out[0].data()["price"] == "100.00"
+
+
+def test_failing_callbacks_do_not_stall_the_streams() -> None:
+    def closed(symbol: str, res: str, candle: dict[str, Any]) -> None:
+        raise RuntimeError("archive down")
+
+    out: list[Envelope] = []
+    fail = [True]
+
+    def sink(env: Envelope) -> None:
+        if fail[0] and env.channel.startswith("orders."):
+            raise RuntimeError("bus down")
+        out.append(env)
+
+    pub = Publisher(PublisherConfig(epoch="e"), sink=sink, clock=lambda: 0,
+                    on_candle_closed=closed)  # fmt: skip
+    pub.add_instrument(AAPL)
+    with pytest.raises(RuntimeError):
+        pub.on_events([Accepted(1, 1, 1, 1, "a", "c1", "AAPL", "sell", "limit", 100, 5, "GTC")])
+    fail[0] = False
+    assert [e.channel for e in out] == ["book.AAPL", "ticker.AAPL"]  # the rest still went out
+    for k in range(3):  # trades in three 1s buckets: two closed candles hit the failing archive
+        ts, oid, coid = 2_000_000 * (k + 1), 2 + k, f"b{k}"
+        buy = Accepted(oid, oid, ts, oid, "b", coid, "AAPL", "buy", "limit", 100, 1, "GTC")
+        fill = Trade(10 + k, oid, ts, 1 + k, "AAPL", 100, 1, "buy", oid, 1, "b", "a", coid, "c1")
+        pub.on_events([buy, fill, Done(20 + k, oid, ts, oid, "b", coid, "AAPL")])
+    assert pub.callback_errors == 2
+    assert [e.seq for e in out if e.channel == "candles.AAPL.1s"] == [1, 2, 3]
+    assert [e.seq for e in out if e.channel == "book.AAPL"] == [1, 2, 3, 4]
