@@ -58,7 +58,11 @@ FsyncPolicy = Literal["every", "interval", "never"]
 FSYNC_POLICIES: tuple[str, ...] = ("every", "interval", "never")
 
 _HEX = frozenset(b"0123456789abcdef")
+_NEVER = 1 << 62
 _sync = getattr(os, "fdatasync", os.fsync)
+_dumps = orjson.dumps
+_crc32 = zlib.crc32
+_monotonic_ns = time.monotonic_ns
 
 
 class JournalError(Exception):
@@ -314,28 +318,42 @@ class Journal:
         if not self.path.exists():
             self.path.touch()
         result = scan(self.path)
-        self.records = result.records
-        self.last_in_seq = result.last_in_seq
+        self._opened_records = result.records
+        self._opened_last = result.last_in_seq
         self.cut_bytes = result.bad_bytes
         if self.cut_bytes:
             os.truncate(self.path, result.good_bytes)
         self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND)
         if self.cut_bytes:
             _sync(self._fd)
+        self._next_in_seq = result.last_in_seq + 1
         self._buf: list[bytes] = []
         self._buf_bytes = 0
         self._policy = config.fsync
         self._interval_ns = int(config.fsync_interval_ms * 1_000_000)
         self._max_bytes = config.buffer_max_bytes
-        self._last_sync_ns = time.monotonic_ns()
+        # the next append at or after this (monotonic ns) acts on the policy: always for
+        # "every", at the end of the interval for "interval", never (by time) for "never"
+        self._deadline_ns = 0 if config.fsync == "every" else _NEVER
         self._syncs = 0
-        self._syncer = (
-            _Syncer(self._fd, 64 * config.buffer_max_bytes) if config.fsync == "interval" else None
-        )
+        self._syncer: _Syncer | None = None
+        if config.fsync == "interval":
+            self._syncer = _Syncer(self._fd, 64 * config.buffer_max_bytes)
+            self._deadline_ns = time.monotonic_ns() + self._interval_ns
 
     @property
     def closed(self) -> bool:
         return self._fd is None
+
+    @property
+    def last_in_seq(self) -> int:
+        """The last record's ``inSeq`` (0 for an empty journal)."""
+        return self._next_in_seq - 1
+
+    @property
+    def records(self) -> int:
+        """Records in the journal (the good ones found on open plus those appended)."""
+        return self._opened_records + self._next_in_seq - 1 - self._opened_last
 
     @property
     def syncs(self) -> int:
@@ -344,25 +362,25 @@ class Journal:
 
     def append(self, in_seq: int, ts: int, cmd: Command) -> None:
         """Record one sequenced input; ``in_seq`` must be ``last_in_seq + 1``."""
-        if in_seq != self.last_in_seq + 1:
-            raise JournalError(f"inSeq {in_seq} does not follow {self.last_in_seq}")
-        if self._fd is None:
-            raise JournalError("the journal is closed")
-        body = orjson.dumps({"inSeq": in_seq, "ts": ts, "cmd": command_to_json(cmd)})
-        self._buf.append(b"%08x " % zlib.crc32(body) + body + b"\n")
-        self._buf_bytes += len(body) + 10
-        self.last_in_seq = in_seq
-        self.records += 1
+        if in_seq != self._next_in_seq or self._fd is None:
+            if self._fd is None:
+                raise JournalError("the journal is closed")
+            raise JournalError(f"inSeq {in_seq} does not follow {self._next_in_seq - 1}")
+        body = _dumps({"inSeq": in_seq, "ts": ts, "cmd": command_to_json(cmd)})
+        record = b"%08x " % _crc32(body) + body + b"\n"
+        self._buf.append(record)
+        self._next_in_seq = in_seq + 1
+        self._buf_bytes += len(record)
+        if self._buf_bytes >= self._max_bytes or _monotonic_ns() >= self._deadline_ns:
+            self._due()
+
+    def _due(self) -> None:
         policy = self._policy
         if policy == "interval":
-            if (
-                time.monotonic_ns() - self._last_sync_ns >= self._interval_ns
-                or self._buf_bytes >= self._max_bytes
-            ):
-                self._hand_off()
+            self._hand_off()
         elif policy == "every":
             self._write(sync=True)
-        elif self._buf_bytes >= self._max_bytes:
+        else:
             self._write(sync=False)
 
     def sync_due(self) -> bool:
@@ -370,7 +388,7 @@ class Journal:
         input is quiet); returns whether it did. Only for the ``"interval"`` policy."""
         if self._fd is None or self._syncer is None or not self._buf:
             return False
-        if time.monotonic_ns() - self._last_sync_ns < self._interval_ns:
+        if _monotonic_ns() < self._deadline_ns:
             return False
         self._hand_off()
         return True
@@ -406,7 +424,7 @@ class Journal:
 
     def _hand_off(self) -> None:
         assert self._syncer is not None
-        self._last_sync_ns = time.monotonic_ns()
+        self._deadline_ns = _monotonic_ns() + self._interval_ns
         if self._buf:
             data = b"".join(self._buf)
             self._buf.clear()
@@ -424,7 +442,6 @@ class Journal:
         if sync:
             _sync(fd)
             self._syncs += 1
-            self._last_sync_ns = time.monotonic_ns()
 
 
 # --------------------------------------------------------------------------- restore
