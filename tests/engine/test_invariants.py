@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, rule
 
 from engine import Engine
 from engine.codec import command_to_json, encode_event
@@ -265,3 +266,58 @@ def test_garbage_never_raises_and_always_encodes(cmds: list[Any]) -> None:
         for ev in events:
             encode_event(ev, engine.instruments)
     engine.state_hash()
+
+
+class EngineMachine(RuleBasedStateMachine):
+    """Stateful exploration: cancels and replaces target orders that exist (and often rest),
+    so amend paths are exercised far more than by random ids."""
+
+    placed = Bundle("placed")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.engine = Engine(clock=iter(range(10**6, 10**9)).__next__)
+        self.model = Model()
+        self.serial = 0
+        for cmd in SETUP:
+            self.step(cmd)
+
+    def step(self, cmd: Command) -> list[Event]:
+        events = self.engine.submit(cmd)
+        check(self.engine, self.model, cmd, events)
+        return events
+
+    @rule(target=placed, cmd=new_orders(), resting=st.booleans())
+    def new(self, cmd: Command, resting: bool) -> tuple[str, str]:
+        assert isinstance(cmd, NewOrder)
+        self.serial += 1
+        cmd = cmd._replace(client_order_id=f"n{self.serial}")
+        if resting and cmd.price is not None:
+            cmd = cmd._replace(type="limit", tif="GTC")
+        self.step(cmd)
+        return cmd.account, cmd.client_order_id
+
+    @rule(ref=placed)
+    def cancel(self, ref: tuple[str, str]) -> None:
+        self.step(CancelOrder(*ref))
+
+    @rule(
+        ref=placed,
+        price=st.none() | prices,
+        qty=st.none() | st.integers(1, 15).map(lambda n: n * 10),
+    )
+    def replace(self, ref: tuple[str, str], price: str | None, qty: int | None) -> None:
+        self.step(ReplaceOrder(ref[0], ref[1], price, qty))
+
+    @rule(account=accounts, amount=st.sampled_from(["5", "50.25"]))
+    def deposit(self, account: str, amount: str) -> None:
+        self.step(Deposit(account, "USD", amount))
+
+
+EngineMachine.TestCase.settings = settings(
+    max_examples=40,
+    stateful_step_count=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+test_engine_state_machine = EngineMachine.TestCase
