@@ -132,10 +132,13 @@ class CandleSeries:
         changed = self.changed
         if not changed:
             return None
+        if len(changed) == 1:  # the common case
+            slot = changed[0]
+            changed.clear()
+            return {"candles": [self._render(slot)]}
         self.changed = []
-        if len(changed) > 1:
-            d = self._data
-            changed.sort(key=lambda s: d[s * _W])
+        d = self._data
+        changed.sort(key=lambda s: d[s * _W])
         return {"candles": [self._render(s) for s in changed]}
 
     def latest(self, limit: int) -> list[dict[str, Any]]:

@@ -49,9 +49,19 @@ class _LevelTexts(dict[int, str]):
 class Side:
     """One side of the mirror: levels by key, sorted keys, and the pending-diff bookkeeping."""
 
-    __slots__ = ("changed", "keys", "level_texts", "levels", "old_boundary", "texts", "top_text")
+    __slots__ = (
+        "changed",
+        "depth",
+        "keys",
+        "level_texts",
+        "levels",
+        "old_boundary",
+        "texts",
+        "top_text",
+    )
 
-    def __init__(self, texts: PriceTexts) -> None:
+    def __init__(self, texts: PriceTexts, depth: int) -> None:
+        self.depth = depth
         self.texts = texts  # key -> price text
         self.levels: dict[int, int] = {}
         self.level_texts = _LevelTexts(texts, self.levels)
@@ -60,7 +70,7 @@ class Side:
         self.old_boundary = INF
         self.top_text: str | None = ""  # checksum text of the top levels (None: stale)
 
-    def add(self, key: int, qty: int, depth: int) -> None:
+    def add(self, key: int, qty: int) -> None:
         """Add ``qty`` (negative removes) to the level at ``key``."""
         levels = self.levels
         keys = self.keys
@@ -68,6 +78,7 @@ class Side:
         changed = self.changed
         if key not in changed:
             if not changed:
+                depth = self.depth
                 self.old_boundary = keys[depth - 1] if len(keys) >= depth else INF
             changed[key] = old
         if len(keys) < CHECKSUM_LEVELS or key <= keys[CHECKSUM_LEVELS - 1]:
@@ -95,13 +106,15 @@ class Side:
         texts = self.texts
         return [[texts[k], q] for k, q in items]
 
-    def diff(self, depth: int) -> list[tuple[int, int]]:
-        """Visible changes since the last published update, best first; resets the tracking."""
+    def diff(self) -> list[list[Any]]:
+        """Visible changes since the last published update as ``[price text, qty]``, best
+        first; resets the tracking."""
         changed = self.changed
         if not changed:
             return []
         levels = self.levels
         keys = self.keys
+        depth = self.depth
         new_b = keys[depth - 1] if len(keys) >= depth else INF
         old_b = self.old_boundary
         out: list[tuple[int, int]] = []
@@ -123,7 +136,8 @@ class Side:
         changed.clear()
         if len(out) > 1:
             out.sort()
-        return out
+        texts = self.texts
+        return [[texts[k], q] for k, q in out]
 
     def top(self, n: int) -> list[tuple[int, int]]:
         levels = self.levels
@@ -139,16 +153,16 @@ class L2Book:
         self, depth: int, price_text: Callable[[int], str], texts: PriceTexts | None = None
     ) -> None:
         self.depth = depth
-        self.bids = Side(PriceTexts(price_text, sign=-1))
-        self.asks = Side(texts if texts is not None else PriceTexts(price_text))
+        self.bids = Side(PriceTexts(price_text, sign=-1), depth)
+        self.asks = Side(texts if texts is not None else PriceTexts(price_text), depth)
         self._crc: tuple[str, str, int] = ("", "", zlib.crc32(b"|"))
 
     def add(self, is_bid: bool, ticks: int, qty: int) -> None:
         """Add ``qty`` (negative removes) at a price in ticks."""
         if is_bid:
-            self.bids.add(-ticks, qty, self.depth)
+            self.bids.add(-ticks, qty)
         else:
-            self.asks.add(ticks, qty, self.depth)
+            self.asks.add(ticks, qty)
 
     @property
     def dirty(self) -> bool:
@@ -170,18 +184,13 @@ class L2Book:
 
     def diff(self) -> dict[str, Any] | None:
         """The update ``data`` for every visible change since the last one, or ``None``."""
-        depth = self.depth
         b = self.bids
         a = self.asks
-        bids = b.diff(depth) if b.changed else []
-        asks = a.diff(depth) if a.changed else []
+        bids = b.diff() if b.changed else []
+        asks = a.diff() if a.changed else []
         if not bids and not asks:
             return None
-        return {
-            "bids": b.render(bids) if bids else [],
-            "asks": a.render(asks) if asks else [],
-            "checksum": self.checksum(),
-        }
+        return {"bids": bids, "asks": asks, "checksum": self.checksum()}
 
     def snapshot(self) -> dict[str, Any]:
         depth = self.depth
@@ -192,9 +201,14 @@ class L2Book:
         }
 
     def checksum(self) -> int:
-        n = min(CHECKSUM_LEVELS, self.depth)
-        bids = self.bids.checksum_text(n)
-        asks = self.asks.checksum_text(n)
+        b = self.bids
+        a = self.asks
+        bids = b.top_text
+        if bids is None:
+            bids = b.checksum_text(min(CHECKSUM_LEVELS, self.depth))
+        asks = a.top_text
+        if asks is None:
+            asks = a.checksum_text(min(CHECKSUM_LEVELS, self.depth))
         cached = self._crc
         if cached[0] is bids and cached[1] is asks:
             return cached[2]

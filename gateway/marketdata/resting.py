@@ -21,23 +21,25 @@ state it was restored from).
 from __future__ import annotations
 
 from engine.events import Accepted, Cancelled, Done, Replaced, Trade
-from gateway.marketdata.l2book import L2Book
+from gateway.marketdata.l2book import L2Book, Side
 
 
 class _Order:
-    __slots__ = ("book", "is_bid", "open", "price", "resting")
+    """An open order: its book side, level key (``-ticks`` for bids) and open quantity."""
 
-    def __init__(self, book: L2Book, is_bid: bool, price: int | None, open_qty: int) -> None:
-        self.book = book
-        self.is_bid = is_bid
-        self.price = price
+    __slots__ = ("key", "open", "resting", "side", "sign")
+
+    def __init__(self, side: Side, sign: int, price: int | None, open_qty: int) -> None:
+        self.side = side
+        self.sign = sign
+        self.key = None if price is None else sign * price
         self.open = open_qty
         self.resting = False
 
     def take(self) -> None:
         """Remove a resting order's open rest from its level."""
-        if self.open > 0 and self.price is not None:
-            self.book.add(self.is_bid, self.price, -self.open)
+        if self.open > 0 and self.key is not None:
+            self.side.add(self.key, -self.open)
 
 
 class RestingOrders:
@@ -53,16 +55,19 @@ class RestingOrders:
         return len(self._orders)
 
     def accepted(self, ev: Accepted, book: L2Book) -> None:
-        self._orders[ev.order_id] = _Order(book, ev.side == "buy", ev.price, ev.qty)
+        if ev.side == "buy":
+            self._orders[ev.order_id] = _Order(book.bids, -1, ev.price, ev.qty)
+        else:
+            self._orders[ev.order_id] = _Order(book.asks, 1, ev.price, ev.qty)
         self._new.append(ev.order_id)
 
     def trade(self, ev: Trade, book: L2Book) -> None:
         qty = ev.qty
         if ev.aggressor == "buy":
-            book.add(False, ev.price, -qty)
+            book.asks.add(ev.price, -qty)
             resting, aggressor = ev.sell_order_id, ev.buy_order_id
         else:
-            book.add(True, ev.price, -qty)
+            book.bids.add(-ev.price, -qty)
             resting, aggressor = ev.buy_order_id, ev.sell_order_id
         orders = self._orders
         o = orders.get(resting)
@@ -84,7 +89,7 @@ class RestingOrders:
         if o.resting:
             o.take()
             o.resting = False
-        o.price = ev.price
+        o.key = o.sign * ev.price
         o.open = ev.qty
         self._new.append(ev.order_id)
 
@@ -103,10 +108,10 @@ class RestingOrders:
             o = orders.get(order_id)
             if o is None or o.resting:
                 continue
-            price = o.price
-            if price is not None and o.open > 0:
+            key = o.key
+            if key is not None and o.open > 0:
                 o.resting = True
-                o.book.add(o.is_bid, price, o.open)
+                o.side.add(key, o.open)
             else:
                 del orders[order_id]
         new.clear()
