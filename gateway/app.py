@@ -76,15 +76,17 @@ def collect_routes(modules: Sequence[str] = ROUTE_MODULES) -> list[BaseRoute]:
     return found
 
 
-async def _enter(stack: AsyncExitStack, source: ServicesSource) -> Services:
+async def _enter(stack: AsyncExitStack, source: ServicesSource) -> tuple[Services, bool]:
+    """The services, and whether their source owns their lifetime (a context manager whose
+    exit stops its producers first and then closes the bus, store and archive it started)."""
     if isinstance(source, Services):
-        return source
+        return source, False
     made: Any = source()
     if hasattr(made, "__aenter__"):
         services: Services = await stack.enter_async_context(made)
-        return services
+        return services, True
     result: Services = await made
-    return result
+    return result, False
 
 
 def create_app(
@@ -95,21 +97,29 @@ def create_app(
     extra_routes: Sequence[BaseRoute] = (),
 ) -> Starlette:
     """The gateway app. ``services`` are started in the lifespan (bus, store, candles) and
-    closed in reverse order at shutdown; ``metrics`` defaults to a fresh registry."""
+    closed in reverse order at shutdown, by the lifespan for ready services and async
+    factories, by the context manager's exit for a context-manager factory; ``metrics``
+    defaults to a fresh registry."""
     config = config or GatewayConfig()
     metrics = metrics or Metrics()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            svc = await _enter(stack, services)
+            svc, owned = await _enter(stack, services)
+            # start() is idempotent; when a context manager owns the services, its exit
+            # closes them after stopping what feeds them (closing the store under a running
+            # feed would lose its last writes), so the lifespan does not close them itself.
             await svc.bus.start()
-            stack.push_async_callback(svc.bus.close)
+            if not owned:
+                stack.push_async_callback(svc.bus.close)
             await svc.store.start()
-            stack.push_async_callback(svc.store.close)
+            if not owned:
+                stack.push_async_callback(svc.store.close)
             if svc.candles is not None:
                 await svc.candles.start()
-                stack.push_async_callback(svc.candles.close)
+                if not owned:
+                    stack.push_async_callback(svc.candles.close)
             hub = Hub(config.hub, bus=svc.bus, store=svc.store, metrics=metrics)
             await hub.start()
             stack.push_async_callback(hub.close)

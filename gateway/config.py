@@ -142,6 +142,9 @@ class GatewayConfig:
         return {
             "host": self.host,
             "port": self.port,
+            # the websockets library's sans-I/O protocol (uvicorn's legacy "websockets"
+            # implementation is deprecated)
+            "ws": "websockets-sansio",
             "ws_max_size": max(self.ws.max_frame_bytes, self.ws.max_message_bytes + 1024),
             "ws_ping_interval": self.ws.ping_interval_s,
             "ws_ping_timeout": self.ws.ping_timeout_s,

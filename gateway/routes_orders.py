@@ -270,11 +270,7 @@ async def _get_account(request: Request, orders: OrderService, account: str) -> 
 
 
 async def _by_client(orders: OrderService, account: str, coid: str) -> dict[str, Any] | None:
-    lookup = getattr(orders, "order_by_client", None)
-    if lookup is None:
-        return {}  # the service cannot tell; let the engine answer
-    found: dict[str, Any] | None = await lookup(account, coid)
-    return found
+    return await orders.order_by_client(account, coid)
 
 
 async def _order_of(

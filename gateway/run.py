@@ -13,7 +13,6 @@ import os
 import signal
 import socket
 import sys
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
@@ -151,7 +150,6 @@ def run(args: argparse.Namespace) -> int:
         app,
         loop="uvloop",
         http="httptools",
-        ws="websockets",
         lifespan="on",
         **gateway.uvicorn_kwargs(),
     )
@@ -174,8 +172,5 @@ def run(args: argparse.Namespace) -> int:
         banner.append(f"quotegate: demo account 'demo', API key: {runtime.accounts.demo_key}")
     print("\n".join(banner), file=sys.stderr, flush=True)  # always shown, whatever the level
     signal.signal(signal.SIGTERM, _terminate)
-    with warnings.catch_warnings():
-        # ws="websockets" is the implementation this project is built and measured on
-        warnings.filterwarnings("ignore", message=".*websockets.* is deprecated")
-        server.run()
+    server.run()
     return 0 if server.started else 1

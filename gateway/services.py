@@ -52,6 +52,10 @@ class OrderService(Protocol):
 
     async def order(self, account: str, order_id: int) -> dict[str, Any] | None: ...
 
+    async def order_by_client(self, account: str, client_order_id: str) -> dict[str, Any] | None:
+        """The account's order with that ``clientOrderId``, or ``None``."""
+        ...
+
     async def orders(self, account: str, *, open_only: bool) -> list[dict[str, Any]]: ...
 
     async def executions(
