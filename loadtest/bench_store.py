@@ -267,6 +267,12 @@ async def run_bench(config: StoreBenchConfig, url: str, log: Any = print) -> dic
                 f"{m['redis_commands_per_event']:.4f} commands per event, "
                 f"{m['redis_commands_per_s']:,} commands/s, {m['redis_mb_per_s']} MB/s in"
             )
+        results["redis_memory"] = await _memory(admin, prefix)
+        mem = results["redis_memory"]
+        log(
+            f"  redis memory: {mem['used_mb']} MB used for {mem['keys']:,} keys "
+            f"({mem['channels']:,} channels, history {config.history_max})"
+        )
         if config.reads:
             results["reads"] = await _reads(config, url, prefix, pub)
             r = results["reads"]
@@ -412,6 +418,19 @@ def _timed_snapshot(pub: Any, channel: str, total_s: list[float]) -> Any:
         return pub.snapshot(channel)
     finally:
         total_s[0] += time.process_time() - started
+
+
+async def _memory(client: Any, prefix: str) -> dict[str, Any]:
+    info = await client.info("memory")
+    keys = 0
+    async for _key in client.scan_iter(match=prefix + "*", count=1000):
+        keys += 1
+    channels = await client.scard(prefix + "channels")
+    return {
+        "used_mb": round(int(info["used_memory"]) / 1e6, 1),
+        "keys": keys,
+        "channels": int(channels),
+    }
 
 
 async def _delete_prefix(client: Any, prefix: str) -> None:

@@ -30,6 +30,7 @@ async def test_bench_store_reports_its_figures(redis_url: str) -> None:
     assert fast["events"] > 0 and fast["publisher_only_events_per_s"] > 0
     assert fast["cpu_us_per_event"] > 0 and "store_cpu_us_per_event" in fast
     assert reads["calls"] > 0
+    assert results["redis_memory"]["keys"] > 0 and results["redis_memory"]["channels"] > 0
     assert any("Redis commands per engine event" in line for line in lines)
 
 
