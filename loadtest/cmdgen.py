@@ -7,8 +7,8 @@ placed earlier, so the books stay populated. :func:`resting` yields setup comman
 orders that never cross (for measuring the memory of resting orders). The same config always
 gives the same stream. The generator does not see the engine's events: it forgets orders the
 fair value has come within 5 ticks of (probably filled), but a cancel or replace can still name
-an order that has already filled (about 7% of them at the defaults); the engine rejects it
-(``unknown_order``), as it would live.
+an order that has already filled (about a fifth of them, 7% of the stream, at the defaults);
+the engine rejects it (``unknown_order``), as it would live.
 
 Prices use a fixed tick of ``0.01`` and a lot of 1; every command carries ``ts`` (from
 ``ts_start_us``, ``ts_step_us`` apart) unless ``ts_step_us`` is 0.
