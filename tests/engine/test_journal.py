@@ -192,11 +192,11 @@ def test_buffer_limit_forces_a_write(tmp_path: Path, fsync: str) -> None:
         buffer_max_bytes=1,
     )
     journal = Journal(config)
-    for i in range(1, 201):
+    for i in range(1, 21):
         journal.append(i, i, COMMANDS[i % len(COMMANDS)])
     if fsync == "interval":
         journal._syncer.wait_idle()  # type: ignore[union-attr]
-    assert len(list(replay(path))) == 200  # written without flush or close
+    assert len(list(replay(path))) == 20  # written without flush or close
     journal.close()
 
 
@@ -301,7 +301,7 @@ def test_restore_gives_the_same_state_and_events(tmp_path: Path) -> None:
 def test_restore_after_a_torn_tail_gives_the_state_before_it(tmp_path: Path) -> None:
     path = tmp_path / "journal.log"
     commands = _stream()[:1_500]
-    with Journal(JournalConfig(path=path, fsync="every")) as journal:
+    with Journal(JournalConfig(path=path, fsync="never")) as journal:
         engine = Engine(EngineConfig(), clock=_counter_clock(), journal=journal)
         _run(engine, commands)
     before = Engine(EngineConfig(), clock=_counter_clock())
