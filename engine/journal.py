@@ -31,6 +31,7 @@ the only concurrency is the ``"interval"`` policy's sync thread, private to the 
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -95,10 +96,27 @@ class JournalConfig:
 # --------------------------------------------------------------------------- records
 
 
+def _body(in_seq: int, ts: int, cmd: Command) -> bytes:
+    """A record's JSON. A string that UTF-8 cannot carry (a lone surrogate, which Python's
+    ``json`` module accepts in input) is written as an ASCII escape by the stdlib encoder."""
+    obj = {"inSeq": in_seq, "ts": ts, "cmd": command_to_json(cmd)}
+    try:
+        return _dumps(obj)
+    except orjson.JSONEncodeError:
+        return json.dumps(obj, separators=(",", ":")).encode()
+
+
 def encode_record(in_seq: int, ts: int, cmd: Command) -> bytes:
     """One journal record, with its trailing newline."""
-    body = orjson.dumps({"inSeq": in_seq, "ts": ts, "cmd": command_to_json(cmd)})
+    body = _body(in_seq, ts, cmd)
     return b"%08x " % zlib.crc32(body) + body + b"\n"
+
+
+def _loads(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return json.loads(body)  # lone surrogates (see _body); raises ValueError if bad
 
 
 def command_from_record(o: dict[str, Any]) -> Command:
@@ -158,11 +176,11 @@ def decode_record(line: bytes) -> tuple[int, int, Command] | None:
     if body is None:
         return None
     try:
-        obj = orjson.loads(body)
+        obj = _loads(body)
         in_seq = obj["inSeq"]
         ts = obj["ts"]
         cmd = command_from_record(obj["cmd"])
-    except (orjson.JSONDecodeError, KeyError, TypeError, IndexError):
+    except (ValueError, KeyError, TypeError, IndexError):
         return None
     if type(in_seq) is not int or type(ts) is not int:
         return None
@@ -366,7 +384,10 @@ class Journal:
             if self._fd is None:
                 raise JournalError("the journal is closed")
             raise JournalError(f"inSeq {in_seq} does not follow {self._next_in_seq - 1}")
-        body = _dumps({"inSeq": in_seq, "ts": ts, "cmd": command_to_json(cmd)})
+        try:
+            body = _dumps({"inSeq": in_seq, "ts": ts, "cmd": command_to_json(cmd)})
+        except orjson.JSONEncodeError:
+            body = _body(in_seq, ts, cmd)
         record = b"%08x " % _crc32(body) + body + b"\n"
         self._buf.append(record)
         self._next_in_seq = in_seq + 1

@@ -64,6 +64,19 @@ def test_record_round_trip_keeps_every_field() -> None:
         assert decode_record(line) == (i, 42 + i, cmd)
 
 
+def test_strings_utf8_cannot_carry_round_trip(tmp_path: Path) -> None:
+    odd = [
+        NewOrder("\ud800", "x\udfff", "ACME", "buy", "limit", "1.00", 1),
+        Malformed("bad \ud83d", "a", None, None, "malformed"),
+        Deposit("caf\u00e9 \U0001f600", "USD", "1"),
+    ]
+    for cmd in odd:
+        assert decode_record(encode_record(3, 4, cmd)) == (3, 4, cmd)
+    path = tmp_path / "journal.log"
+    _write(path, odd)
+    assert [r[2] for r in replay(path)] == odd
+
+
 def test_file_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "j" / "journal.log"
     _write(path, COMMANDS)
