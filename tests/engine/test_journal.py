@@ -9,6 +9,8 @@ from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine import Engine, EngineConfig
 from engine.codec import encode_event
@@ -65,7 +67,7 @@ def test_record_round_trip_keeps_every_field() -> None:
 
 
 def test_strings_utf8_cannot_carry_round_trip(tmp_path: Path) -> None:
-    odd = [
+    odd: list[Command] = [
         NewOrder("\ud800", "x\udfff", "ACME", "buy", "limit", "1.00", 1),
         Malformed("bad \ud83d", "a", None, None, "malformed"),
         Deposit("caf\u00e9 \U0001f600", "USD", "1"),
@@ -337,3 +339,36 @@ def test_a_bad_ts_is_journaled_as_the_malformed_input(tmp_path: Path) -> None:
     fresh = Engine(EngineConfig(), clock=lambda: 0)
     (record,) = list(replay(path))
     assert fresh.submit_sequenced(*record) == bad
+
+
+_text = st.text(max_size=12)
+_opt_text = st.none() | _text
+_ts = st.none() | st.integers(min_value=0, max_value=2**62)
+_COMMAND = st.one_of(
+    st.builds(NewOrder, _text, _text, _text, _text, _text, _opt_text, st.integers(), _text, _ts),
+    st.builds(CancelOrder, _text, _text, _ts),
+    st.builds(ReplaceOrder, _text, _text, _opt_text, st.none() | st.integers(), _ts),
+    st.builds(Deposit, _text, _text, _text | st.integers(), _ts),
+    st.builds(
+        DefineInstrument,
+        _text,
+        _text,
+        st.integers(),
+        _text,
+        st.none() | st.integers(),
+        _opt_text,
+        _opt_text,
+        _ts,
+    ),
+    st.builds(Malformed, _text, _opt_text, _opt_text, _ts, _text),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(min_value=1, max_value=2**62), st.integers(min_value=0, max_value=2**62), _COMMAND
+)
+def test_any_command_round_trips(in_seq: int, ts: int, cmd: Command) -> None:
+    line = encode_record(in_seq, ts, cmd)
+    assert line.count(b"\n") == 1
+    assert decode_record(line) == (in_seq, ts, cmd)
