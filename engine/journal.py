@@ -481,6 +481,8 @@ EngineT = TypeVar("EngineT", bound=_Sequenced)
 def restore(
     engine_factory: Callable[..., EngineT],
     journal: Journal | str | os.PathLike[str],
+    *,
+    on_events: Callable[[Any], object] | None = None,
 ) -> EngineT:
     """An engine at the state the journal records.
 
@@ -490,6 +492,8 @@ def restore(
     so nothing is journaled twice). If ``journal`` is an open :class:`Journal`, the engine
     journals to it from then on and new inputs continue its ``inSeq`` numbering; if it is a
     path, the file is only read (a torn tail is skipped, not cut) and the engine has no journal.
+    ``on_events`` (for example a market-data publisher's ``on_events``) receives the events of
+    each replayed record, so that state derived from events is rebuilt as well.
     """
     if isinstance(journal, Journal):
         journal.flush()
@@ -499,8 +503,14 @@ def restore(
         engine = engine_factory(journal=None)
         path = journal
     submit = engine.submit_sequenced
-    for in_seq, ts, cmd in replay(path):
-        submit(in_seq, ts, cmd)
+    if on_events is None:
+        for in_seq, ts, cmd in replay(path):
+            submit(in_seq, ts, cmd)
+    else:
+        for in_seq, ts, cmd in replay(path):
+            events = submit(in_seq, ts, cmd)
+            if events:
+                on_events(events)
     if isinstance(journal, Journal) and engine.in_seq != journal.last_in_seq:
         raise JournalError(f"restored to inSeq {engine.in_seq}, journal at {journal.last_in_seq}")
     return engine

@@ -23,6 +23,7 @@ from engine.commands import (
     NewOrder,
     ReplaceOrder,
 )
+from engine.events import Event
 from engine.journal import (
     Journal,
     JournalConfig,
@@ -285,10 +286,14 @@ def test_restore_gives_the_same_state_and_events(tmp_path: Path) -> None:
     assert replayed == events
     assert fresh.state_hash() == original.state_hash()
 
-    # restore from the path (read only)
-    from_path = restore(functools.partial(Engine, EngineConfig(), clock=lambda: 0), path)
+    # restore from the path (read only), handing the replayed events on
+    seen: list[Event] = []
+    from_path = restore(
+        functools.partial(Engine, EngineConfig(), clock=lambda: 0), path, on_events=seen.extend
+    )
     assert from_path.state_hash() == original.state_hash()
     assert from_path.in_seq == 2_000
+    assert [encode_event(e, from_path.instruments) for e in seen] == events
 
     # restore continuing the live journal: new inputs go on from inSeq 2001, and give the
     # same events as an uninterrupted run (whose clock has the same readings)
