@@ -38,6 +38,7 @@ from typing import Any
 
 import orjson
 
+from engine import Engine, EngineConfig
 from engine.commands import Command
 from engine.journal import Journal, JournalConfig
 from loadtest.cmdgen import CmdGenConfig, generate, resting, write_jsonl
@@ -114,28 +115,17 @@ def run(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- engine plumbing
 
 
-def _engine(journal: Journal | None, *, resting_capacity: bool = False) -> Any:
-    from engine import Engine, EngineConfig
-
+def _engine(journal: Journal | None) -> Engine:
+    """A fresh engine with no cap on open orders per account (the resting phase puts 10,000
+    on each account) and a counting clock (the generated commands carry their own ts)."""
     ticks = [0]
 
     def clock() -> int:
         ticks[0] += 1
         return ticks[0]
 
-    config = EngineConfig()
-    if resting_capacity:
-        config = _with_open_order_cap(config, 10**9)
+    config = EngineConfig(max_open_orders_per_account=None)
     return Engine(config, clock=clock, journal=journal)
-
-
-def _with_open_order_cap(config: Any, cap: int) -> Any:
-    import dataclasses
-
-    for name in ("max_open_orders", "max_open_orders_per_account"):
-        if hasattr(config, name):
-            return dataclasses.replace(config, **{name: cap})
-    return config
 
 
 def _rss_bytes() -> int:
@@ -166,7 +156,7 @@ def bench_resting(config: EngineBenchConfig) -> dict[str, Any]:
     gen = CmdGenConfig(seed=config.seed, symbols=config.symbols, accounts=config.accounts)
     gc.collect()
     before = _rss_bytes()
-    engine = _engine(None, resting_capacity=True)
+    engine = _engine(None)
     submit = engine.submit
     rejected = 0
     started = time.perf_counter()
