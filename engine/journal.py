@@ -97,12 +97,15 @@ class JournalConfig:
 
 
 def _body(in_seq: int, ts: int, cmd: Command) -> bytes:
-    """A record's JSON. A string that UTF-8 cannot carry (a lone surrogate, which Python's
-    ``json`` module accepts in input) is written as an ASCII escape by the stdlib encoder."""
-    obj = {"inSeq": in_seq, "ts": ts, "cmd": command_to_json(cmd)}
+    """A record's JSON. What orjson cannot write (a string with a lone surrogate, which
+    Python's ``json`` module accepts in input; an integer beyond 64 bits) is written by the
+    stdlib encoder, marked ``"enc":"json"`` so that it is read back by the stdlib decoder
+    (orjson would read a big integer as a float)."""
+    obj: dict[str, Any] = {"inSeq": in_seq, "ts": ts, "cmd": command_to_json(cmd)}
     try:
         return _dumps(obj)
     except orjson.JSONEncodeError:
+        obj["enc"] = "json"
         return json.dumps(obj, separators=(",", ":")).encode()
 
 
@@ -114,9 +117,12 @@ def encode_record(in_seq: int, ts: int, cmd: Command) -> bytes:
 
 def _loads(body: bytes) -> Any:
     try:
-        return orjson.loads(body)
+        obj = orjson.loads(body)
     except orjson.JSONDecodeError:
         return json.loads(body)  # lone surrogates (see _body); raises ValueError if bad
+    if type(obj) is dict and obj.get("enc") == "json":
+        return json.loads(body)
+    return obj
 
 
 def command_from_record(o: dict[str, Any]) -> Command:
