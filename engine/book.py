@@ -14,21 +14,35 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterator
 
-from engine.commands import BUY
+from engine.commands import BUY, SELL
 from engine.orders import Order
 
 
 class Level:
-    """One price level: a FIFO queue of resting orders."""
+    """One price level: a FIFO queue of resting orders. ``book`` and ``side`` say where it
+    lives; ``asset`` and ``unit`` what a resting order's open share reserves (a bid:
+    ``unit = price x cash_per_tick`` of the currency; an ask: one share of the symbol), so a
+    cancel or a fill needs no instrument lookup."""
 
-    __slots__ = ("count", "head", "price", "qty", "tail")
+    __slots__ = ("asset", "book", "count", "head", "price", "qty", "side", "tail", "unit")
 
-    def __init__(self, price: int) -> None:
+    def __init__(
+        self,
+        price: int,
+        book: OrderBook | None = None,
+        side: str = BUY,
+        asset: str = "",
+        unit: int = 1,
+    ) -> None:
         self.price = price
         self.head: Order | None = None
         self.tail: Order | None = None
         self.qty = 0
         self.count = 0
+        self.book = book
+        self.side = side
+        self.asset = asset
+        self.unit = unit
 
     def orders(self) -> Iterator[Order]:
         """The level's orders, oldest (first to fill) first."""
@@ -56,12 +70,16 @@ class OrderBook:
         "best_ask",
         "best_bid",
         "bids",
+        "cash_per_tick",
+        "currency",
         "last_price",
         "symbol",
     )
 
-    def __init__(self, symbol: str) -> None:
+    def __init__(self, symbol: str, currency: str = "USD", cash_per_tick: int = 1) -> None:
         self.symbol = symbol
+        self.currency = currency  # what a bid reserves: price x cash_per_tick per share
+        self.cash_per_tick = cash_per_tick
         self.bids: dict[int, Level] = {}
         self.asks: dict[int, Level] = {}
         self._bid_heap: list[int] = []  # negated prices
@@ -80,7 +98,9 @@ class OrderBook:
             levels = self.bids
             level = levels.get(price)
             if level is None:
-                level = levels[price] = Level(price)
+                level = levels[price] = Level(
+                    price, self, BUY, self.currency, price * self.cash_per_tick
+                )
                 heap = self._bid_heap
                 heapq.heappush(heap, -price)
                 if len(heap) > 2 * len(levels) + 64:
@@ -93,7 +113,7 @@ class OrderBook:
             levels = self.asks
             level = levels.get(price)
             if level is None:
-                level = levels[price] = Level(price)
+                level = levels[price] = Level(price, self, SELL, self.symbol, 1)
                 heap = self._ask_heap
                 heapq.heappush(heap, price)
                 if len(heap) > 2 * len(levels) + 64:

@@ -321,7 +321,7 @@ class Engine:
                 symbol,
             )
         self.instruments[symbol] = found
-        book = self._books[symbol] = OrderBook(symbol)
+        book = self._books[symbol] = OrderBook(symbol, found.currency, found.cash_per_tick)
         self._markets[symbol] = (found, book, risk.has_limits(found))
         self._currencies.add(found.currency)
         return []
@@ -338,25 +338,30 @@ class Engine:
 
     def _new(self, cmd: NewOrder, in_seq: int, ts: int) -> list[Event]:
         account, coid, symbol, side, otype, price_text, qty, tif, _ = cmd
-        market = self._markets.get(symbol) if type(symbol) is str else None
-        if market is None:
+        try:
+            inst, book, limited = self._markets[symbol]
+        except (KeyError, TypeError):  # unknown or unhashable
             return self._reject(
                 in_seq, ts, account, coid, UNKNOWN_SYMBOL, f"unknown symbol {symbol!r}", symbol
             )
-        inst, book, limited = market
         if type(account) is not str or type(coid) is not str or not account or not coid:
             return self._reject(
                 in_seq, ts, account, coid, MALFORMED, "account and clientOrderId are required"
             )
-        if side != BUY and side != SELL:
+        if side == BUY:
+            buy = True
+        elif side == SELL:
+            buy = False
+        else:
             return self._reject(in_seq, ts, account, coid, MALFORMED, f"bad side {side!r}", symbol)
         if otype == LIMIT:
             if tif != GTC and tif != IOC and tif != FOK:
                 return self._reject(
                     in_seq, ts, account, coid, MALFORMED, f"bad tif {tif!r}", symbol
                 )
-            price = inst._ticks_memo.get(price_text, -1) if type(price_text) is str else None
-            if price == -1:
+            try:
+                price = inst._ticks_memo[price_text]  # type: ignore[index]
+            except (KeyError, TypeError):
                 price = inst.ticks(price_text)
             if price is None:
                 return self._reject(
@@ -389,21 +394,25 @@ class Engine:
                 f"qty {qty!r} is not a positive multiple of the lot {inst.lot}",
                 symbol,
             )
-        clients = self._by_client.get(account)
-        if clients is not None and coid in clients:
-            return self._reject(
-                in_seq,
-                ts,
-                account,
-                coid,
-                DUPLICATE_ORDER,
-                f"clientOrderId {coid!r} was already used by this account",
-                symbol,
-            )
+        try:
+            clients: dict[str, Order] | None = self._by_client[account]
+        except KeyError:
+            clients = None
+        else:
+            if coid in clients:  # type: ignore[operator]
+                return self._reject(
+                    in_seq,
+                    ts,
+                    account,
+                    coid,
+                    DUPLICATE_ORDER,
+                    f"clientOrderId {coid!r} was already used by this account",
+                    symbol,
+                )
         if limited:
             ref = book.last_price
             if ref is None:
-                ref = book.best_ask if side == BUY else book.best_bid
+                ref = book.best_ask if buy else book.best_bid
             failed = risk.check(inst, price, qty, book.last_price, ref)
             if failed is not None:
                 return self._reject(in_seq, ts, account, coid, failed[0], failed[1], symbol)
@@ -412,20 +421,22 @@ class Engine:
             failed = risk.check_open_orders(cap, self.orders.open_count(account))
             if failed is not None:
                 return self._reject(in_seq, ts, account, coid, failed[0], failed[1], symbol)
-        wallet = self._wallet_map.get(account)
-        if wallet is None:
+        try:
+            wallet = self._wallet_map[account]
+        except KeyError:
             wallet = self.wallets.get(account)
-        if side == BUY:
-            if price is not None:
-                asset = inst.currency
-                need = price * qty * inst.cash_per_tick
-            else:
-                asset, need = inst.currency, 0
+        if buy:
+            asset = inst.currency
+            need = 0 if price is None else price * qty * inst.cash_per_tick
         else:
-            asset, need = symbol, qty
+            asset = symbol
+            need = qty
         if need:
             avail = wallet.avail
-            have = avail.get(asset, 0)
+            try:
+                have = avail[asset]
+            except KeyError:
+                have = 0
             if have < need:
                 return self._reject(
                     in_seq,
@@ -438,7 +449,10 @@ class Engine:
                 )
             avail[asset] = have - need
             reserved = wallet.reserved
-            reserved[asset] = reserved.get(asset, 0) + need
+            try:
+                reserved[asset] += need
+            except KeyError:
+                reserved[asset] = need
 
         # accepted: register the order (OrderManager's maps, inlined)
         account = wallet.account  # the interned spelling
@@ -461,7 +475,7 @@ class Engine:
         if tif == FOK and not book.can_fill(side, price, qty):
             self._finish(order, inst, REASON_FOK, out, in_seq, ts)
             return out
-        if side == BUY:
+        if buy:
             best = book.best_ask
             if best is not None and (price is None or best <= price):
                 match_buy(self, order, book, inst, wallet, out, in_seq, ts)
@@ -475,12 +489,27 @@ class Engine:
                 if not order.open_qty:
                     self._done(order, out, in_seq, ts)
                     return out
-        if tif == GTC:
-            book.add(order)
-            opened = self._open_map
-            opened[account] = opened.get(account, 0) + 1
-        else:
+        if tif != GTC:
             self._finish(
                 order, inst, REASON_IOC if price is not None else MARKET_UNFILLED, out, in_seq, ts
             )
+            return out
+        # rest: at the back of an existing level inline (book.add makes a new level)
+        level = (book.bids if buy else book.asks).get(price)  # type: ignore[arg-type]
+        if level is None:
+            book.add(order)
+        else:
+            tail = level.tail
+            assert tail is not None  # an empty level leaves its book at once
+            order.level = level
+            order.prev = tail
+            tail.next = order
+            level.tail = order
+            level.qty += order.open_qty
+            level.count += 1
+        opened = self._open_map
+        try:
+            opened[account] += 1
+        except KeyError:
+            opened[account] = 1
         return out
