@@ -143,6 +143,27 @@ class Side:
         levels = self.levels
         return [(k, levels[k]) for k in self.keys[:n]]
 
+    def published_top(self, n: int) -> list[tuple[int, int]]:
+        """The best ``n`` levels as of the last published update (pending changes undone).
+
+        A level of the published top ``n`` is either changed (its old qty is in ``changed``)
+        or unchanged and then among the first ``n + len(changed)`` current keys, so only
+        those are looked at."""
+        changed = self.changed
+        if not changed:
+            return self.top(n)
+        levels = self.levels
+        keys = set(self.keys[: n + len(changed)])
+        keys.update(changed)
+        out: list[tuple[int, int]] = []
+        for key in sorted(keys):
+            qty = changed[key] if key in changed else levels[key]
+            if qty > 0:
+                out.append((key, qty))
+                if len(out) == n:
+                    break
+        return out
+
 
 class L2Book:
     """Full-depth aggregated levels of one symbol; renders top-D diffs, snapshots, checksums."""
@@ -199,6 +220,19 @@ class L2Book:
             "asks": self.asks.render(self.asks.top(depth)),
             "checksum": self.checksum(),
         }
+
+    def published_snapshot(self) -> dict[str, Any]:
+        """The snapshot as of the last published update: a conflated stream's pending changes
+        are not in it (a client applies the next update on top of it). Derived on demand from
+        the pending-diff bookkeeping, so nothing is copied while changes accumulate."""
+        b = self.bids
+        a = self.asks
+        if not b.changed and not a.changed:
+            return self.snapshot()
+        depth = self.depth
+        bids = b.render(b.published_top(depth))
+        asks = a.render(a.published_top(depth))
+        return {"bids": bids, "asks": asks, "checksum": checksum_of(bids, asks)}
 
     def checksum(self) -> int:
         b = self.bids

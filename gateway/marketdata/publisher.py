@@ -102,7 +102,6 @@ class _Symbol:
         "book",
         "book_stream",
         "candles",
-        "conflated",
         "inst",
         "tape",
         "ticker",
@@ -122,11 +121,11 @@ class _Symbol:
         self.tape = tape = TradeTape(cfg.trades_snapshot_max, pt)
         self.ticker = ticker = Ticker(inst, pt)
         self.trades_stream = Stream(
-            f"{TRADES}.{sym}", epoch, sink, tape.snapshot,
+            f"{TRADES}.{sym}", epoch, sink, tape.published_snapshot,
             take=tape.take, interval_us=cfg.interval_us(TRADES), ts=ts,
         )  # fmt: skip
         self.book_stream = Stream(
-            f"{BOOK}.{sym}", epoch, sink, book.snapshot,
+            f"{BOOK}.{sym}", epoch, sink, book.published_snapshot,
             take=book.diff, interval_us=cfg.interval_us(BOOK), ts=ts,
         )  # fmt: skip
         self.ticker_stream = Stream(
@@ -146,9 +145,10 @@ class _Symbol:
                 take=series.take, interval_us=cfg.interval_us(CANDLES), ts=ts,
             )  # fmt: skip
             self.candles.append((res, series, stream))
-        # Streams whose snapshot must be frozen at the published state while changes are
-        # pending (ticker and candle updates are absolute values, so theirs need not be).
-        self.conflated = [s for s in (self.trades_stream, self.book_stream) if s.interval_us]
+        # The book and trades snapshots are rendered at the published state even while
+        # conflated changes are pending (L2Book.published_snapshot,
+        # TradeTape.published_snapshot); ticker and candle updates carry absolute values, so
+        # their snapshots may include pending changes.
 
     def streams(self) -> list[Stream]:
         return [self.book_stream, self.trades_stream, self.ticker_stream] + [
@@ -225,9 +225,6 @@ class Publisher:
                 if not sym.touched:
                     sym.touched = True
                     touched.append(sym)
-                    for stream in sym.conflated:
-                        if not stream.pending:
-                            stream.freeze()
                 kind = type(ev)
                 if kind is Accepted:
                     resting.accepted(ev, sym.book)  # type: ignore[arg-type]

@@ -8,8 +8,9 @@ Conflation: a stream with ``interval_us > 0`` publishes at most once per interva
 arrive inside the interval stay *pending* in the feed that owns the stream and are merged into
 one update, published by ``Publisher.flush_due`` once the interval since the last publication
 has passed (or with the next event after that). Because a snapshot must equal the state at its
-seq (a client applies the next update on top of it), a conflated stream caches its snapshot
-*before* the first pending change of an interval (:meth:`Stream.freeze`).
+seq (a client applies the next update on top of it), the ``render`` of a feed whose updates
+are diffs (book, trades) renders the *published* state, pending changes left out; a feed can
+instead cache its snapshot before the first pending change (:meth:`Stream.freeze`).
 """
 
 from __future__ import annotations

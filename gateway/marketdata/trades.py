@@ -10,15 +10,20 @@ from engine.events import Trade
 
 
 class TradeTape:
-    """The last ``snapshot_max`` trades (oldest first) and the trades not yet published.
+    """The last ``snapshot_max`` published trades (oldest first) and the trades not yet
+    published.
 
     A trade record is the protocol's ``{"id","price","qty","side","ts"}`` (``side`` is the
     aggressor's side). Records are built once and shared by the update and the snapshot.
+    The published ones move to the recent list at :meth:`take`, so that the stream's snapshot
+    (:meth:`published_snapshot`) stays at the published state while a conflated interval
+    accumulates trades, at no cost per trade.
     """
 
-    __slots__ = ("_recent", "_texts", "pending")
+    __slots__ = ("_max", "_recent", "_texts", "pending")
 
     def __init__(self, snapshot_max: int, texts: Mapping[int, str]) -> None:
+        self._max = snapshot_max
         self._recent: deque[dict[str, Any]] = deque(maxlen=snapshot_max)
         self.pending: list[dict[str, Any]] = []
         self._texts = texts
@@ -35,7 +40,6 @@ class TradeTape:
             "side": ev.aggressor,
             "ts": ev.ts,
         }
-        self._recent.append(rec)
         self.pending.append(rec)
 
     def take(self) -> dict[str, Any] | None:
@@ -44,14 +48,20 @@ class TradeTape:
         if not pending:
             return None
         self.pending = []
+        self._recent.extend(pending)
         return {"trades": pending}
 
-    def snapshot(self) -> dict[str, Any]:
+    def published_snapshot(self) -> dict[str, Any]:
+        """The last ``snapshot_max`` published trades, oldest first (the stream's snapshot)."""
         return {"trades": list(self._recent)}
 
+    def snapshot(self) -> dict[str, Any]:
+        """The last ``snapshot_max`` trades, pending ones included, oldest first."""
+        return {"trades": self.recent(self._max)}
+
     def recent(self, limit: int) -> list[dict[str, Any]]:
-        """The newest ``limit`` trades, oldest first."""
-        recent = self._recent
-        if limit >= len(recent):
-            return list(recent)
-        return list(recent)[len(recent) - limit :]
+        """The newest ``limit`` trades (pending ones included), oldest first."""
+        every = list(self._recent) + self.pending if self.pending else list(self._recent)
+        if limit >= len(every):
+            return every
+        return every[len(every) - limit :] if limit > 0 else []

@@ -116,3 +116,20 @@ def test_checksum_of_matches_protocol_text() -> None:
     asks = [["100.02", 1]]
     assert checksum_of(bids, asks) == zlib.crc32(b"100.01:3,100.00:12|100.02:1")
     assert checksum_of([], []) == zlib.crc32(b"|")
+
+
+def test_published_snapshot_leaves_pending_changes_out() -> None:
+    rng = random.Random(5)
+    depth = 4
+    book = L2Book(depth, INST.price_text)
+    for _ in range(400):
+        published = book.snapshot()
+        assert book.published_snapshot() == published
+        for _ in range(rng.randrange(1, 6)):  # changes that are pending (not yet diffed)
+            is_bid = rng.random() < 0.5
+            price = rng.randrange(10, 30) if is_bid else rng.randrange(31, 50)
+            have = book.bids.levels.get(-price, 0) if is_bid else book.asks.levels.get(price, 0)
+            book.add(is_bid, price, -have if have and rng.random() < 0.4 else rng.randrange(1, 9))
+            assert book.published_snapshot() == published
+        book.diff()
+        assert book.published_snapshot() == book.snapshot()

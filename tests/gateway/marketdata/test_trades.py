@@ -33,3 +33,18 @@ def test_records_and_bounded_snapshot() -> None:
     assert [t["id"] for t in tape.recent(2)] == [5, 6]
     data = tape.take()
     assert data is not None and [t["id"] for t in data["trades"]] == [3, 4, 5, 6]
+
+
+def test_published_snapshot_holds_only_taken_trades() -> None:
+    tape = TradeTape(3, PriceTexts(INST.price_text))
+    for n in range(1, 4):
+        tape.add(trade(n))
+    assert tape.published_snapshot() == {"trades": []}
+    tape.take()
+    tape.add(trade(4))
+    tape.add(trade(5))
+    assert [t["id"] for t in tape.published_snapshot()["trades"]] == [1, 2, 3]
+    assert [t["id"] for t in tape.snapshot()["trades"]] == [3, 4, 5]
+    assert tape.recent(0) == []
+    tape.take()
+    assert [t["id"] for t in tape.published_snapshot()["trades"]] == [3, 4, 5]
