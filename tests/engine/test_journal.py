@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import zlib
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -379,3 +380,11 @@ def test_any_command_round_trips(in_seq: int, ts: int, cmd: Command) -> None:
     line = encode_record(in_seq, ts, cmd)
     assert line.count(b"\n") == 1
     assert decode_record(line) == (in_seq, ts, cmd)
+
+
+def test_scan_reads_records_of_another_key_order(tmp_path: Path) -> None:
+    path = tmp_path / "journal.log"
+    body = b'{"ts":7,"cmd":{"op":"cancel","account":"a","clientOrderId":"x"},"inSeq":1}'
+    path.write_bytes(b"%08x " % zlib.crc32(body) + body + b"\n" + encode_record(2, 8, COMMANDS[0]))
+    assert scan(path).last_in_seq == 2
+    assert [r[:2] for r in replay(path)] == [(1, 7), (2, 8)]
