@@ -258,13 +258,30 @@ def scan(path: str | os.PathLike[str]) -> ScanResult:
     return ScanResult(records, last, good, os.path.getsize(path))
 
 
-def replay(path: str | os.PathLike[str]) -> Iterator[tuple[int, int, Command]]:
+def replay(path: str | os.PathLike[str], *, after: int = 0) -> Iterator[tuple[int, int, Command]]:
     """The good records of a journal file as ``(in_seq, ts, cmd)``, in order; stops at a torn or
-    corrupt tail (which :class:`Journal` cuts on open). The file is not changed."""
-    for _, rec in _records(path):
-        if rec is None:
-            return
-        yield rec
+    corrupt tail (which :class:`Journal` cuts on open). The file is not changed. Records up to
+    ``inSeq`` ``after`` are checked but not decoded nor yielded (replay after a snapshot)."""
+    if after <= 0:
+        for _, rec in _records(path):
+            if rec is None:
+                return
+            yield rec
+        return
+    with open(path, "rb", buffering=1 << 20) as f:
+        last = 0
+        for line in f:
+            in_seq = _in_seq_of(line)
+            if in_seq is None:
+                return
+            if last and in_seq != last + 1:
+                raise JournalError(f"inSeq {in_seq} follows {last}: the journal has a gap")
+            last = in_seq
+            if in_seq > after:
+                rec = decode_record(line)
+                if rec is None:
+                    return
+                yield rec
 
 
 # --------------------------------------------------------------------------- writer

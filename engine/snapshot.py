@@ -234,10 +234,8 @@ def restore_with_snapshot(
     except SnapshotError:
         return restore(engine_factory, journal), False
     submit = engine.submit_sequenced
-    start = info.in_seq
-    for in_seq, ts, cmd in replay(journal.path):
-        if in_seq > start:
-            submit(in_seq, ts, cmd)
+    for in_seq, ts, cmd in replay(journal.path, after=info.in_seq):
+        submit(in_seq, ts, cmd)
     if engine.in_seq != journal.last_in_seq:
         raise JournalError(f"restored to inSeq {engine.in_seq}, journal at {journal.last_in_seq}")
     return engine, True

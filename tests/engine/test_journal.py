@@ -388,3 +388,14 @@ def test_scan_reads_records_of_another_key_order(tmp_path: Path) -> None:
     path.write_bytes(b"%08x " % zlib.crc32(body) + body + b"\n" + encode_record(2, 8, COMMANDS[0]))
     assert scan(path).last_in_seq == 2
     assert [r[:2] for r in replay(path)] == [(1, 7), (2, 8)]
+    assert [r[:2] for r in replay(path, after=1)] == [(2, 8)]
+    assert list(replay(path, after=2)) == []
+
+
+def test_replay_after_skips_the_prefix(tmp_path: Path) -> None:
+    path = tmp_path / "journal.log"
+    _write(path, COMMANDS)
+    expected = [(i, 1_000 + i, c) for i, c in enumerate(COMMANDS, start=1)]
+    assert list(replay(path, after=5)) == expected[5:]
+    path.write_bytes(path.read_bytes()[:-3])  # torn
+    assert list(replay(path, after=5)) == expected[5:-1]
