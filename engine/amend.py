@@ -67,66 +67,81 @@ def _open_order(
 def cancel(engine: Engine, cmd: CancelOrder, in_seq: int, ts: int) -> list[Event]:
     """``cancel``: the open rest of a resting order is released and ``cancelled`` (``user``)."""
     account, coid, _ = cmd
-    clients = engine._by_client.get(account) if type(account) is str else None
-    order = clients.get(coid) if clients is not None and type(coid) is str else None
-    if order is None or order.level is None:
+    try:
+        order = engine._by_client[account][coid]
+    except (KeyError, TypeError):  # unknown (or unhashable) account or clientOrderId
+        order = None
+    level = None if order is None or type(account) is not str else order.level
+    if level is None:
         found = _open_order(engine, cmd, in_seq, ts)
         assert type(found) is list
         return found
-    engine._markets[order.symbol][1].remove(order)
-    engine._open_map[order.account] -= 1
-    # release what the open rest reserved
-    open_qty = order.open_qty
-    wallet = engine._wallet_map[order.account]
-    if order.side == BUY:
-        inst = engine.instruments[order.symbol]
-        asset = inst.currency
-        amount = order.price * open_qty * inst.cash_per_tick  # type: ignore[operator]
+    assert order is not None
+    # unlink from the level (OrderBook.remove, inlined)
+    prev = order.prev
+    nxt = order.next
+    if prev is None:
+        level.head = nxt
     else:
-        asset = order.symbol
-        amount = open_qty
+        prev.next = nxt
+    if nxt is None:
+        level.tail = prev
+    else:
+        nxt.prev = prev
+    order.prev = order.next = order.level = None
+    open_qty = order.open_qty
+    level.qty -= open_qty
+    level.count -= 1
+    if not level.count:
+        level.book.drop_level(level.side, level.price)  # type: ignore[union-attr]
+    account = order.account
+    engine._open_map[account] -= 1
+    # release what the open rest reserved (a bid: price x cash_per_tick per share)
+    asset = level.asset
+    amount = level.unit * open_qty
+    wallet = engine._wallet_map[account]
     wallet.reserved[asset] -= amount
     avail = wallet.avail
-    avail[asset] = avail.get(asset, 0) + amount
+    try:
+        avail[asset] += amount
+    except KeyError:
+        avail[asset] = amount
     order.open_qty = 0
     sq = engine._sq
     seq = sq.out_seq = sq.out_seq + 1
     return [
         _tuple_new(
             Cancelled,
-            (
-                seq,
-                in_seq,
-                ts,
-                order.order_id,
-                order.account,
-                coid,
-                order.symbol,
-                open_qty,
-                USER,
-            ),
+            (seq, in_seq, ts, order.order_id, account, coid, order.symbol, open_qty, USER),
         )
     ]
 
 
 def replace(engine: Engine, cmd: ReplaceOrder, in_seq: int, ts: int) -> list[Event]:
     """``replace``: see the module docstring."""
-    found = _open_order(engine, cmd, in_seq, ts)
-    if type(found) is list:
+    account, coid, price_text, new_qty, _ = cmd
+    try:
+        order = engine._by_client[account][coid]
+    except (KeyError, TypeError):
+        order = None
+    if order is None or order.level is None or type(account) is not str:
+        found = _open_order(engine, cmd, in_seq, ts)
+        assert type(found) is list
         return found
-    assert isinstance(found, Order)
-    order = found
     account, coid, symbol = order.account, order.client_order_id, order.symbol
-    inst = engine.instruments[symbol]
+    inst, book, limited = engine._markets[symbol]
     old_price = order.price
     assert old_price is not None
-    if cmd.price is None and cmd.qty is None:
+    if price_text is None and new_qty is None:
         return engine._reject(
             in_seq, ts, account, coid, MALFORMED, "replace needs price and/or qty", symbol
         )
     price = old_price
-    if cmd.price is not None:
-        new_price = inst.ticks(cmd.price)
+    if price_text is not None:
+        try:
+            new_price = inst._ticks_memo[price_text]
+        except (KeyError, TypeError):
+            new_price = inst.ticks(price_text)
         if new_price is None:
             return engine._reject(
                 in_seq,
@@ -134,12 +149,12 @@ def replace(engine: Engine, cmd: ReplaceOrder, in_seq: int, ts: int) -> list[Eve
                 account,
                 coid,
                 BAD_PRICE,
-                f"price {cmd.price!r} is not a positive multiple of the tick {inst.tick}",
+                f"price {price_text!r} is not a positive multiple of the tick {inst.tick}",
                 symbol,
             )
         price = new_price
     old_qty = order.open_qty
-    qty = old_qty if cmd.qty is None else cmd.qty
+    qty = old_qty if new_qty is None else new_qty
     if type(qty) is not int or qty <= 0 or qty % inst.lot or qty > _MAX_INT:
         return engine._reject(
             in_seq,
@@ -150,36 +165,43 @@ def replace(engine: Engine, cmd: ReplaceOrder, in_seq: int, ts: int) -> list[Eve
             f"qty {qty!r} is not a positive multiple of the lot {inst.lot}",
             symbol,
         )
-    book, limited = engine._markets[symbol][1:]
     if limited:
         failed = risk.check(inst, price, qty, book.last_price, None, check_band=price != old_price)
         if failed is not None:
             return engine._reject(in_seq, ts, account, coid, failed[0], failed[1], symbol)
-    wallet = engine.wallets.get(account)
-    if order.side == BUY:
+    wallet = engine._wallet_map[account]
+    buy = order.side == BUY
+    if buy:
         asset = inst.currency
-        cpt = inst.cash_per_tick
-        delta = price * qty * cpt - old_price * old_qty * cpt
+        delta = (price * qty - old_price * old_qty) * inst.cash_per_tick
     else:
         asset = symbol
         delta = qty - old_qty
-    if delta > 0 and not wallet.reserve(asset, delta):
-        return engine._reject(
-            in_seq,
-            ts,
-            account,
-            coid,
-            INSUFFICIENT_FUNDS,
-            f"needs {delta} more {asset} units, {wallet.available(asset)} available",
-            symbol,
-        )
-    if delta < 0:
-        wallet.release(asset, -delta)
+    if delta:
+        avail = wallet.avail
+        reserved = wallet.reserved
+        try:
+            have = avail[asset]
+        except KeyError:
+            have = 0
+        if delta > 0:
+            if have < delta:
+                return engine._reject(
+                    in_seq,
+                    ts,
+                    account,
+                    coid,
+                    INSUFFICIENT_FUNDS,
+                    f"needs {delta} more {asset} units, {have} available",
+                    symbol,
+                )
+        elif reserved[asset] < -delta:
+            raise ValueError(f"release of {-delta} {asset} exceeds the reserved amount")
+        avail[asset] = have - delta
+        reserved[asset] += delta
     keep = price == old_price and qty <= old_qty
     if keep:
-        level = order.level
-        assert level is not None
-        level.qty -= old_qty - qty
+        order.level.qty -= old_qty - qty
         order.open_qty = qty
     else:
         book.remove(order)
@@ -189,11 +211,13 @@ def replace(engine: Engine, cmd: ReplaceOrder, in_seq: int, ts: int) -> list[Eve
     sq = engine._sq
     seq = sq.out_seq = sq.out_seq + 1
     out: list[Event] = [
-        Replaced(seq, in_seq, ts, order.order_id, account, coid, symbol, price, qty, keep)
+        _tuple_new(
+            Replaced, (seq, in_seq, ts, order.order_id, account, coid, symbol, price, qty, keep)
+        )
     ]
     if keep:
         return out
-    if order.side == BUY:
+    if buy:
         best = book.best_ask
         if best is not None and best <= price:
             match_buy(engine, order, book, inst, wallet, out, in_seq, ts)
@@ -204,6 +228,6 @@ def replace(engine: Engine, cmd: ReplaceOrder, in_seq: int, ts: int) -> list[Eve
     if order.open_qty:
         book.add(order)
     else:
-        engine.orders.close(order)
+        engine._open_map[account] -= 1
         engine._done(order, out, in_seq, ts)
     return out
