@@ -18,9 +18,10 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from engine.codec import event_to_json, execution_to_json
-from engine.events import Event, Trade
+from engine.events import Accepted, Cancelled, Done, Event, Replaced, Trade
 from engine.instruments import Instrument
 from gateway.channels import ORDERS, orders_channel
+from gateway.marketdata.prices import PriceTexts
 from gateway.marketdata.sequencing import Sink, Stream
 
 OpenOrders = Callable[[str], list[dict[str, Any]]]
@@ -46,7 +47,15 @@ def execution_record(
 class OrderStreams:
     """The per-account private streams of one publisher."""
 
-    __slots__ = ("_clock", "_epoch", "_instruments", "_open_orders", "_sink", "_streams")
+    __slots__ = (
+        "_clock",
+        "_epoch",
+        "_instruments",
+        "_open_orders",
+        "_sink",
+        "_streams",
+        "_texts",
+    )
 
     def __init__(
         self,
@@ -62,6 +71,17 @@ class OrderStreams:
         self._clock = clock
         self._open_orders = open_orders
         self._streams: dict[str, Stream] = {}
+        self._texts: dict[str, PriceTexts] = {}  # symbol -> cached price strings
+
+    def _price(self, symbol: str, ticks: int) -> str:
+        """``engine.codec``'s price text (plain ticks for an unknown symbol), cached."""
+        texts = self._texts.get(symbol)
+        if texts is None:
+            inst = self._instruments.get(symbol)
+            if inst is None:
+                return str(ticks)
+            texts = self._texts[symbol] = PriceTexts(inst.price_text)
+        return texts[ticks]
 
     def stream(self, account: str) -> Stream:
         """The account's stream (created on first use, seq 0)."""
@@ -91,21 +111,120 @@ class OrderStreams:
         return [s.channel for s in self._streams.values()]
 
     def on_event(self, ev: Event) -> None:
-        """Publish what ``ev`` means for the accounts it concerns."""
+        """Publish what ``ev`` means for the accounts it concerns.
+
+        The records are built here field by field, exactly as ``engine.codec.event_to_json``
+        and :func:`execution_record` build them (a test checks they are equal), without their
+        per-call dispatch and validation: this runs once per engine event."""
+        data: dict[str, Any]
+        if isinstance(ev, Accepted):
+            price = ev.price
+            data = {
+                "event": "accepted",
+                "seq": ev.seq,
+                "inSeq": ev.in_seq,
+                "ts": ev.ts,
+                "orderId": ev.order_id,
+                "account": ev.account,
+                "clientOrderId": ev.client_order_id,
+                "symbol": ev.symbol,
+                "side": ev.side,
+                "type": ev.type,
+                "price": None if price is None else self._price(ev.symbol, price),
+                "qty": ev.qty,
+                "tif": ev.tif,
+            }
+        elif isinstance(ev, Done):
+            data = {
+                "event": "done",
+                "seq": ev.seq,
+                "inSeq": ev.in_seq,
+                "ts": ev.ts,
+                "orderId": ev.order_id,
+                "account": ev.account,
+                "clientOrderId": ev.client_order_id,
+                "symbol": ev.symbol,
+            }
+        elif isinstance(ev, Trade):
+            self._trade(ev)
+            return
+        elif isinstance(ev, Cancelled):
+            data = {
+                "event": "cancelled",
+                "seq": ev.seq,
+                "inSeq": ev.in_seq,
+                "ts": ev.ts,
+                "orderId": ev.order_id,
+                "account": ev.account,
+                "clientOrderId": ev.client_order_id,
+                "symbol": ev.symbol,
+                "remaining": ev.remaining,
+                "reason": ev.reason,
+            }
+        elif isinstance(ev, Replaced):
+            data = {
+                "event": "replaced",
+                "seq": ev.seq,
+                "inSeq": ev.in_seq,
+                "ts": ev.ts,
+                "orderId": ev.order_id,
+                "account": ev.account,
+                "clientOrderId": ev.client_order_id,
+                "symbol": ev.symbol,
+                "price": self._price(ev.symbol, ev.price),
+                "qty": ev.qty,
+                "priorityKept": ev.priority_kept,
+            }
+        else:  # rejected: the codec's own rendering (without an account: nowhere)
+            if ev.account is None:
+                return
+            data = event_to_json(ev, self._instruments)
+        account = ev.account
+        if account is None:  # (narrowing: only a rejected can lack one)
+            return
+        (self._streams.get(account) or self.stream(account)).publish(ev.ts, data)
+
+    def _trade(self, ev: Trade) -> None:
+        """One execution record per side (both for a self-trade), buy side first."""
         streams = self._streams
-        if type(ev) is Trade:
-            instruments = self._instruments
-            buy, sell = ev.buy_account, ev.sell_account
-            (streams.get(buy) or self.stream(buy)).publish(
-                ev.ts, execution_record(ev, "buy", instruments)
-            )
-            (streams.get(sell) or self.stream(sell)).publish(
-                ev.ts, execution_record(ev, "sell", instruments)
-            )
-            return
-        account = ev.account  # type: ignore[union-attr]
-        if account is None:
-            return
-        (streams.get(account) or self.stream(account)).publish(
-            ev.ts, event_to_json(ev, self._instruments)
+        buy, sell = ev.buy_account, ev.sell_account
+        seq, in_seq, ts, trade_id, symbol = ev.seq, ev.in_seq, ev.ts, ev.trade_id, ev.symbol
+        price = self._price(symbol, ev.price)
+        qty = ev.qty
+        buy_taker = ev.aggressor == "buy"
+        (streams.get(buy) or self.stream(buy)).publish(
+            ts,
+            {
+                "event": "trade",
+                "seq": seq,
+                "inSeq": in_seq,
+                "account": buy,
+                "tradeId": trade_id,
+                "orderId": ev.buy_order_id,
+                "clientOrderId": ev.buy_client_order_id,
+                "symbol": symbol,
+                "side": "buy",
+                "price": price,
+                "qty": qty,
+                "liquidity": "taker" if buy_taker else "maker",
+                "ts": ts,
+            },
+        )
+        (streams.get(sell) or self.stream(sell)).publish(
+            ts,
+            {
+                "event": "trade",
+                "seq": seq,
+                "inSeq": in_seq,
+                "account": sell,
+                "tradeId": trade_id,
+                "orderId": ev.sell_order_id,
+                "clientOrderId": ev.sell_client_order_id,
+                "symbol": symbol,
+                "side": "sell",
+                "price": price,
+                "qty": qty,
+                "liquidity": "maker" if buy_taker else "taker",
+                "ts": ts,
+            },
         )

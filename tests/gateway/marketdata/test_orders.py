@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from engine.events import Accepted, Rejected, Replaced, Trade
 from engine.instruments import Instrument
 from gateway.envelope import Envelope
@@ -76,3 +78,34 @@ def test_snapshot_lists_open_orders() -> None:
     assert s.stream("carol").snapshot() is snap and calls == ["carol"]  # cached per seq
     empty, _ = streams()
     assert empty.stream("dave").snapshot().data() == {"open": []}
+
+
+def test_records_equal_the_codec_rendering() -> None:
+    from engine.codec import event_to_json
+    from engine.events import Cancelled, Done
+
+    events = [
+        Accepted(1, 1, 10, 11, "alice", "a-1", "AAPL", "buy", "limit", 12_345, 7, "GTC"),
+        Accepted(2, 2, 11, 12, "bob", 'b-"1\\', "AAPL", "sell", "market", None, 7, "IOC"),
+        Accepted(3, 3, 12, 13, "bob", "b-3", "MSFT", "sell", "limit", 250, 1, "GTC"),  # unknown
+        TRADE,
+        TRADE._replace(aggressor="buy", sell_account="alice", sell_client_order_id="a-2"),
+        Cancelled(4, 5, 60, 11, "alice", "a-1", "AAPL", 3, "user"),
+        Replaced(5, 6, 70, 12, "bob", "b-1", "AAPL", 12_300, 3, True),
+        Done(6, 7, 80, 11, "alice", "a-1", "AAPL"),
+        Rejected(7, 8, 90, "bob", "b-9", "bad_price", "off tick", "AAPL"),
+    ]
+    s, out = streams()
+    want: list[dict[str, Any]] = []
+    for ev in events:
+        s.on_event(ev)
+        if isinstance(ev, Trade):
+            want += [execution_record(ev, "buy", INST), execution_record(ev, "sell", INST)]
+        else:
+            want.append(event_to_json(ev, INST))
+    assert [e.data() for e in out] == want
+    # the same bytes, key order included (replay output stays byte-identical)
+    assert all(
+        e.payload.endswith(b'"data":' + orjson.dumps(w) + b"}")
+        for e, w in zip(out, want, strict=True)
+    )
