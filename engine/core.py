@@ -64,6 +64,7 @@ from engine.wallet import Wallets
 
 _MAX_INT = 2**63 - 1  # the JSON form carries 64-bit integers
 _tuple_new = tuple.__new__  # builds an event without the NamedTuple's Python-level __new__
+_object_new = object.__new__
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -236,50 +237,6 @@ class Engine:
         reason = cmd.reason if type(cmd.reason) is str and cmd.reason else MALFORMED
         message = cmd.message if type(cmd.message) is str else repr(cmd.message)
         return self._reject(in_seq, ts, cmd.account, cmd.client_order_id, reason, message)
-
-    def _release(self, order: Order, inst: Instrument) -> None:
-        """Return what the open rest of ``order`` reserved to its wallet."""
-        wallet = self.wallets._wallets[order.account]
-        open_qty = order.open_qty
-        if order.side == BUY:
-            if order.price is None:
-                return  # a market buy pays from available cash as it fills
-            asset = inst.currency
-            amount = order.price * open_qty * inst.cash_per_tick
-        else:
-            asset = order.symbol
-            amount = open_qty
-        if amount:
-            reserved = wallet.reserved
-            reserved[asset] -= amount
-            avail = wallet.avail
-            avail[asset] = avail.get(asset, 0) + amount
-
-    def _finish(
-        self, order: Order, inst: Instrument, reason: str, out: list[Event], in_seq: int, ts: int
-    ) -> None:
-        """Cancel the open rest of an order that is not in a book (IOC, FOK, market)."""
-        self._release(order, inst)
-        remaining = order.open_qty
-        order.open_qty = 0
-        sq = self._sq
-        seq = sq.out_seq = sq.out_seq + 1
-        out.append(
-            _tuple_new(
-                Cancelled,
-                (
-                    seq,
-                    in_seq,
-                    ts,
-                    order.order_id,
-                    order.account,
-                    order.client_order_id,
-                    order.symbol,
-                    remaining,
-                    reason,
-                ),
-            )
-        )
 
     def _done(self, order: Order, out: list[Event], in_seq: int, ts: int) -> None:
         sq = self._sq
@@ -458,7 +415,19 @@ class Engine:
         account = wallet.account  # the interned spelling
         oid = self._next_order_id
         self._next_order_id = oid + 1
-        order = Order(oid, account, coid, symbol, side, otype, tif, price, qty, ts)
+        order = _object_new(Order)  # Order.__init__, inlined
+        order.order_id = oid
+        order.account = account
+        order.client_order_id = coid
+        order.symbol = symbol
+        order.side = side
+        order.type = otype
+        order.tif = tif
+        order.price = price
+        order.qty = order.open_qty = qty
+        order.filled = 0
+        order.ts = ts
+        order.prev = order.next = order.level = None
         self._by_id_append(order)
         if clients is None:
             clients = self._by_client[account] = {}
@@ -473,43 +442,57 @@ class Engine:
             )
         ]
         if tif == FOK and not book.can_fill(side, price, qty):
-            self._finish(order, inst, REASON_FOK, out, in_seq, ts)
-            return out
-        if buy:
-            best = book.best_ask
-            if best is not None and (price is None or best <= price):
-                match_buy(self, order, book, inst, wallet, out, in_seq, ts)
-                if not order.open_qty:
-                    self._done(order, out, in_seq, ts)
-                    return out
+            reason = REASON_FOK
         else:
-            best = book.best_bid
-            if best is not None and (price is None or best >= price):
-                match_sell(self, order, book, inst, wallet, out, in_seq, ts)
-                if not order.open_qty:
-                    self._done(order, out, in_seq, ts)
-                    return out
-        if tif != GTC:
-            self._finish(
-                order, inst, REASON_IOC if price is not None else MARKET_UNFILLED, out, in_seq, ts
-            )
-            return out
-        # rest: at the back of an existing level inline (book.add makes a new level)
-        level = (book.bids if buy else book.asks).get(price)  # type: ignore[arg-type]
-        if level is None:
-            book.add(order)
-        else:
-            tail = level.tail
-            assert tail is not None  # an empty level leaves its book at once
-            order.level = level
-            order.prev = tail
-            tail.next = order
-            level.tail = order
-            level.qty += order.open_qty
-            level.count += 1
-        opened = self._open_map
-        try:
-            opened[account] += 1
-        except KeyError:
-            opened[account] = 1
+            if buy:
+                best = book.best_ask
+                if best is not None and (price is None or best <= price):
+                    match_buy(self, order, book, inst, wallet, out, in_seq, ts)
+            else:
+                best = book.best_bid
+                if best is not None and (price is None or best >= price):
+                    match_sell(self, order, book, inst, wallet, out, in_seq, ts)
+            remaining = order.open_qty
+            if not remaining:
+                seq = sq.out_seq = sq.out_seq + 1
+                out.append(_tuple_new(Done, (seq, in_seq, ts, oid, account, coid, symbol)))
+                return out
+            if tif == GTC:
+                # rest at the back of its level (an existing one inline; book.add makes one)
+                level = (book.bids if buy else book.asks).get(price)  # type: ignore[arg-type]
+                if level is None:
+                    book.add(order)
+                else:
+                    tail = level.tail
+                    assert tail is not None  # an empty level leaves its book at once
+                    order.level = level
+                    order.prev = tail
+                    tail.next = order
+                    level.tail = order
+                    level.qty += remaining
+                    level.count += 1
+                opened = self._open_map
+                try:
+                    opened[account] += 1
+                except KeyError:
+                    opened[account] = 1
+                return out
+            reason = REASON_IOC if price is not None else MARKET_UNFILLED
+        # cancel the unfilled rest of an IOC, FOK or market order and release its reservation
+        remaining = order.open_qty
+        order.open_qty = 0
+        if not buy:
+            wallet.reserved[symbol] -= remaining
+            avail = wallet.avail
+            avail[symbol] = avail.get(symbol, 0) + remaining
+        elif price is not None:
+            amount = price * remaining * inst.cash_per_tick
+            asset = inst.currency
+            wallet.reserved[asset] -= amount
+            avail = wallet.avail
+            avail[asset] = avail.get(asset, 0) + amount
+        seq = sq.out_seq = sq.out_seq + 1
+        out.append(
+            _tuple_new(Cancelled, (seq, in_seq, ts, oid, account, coid, symbol, remaining, reason))
+        )
         return out
