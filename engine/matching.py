@@ -89,14 +89,21 @@ def match_buy(
                 b_avail[ccy] -= notional
             else:
                 b_res[ccy] -= limit * q * cpt  # type: ignore[operator]
-                if limit != price:
-                    b_avail[ccy] = b_avail.get(ccy, 0) + (limit - price) * q * cpt  # type: ignore[operator]
-            b_avail[symbol] = b_avail.get(symbol, 0) + q
+                if limit != price:  # the buyer reserved cash, so it has a ccy balance
+                    b_avail[ccy] += (limit - price) * q * cpt  # type: ignore[operator]
+            try:
+                b_avail[symbol] += q
+            except KeyError:
+                b_avail[symbol] = q
             # seller
-            seller = wallets[resting.account]
+            other = resting.account
+            seller = wallets[other]
             seller.reserved[symbol] -= q
             s_avail = seller.avail
-            s_avail[ccy] = s_avail.get(ccy, 0) + notional
+            try:
+                s_avail[ccy] += notional
+            except KeyError:
+                s_avail[ccy] = notional
             # orders and level
             remaining -= q
             left = resting.open_qty - q
@@ -118,7 +125,7 @@ def match_buy(
                     oid,
                     resting.order_id,
                     account,
-                    resting.account,
+                    other,
                     coid,
                     resting.client_order_id,
                 ),
@@ -126,7 +133,7 @@ def match_buy(
             trade_id += 1
             append(trade)
             my_executions(trade)
-            executions[resting.account].append(trade)
+            executions[other].append(trade)
             nxt = resting.next
             if left:
                 break  # the aggressor is done (or out of cash) with the resting order
@@ -137,7 +144,7 @@ def match_buy(
                 nxt.prev = None
             resting.next = resting.level = None
             level.count -= 1
-            opened[resting.account] -= 1
+            opened[other] -= 1
             seq += 1
             append(
                 _tuple_new(
@@ -147,7 +154,7 @@ def match_buy(
                         in_seq,
                         ts,
                         resting.order_id,
-                        resting.account,
+                        other,
                         resting.client_order_id,
                         symbol,
                     ),
@@ -213,12 +220,19 @@ def match_sell(
             notional = price * q * cpt
             # seller
             s_res[symbol] -= q
-            s_avail[ccy] = s_avail.get(ccy, 0) + notional
+            try:
+                s_avail[ccy] += notional
+            except KeyError:
+                s_avail[ccy] = notional
             # buyer: it reserved cash at its own price, which is the trade price
-            buyer = wallets[resting.account]
+            other = resting.account
+            buyer = wallets[other]
             buyer.reserved[ccy] -= notional
             b_avail = buyer.avail
-            b_avail[symbol] = b_avail.get(symbol, 0) + q
+            try:
+                b_avail[symbol] += q
+            except KeyError:
+                b_avail[symbol] = q
             # orders and level
             remaining -= q
             left = resting.open_qty - q
@@ -239,7 +253,7 @@ def match_sell(
                     SELL,
                     resting.order_id,
                     oid,
-                    resting.account,
+                    other,
                     account,
                     resting.client_order_id,
                     coid,
@@ -248,7 +262,7 @@ def match_sell(
             trade_id += 1
             append(trade)
             my_executions(trade)
-            executions[resting.account].append(trade)
+            executions[other].append(trade)
             nxt = resting.next
             if left:
                 break
@@ -259,7 +273,7 @@ def match_sell(
                 nxt.prev = None
             resting.next = resting.level = None
             level.count -= 1
-            opened[resting.account] -= 1
+            opened[other] -= 1
             seq += 1
             append(
                 _tuple_new(
@@ -269,7 +283,7 @@ def match_sell(
                         in_seq,
                         ts,
                         resting.order_id,
-                        resting.account,
+                        other,
                         resting.client_order_id,
                         symbol,
                     ),
