@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from heapq import heappop, heappush
 from typing import Any
 
 from engine.events import Accepted, Cancelled, Done, Event, Replaced, Trade
@@ -178,7 +179,9 @@ class Publisher:
         self.instruments: dict[str, Instrument] = {}
         self._symbols: dict[str, _Symbol] = {}
         self._streams: dict[str, Stream] = {}
-        self._pending: dict[Stream, None] = {}  # conflated streams with pending changes
+        # conflated streams with pending changes: a heap of (due time, tick, stream)
+        self._due: list[tuple[int, int, Stream]] = []
+        self._tick = 0  # insertion counter: equal due times flush in the order they were held
         self._next_due = _NEVER_DUE  # earliest time one of them may publish
         self.callback_errors = 0  # on_candle_closed calls that raised
         self._resting = RestingOrders()
@@ -271,15 +274,13 @@ class Publisher:
         if sym.tape.pending:
             stream = sym.trades_stream
             if stream.interval_us:
-                if stream.offer(ts, ts):
-                    self._hold(stream)
+                self._offer(stream, ts)
             else:
                 stream.publish(ts, sym.tape.take())
         if book.bids.changed or book.asks.changed:
             stream = sym.book_stream
             if stream.interval_us:
-                if stream.offer(ts, ts):
-                    self._hold(stream)
+                self._offer(stream, ts)
             else:
                 data = book.diff()
                 if data is not None:
@@ -287,8 +288,7 @@ class Publisher:
         if ticker.dirty:
             stream = sym.ticker_stream
             if stream.interval_us:
-                if stream.offer(ts, ts):
-                    self._hold(stream)
+                self._offer(stream, ts)
             else:
                 stream.publish(ts, ticker.take())
         if sym.traded:
@@ -296,39 +296,50 @@ class Publisher:
             for _, series, stream in sym.candles:
                 if series.changed:
                     if stream.interval_us:
-                        if stream.offer(ts, ts):
-                            self._hold(stream)
+                        self._offer(stream, ts)
                     else:
                         stream.publish(ts, series.take())
 
-    def _hold(self, stream: Stream) -> None:
-        self._pending[stream] = None
-        due = stream.last_emit_us + stream.interval_us
-        if due < self._next_due:
-            self._next_due = due
+    def _offer(self, stream: Stream, ts: int) -> None:
+        """A conflated stream's feed changed at ``ts``: publish now if its interval has passed
+        since its last publication, else leave the change pending (already pending: only its
+        ``ts`` moves on; newly pending: it goes on the due heap)."""
+        last = stream.last_emit_us
+        interval = stream.interval_us
+        if ts - last >= interval:
+            stream.pending = False
+            data = stream.take()
+            if data is not None:
+                stream.publish(ts, data, ts)
+            return
+        stream.pending_ts = ts
+        if not stream.pending:
+            stream.pending = True
+            due = last + interval
+            self._tick += 1
+            heappush(self._due, (due, self._tick, stream))
+            if due < self._next_due:
+                self._next_due = due
 
     def flush_due(self, now_us: int) -> None:
         """Publish the conflated updates whose interval has passed by ``now_us`` (cheap when
-        none has: one comparison)."""
+        none has: one comparison; else one heap pop per due stream, earliest due first)."""
         if now_us < self._next_due:
             return
-        pending = self._pending
-        next_due = _NEVER_DUE
-        for stream in list(pending):
-            due = stream.last_emit_us + stream.interval_us
-            if due <= now_us:
-                del pending[stream]
+        heap = self._due
+        while heap and heap[0][0] <= now_us:
+            stream = heappop(heap)[2]
+            # an entry is stale when its stream published at an event since (and may be
+            # pending again, with a later entry of its own)
+            if stream.pending and stream.last_emit_us + stream.interval_us <= now_us:
                 stream.flush(now_us)
-            elif due < next_due:
-                next_due = due
-        self._next_due = next_due
+        self._next_due = heap[0][0] if heap else _NEVER_DUE
 
     def flush_all(self) -> None:
-        """Publish everything pending (end of a replay, shutdown)."""
-        pending = self._pending
-        for stream in list(pending):
-            stream.flush()
-        pending.clear()
+        """Publish everything pending (end of a replay, shutdown), earliest due first."""
+        heap = self._due
+        while heap:
+            heappop(heap)[2].flush()
         self._next_due = _NEVER_DUE
 
     # -- reads ------------------------------------------------------------------------------

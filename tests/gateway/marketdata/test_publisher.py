@@ -173,3 +173,19 @@ def test_failing_callbacks_do_not_stall_the_streams() -> None:
     assert pub.callback_errors == 2
     assert [e.seq for e in out if e.channel == "candles.AAPL.1s"] == [1, 2, 3]
     assert [e.seq for e in out if e.channel == "book.AAPL"] == [1, 2, 3, 4]
+
+
+def test_flush_due_skips_a_stream_that_published_since_it_was_held() -> None:
+    pub, out = make(conflate_ms={"book": 1})  # 1 ms
+    for k, ts in enumerate((1_000, 1_100, 2_100, 2_200), start=1):  # publish, hold, due, hold
+        pub.on_events([Accepted(k, k, ts, k, "a", f"c{k}", "AAPL", "sell", "limit", 100 + k, 1,
+                                "GTC")])  # fmt: skip
+    assert [e.ts for e in out if e.channel == "book.AAPL"] == [1_000, 2_100]
+    pub.flush_due(2_500)  # the first hold's due time (2,000) has passed, the second's not
+    assert [e.ts for e in out if e.channel == "book.AAPL"] == [1_000, 2_100]
+    pub.flush_due(3_100)
+    assert [e.ts for e in out if e.channel == "book.AAPL"] == [1_000, 2_100, 2_200]
+    snap = pub.snapshot("book.AAPL")
+    assert snap is not None and snap.seq == 3 and len(snap.data()["asks"]) == 4
+    pub.flush_all()  # nothing left
+    assert pub.seq("book.AAPL") == 3
