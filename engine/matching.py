@@ -1,7 +1,8 @@
 """Matching: an incoming (or re-priced) order against the opposite side of its book.
 
 Price-time priority: the best level first, within it the oldest order first; every trade is
-at the resting order's price. Each fill settles both wallets at once:
+at the resting order's price. Each fill settles the resting order's wallet at once and the
+incoming order's wallet once for all its fills, after the loop:
 
 * buyer: a limit buy consumes ``limit x q`` of its reserved cash and gets ``(limit - price) x
   q`` back (price improvement); a market buy pays ``price x q`` from available cash, filling
@@ -64,12 +65,13 @@ def match_buy(
     append = out.append
     afford = 0
     price = 0
+    spent = 0  # cash of the fills; the buyer's side is settled once, after the loop
     while remaining:
         best = book.best_ask
         if best is None or (not market and best > limit):  # type: ignore[operator]
             break
         if market:
-            afford = b_avail.get(ccy, 0) // (best * cpt * lot) * lot
+            afford = (b_avail.get(ccy, 0) - spent) // (best * cpt * lot) * lot
             if not afford:
                 break
         price = best
@@ -84,17 +86,7 @@ def match_buy(
                     q = afford
                 afford -= q
             notional = price * q * cpt
-            # buyer
-            if market:
-                b_avail[ccy] -= notional
-            else:
-                b_res[ccy] -= limit * q * cpt  # type: ignore[operator]
-                if limit != price:  # the buyer reserved cash, so it has a ccy balance
-                    b_avail[ccy] += (limit - price) * q * cpt  # type: ignore[operator]
-            try:
-                b_avail[symbol] += q
-            except KeyError:
-                b_avail[symbol] = q
+            spent += notional
             # seller
             other = resting.account
             seller = wallets[other]
@@ -168,6 +160,19 @@ def match_buy(
     sq.out_seq = seq
     filled = order.open_qty - remaining
     if filled:
+        # buyer: a market buy pays from available cash; a limit buy consumes its reservation
+        # (limit x filled) and gets the price improvement back
+        if market:
+            b_avail[ccy] -= spent
+        else:
+            used = limit * filled * cpt  # type: ignore[operator]
+            b_res[ccy] -= used
+            if used != spent:  # the buyer reserved cash, so it has a ccy balance
+                b_avail[ccy] += used - spent
+        try:
+            b_avail[symbol] += filled
+        except KeyError:
+            b_avail[symbol] = filled
         engine._next_trade_id = trade_id
         book.last_price = price
         order.open_qty = remaining
@@ -206,6 +211,7 @@ def match_sell(
     s_res = wallet.reserved
     append = out.append
     price = 0
+    proceeds = 0  # the seller's side is settled once, after the loop
     while remaining:
         best = book.best_bid
         if best is None or (not market and best < limit):  # type: ignore[operator]
@@ -218,12 +224,7 @@ def match_sell(
             if q > remaining:
                 q = remaining
             notional = price * q * cpt
-            # seller
-            s_res[symbol] -= q
-            try:
-                s_avail[ccy] += notional
-            except KeyError:
-                s_avail[ccy] = notional
+            proceeds += notional
             # buyer: it reserved cash at its own price, which is the trade price
             other = resting.account
             buyer = wallets[other]
@@ -297,6 +298,11 @@ def match_sell(
     sq.out_seq = seq
     filled = order.open_qty - remaining
     if filled:
+        s_res[symbol] -= filled
+        try:
+            s_avail[ccy] += proceeds
+        except KeyError:
+            s_avail[ccy] = proceeds
         engine._next_trade_id = trade_id
         book.last_price = price
         order.open_qty = remaining
