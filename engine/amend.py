@@ -200,13 +200,28 @@ def replace(engine: Engine, cmd: ReplaceOrder, in_seq: int, ts: int) -> list[Eve
         avail[asset] = have - delta
         reserved[asset] += delta
     keep = price == old_price and qty <= old_qty
+    level = order.level
+    assert level is not None
     if keep:
-        order.level.qty -= old_qty - qty
-        order.open_qty = qty
-    else:
-        book.remove(order)
+        level.qty -= old_qty - qty
+    else:  # leave the level (OrderBook.remove, inlined)
+        prev = order.prev
+        nxt = order.next
+        if prev is None:
+            level.head = nxt
+        else:
+            prev.next = nxt
+        if nxt is None:
+            level.tail = prev
+        else:
+            nxt.prev = prev
+        order.prev = order.next = order.level = None
+        level.qty -= old_qty
+        level.count -= 1
+        if not level.count:
+            book.drop_level(level.side, level.price)
         order.price = price
-        order.open_qty = qty
+    order.open_qty = qty
     order.qty = order.filled + qty
     sq = engine._sq
     seq = sq.out_seq = sq.out_seq + 1
