@@ -22,7 +22,18 @@ _W = 7
 class CandleSeries:
     """The ring of one (symbol, resolution) and the buckets changed since the last update."""
 
-    __slots__ = ("_count", "_data", "_head", "_rendered", "_size", "_texts", "_width_us", "changed")
+    __slots__ = (
+        "_count",
+        "_data",
+        "_from_us",
+        "_head",
+        "_rendered",
+        "_size",
+        "_texts",
+        "_until_us",
+        "_width_us",
+        "changed",
+    )
 
     def __init__(self, width_us: int, size: int, texts: Mapping[int, str]) -> None:
         if size < 1:
@@ -31,6 +42,7 @@ class CandleSeries:
         self._size = size
         self._data = [0] * (_W * size)
         self._head = -1  # slot of the newest bucket
+        self._from_us = self._until_us = 0  # the newest bucket's time span (empty: none yet)
         self._count = 0
         self.changed: list[int] = []  # slots changed since the last update, in order
         # rendered bucket dicts per slot, dropped when the slot changes: closed buckets render
@@ -72,6 +84,8 @@ class CandleSeries:
         head = self._head = (head + 1) % self._size
         if self._count < self._size:
             self._count += 1
+        self._from_us = start = ts - ts % self._width_us
+        self._until_us = start + self._width_us
         i = head * _W
         d[i] = t
         d[i + _O] = d[i + _H] = d[i + _L] = d[i + _C] = ticks
@@ -151,3 +165,41 @@ class CandleSeries:
     def newest(self) -> dict[str, Any] | None:
         """The newest (still open) bucket, or ``None``."""
         return self._render(self._head) if self._head >= 0 else None
+
+
+class CandleSet:
+    """The series of one symbol at every resolution, updated together: a trade inside each
+    series' newest bucket (nearly every trade) is a range check and six stores per series,
+    with no call and no division."""
+
+    __slots__ = ("series",)
+
+    def __init__(self, series: list[CandleSeries]) -> None:
+        self.series = series
+
+    def trade(self, ticks: int, qty: int, ts: int) -> list[tuple[int, dict[str, Any]]] | None:
+        """Apply a trade to every series; the buckets it closed as ``(index, candle)``."""
+        closed: list[tuple[int, dict[str, Any]]] | None = None
+        for k, s in enumerate(self.series):
+            if s._from_us <= ts < s._until_us:  # the newest bucket
+                head = s._head
+                d = s._data
+                i = head * _W
+                if ticks > d[i + _H]:
+                    d[i + _H] = ticks
+                elif ticks < d[i + _L]:
+                    d[i + _L] = ticks
+                d[i + _C] = ticks
+                d[i + _V] += qty
+                d[i + _N] += 1
+                s._rendered[head] = None
+                changed = s.changed
+                if head not in changed:
+                    changed.append(head)
+                continue
+            candle = s.trade(ticks, qty, ts)
+            if candle is not None:
+                if closed is None:
+                    closed = []
+                closed.append((k, candle))
+        return closed

@@ -110,8 +110,9 @@ class OrderStreams:
     def channels(self) -> list[str]:
         return [s.channel for s in self._streams.values()]
 
-    def on_event(self, ev: Event) -> None:
-        """Publish what ``ev`` means for the accounts it concerns.
+    def on_event(self, ev: Event, texts: Mapping[int, str] | None = None) -> None:
+        """Publish what ``ev`` means for the accounts it concerns (``texts``: the price
+        strings of the event's symbol, when the caller has them).
 
         The records are built here field by field, exactly as ``engine.codec.event_to_json``
         and :func:`execution_record` build them (a test checks they are equal), without their
@@ -130,7 +131,11 @@ class OrderStreams:
                 "symbol": ev.symbol,
                 "side": ev.side,
                 "type": ev.type,
-                "price": None if price is None else self._price(ev.symbol, price),
+                "price": None
+                if price is None
+                else texts[price]
+                if texts is not None
+                else self._price(ev.symbol, price),
                 "qty": ev.qty,
                 "tif": ev.tif,
             }
@@ -146,7 +151,7 @@ class OrderStreams:
                 "symbol": ev.symbol,
             }
         elif isinstance(ev, Trade):
-            self._trade(ev)
+            self._trade(ev, texts)
             return
         elif isinstance(ev, Cancelled):
             data = {
@@ -171,7 +176,7 @@ class OrderStreams:
                 "account": ev.account,
                 "clientOrderId": ev.client_order_id,
                 "symbol": ev.symbol,
-                "price": self._price(ev.symbol, ev.price),
+                "price": texts[ev.price] if texts is not None else self._price(ev.symbol, ev.price),
                 "qty": ev.qty,
                 "priorityKept": ev.priority_kept,
             }
@@ -184,12 +189,12 @@ class OrderStreams:
             return
         (self._streams.get(account) or self.stream(account)).publish(ev.ts, data)
 
-    def _trade(self, ev: Trade) -> None:
+    def _trade(self, ev: Trade, texts: Mapping[int, str] | None) -> None:
         """One execution record per side (both for a self-trade), buy side first."""
         streams = self._streams
         buy, sell = ev.buy_account, ev.sell_account
         seq, in_seq, ts, trade_id, symbol = ev.seq, ev.in_seq, ev.ts, ev.trade_id, ev.symbol
-        price = self._price(symbol, ev.price)
+        price = texts[ev.price] if texts is not None else self._price(symbol, ev.price)
         qty = ev.qty
         buy_taker = ev.aggressor == "buy"
         (streams.get(buy) or self.stream(buy)).publish(

@@ -30,7 +30,7 @@ from engine.events import Accepted, Cancelled, Done, Event, Replaced, Trade
 from engine.instruments import Instrument
 from gateway.channels import BOOK, CANDLES, ORDERS, RESOLUTIONS, TICKER, TRADES
 from gateway.envelope import Envelope
-from gateway.marketdata.candles import CandleSeries
+from gateway.marketdata.candles import CandleSeries, CandleSet
 from gateway.marketdata.l2book import L2Book
 from gateway.marketdata.orders import OpenOrders, OrderStreams
 from gateway.marketdata.prices import PriceTexts
@@ -40,6 +40,7 @@ from gateway.marketdata.ticker import Ticker
 from gateway.marketdata.trades import TradeTape
 
 _NEVER_DUE = 1 << 62
+_NO_SYMBOL = object()
 CandleClosed = Callable[[str, str, dict[str, Any]], None]
 InstrumentLookup = Callable[[str], Instrument | None]
 
@@ -102,9 +103,11 @@ class _Symbol:
     __slots__ = (
         "book",
         "book_stream",
+        "candle_set",
         "candles",
         "inst",
         "tape",
+        "texts",
         "ticker",
         "ticker_stream",
         "touched",
@@ -115,7 +118,7 @@ class _Symbol:
     def __init__(self, inst: Instrument, cfg: PublisherConfig, epoch: str, sink: Sink, ts: int):
         self.inst = inst
         sym = inst.symbol
-        pt = PriceTexts(inst.price_text)
+        self.texts = pt = PriceTexts(inst.price_text)
         self.touched = False
         self.traded = False
         self.book = book = L2Book(cfg.book_depth, inst.price_text, pt)
@@ -146,6 +149,7 @@ class _Symbol:
                 take=series.take, interval_us=cfg.interval_us(CANDLES), ts=ts,
             )  # fmt: skip
             self.candles.append((res, series, stream))
+        self.candle_set = CandleSet([series for _, series, _ in self.candles])
         # The book and trades snapshots are rendered at the published state even while
         # conflated changes are pending (L2Book.published_snapshot,
         # TradeTape.published_snapshot); ticker and candle updates carry absolute values, so
@@ -214,33 +218,38 @@ class Publisher:
         """Apply the events of one command (in order) and publish what they changed."""
         touched: list[_Symbol] = []
         resting = self._resting
-        orders = self._orders
+        on_order_event = self._orders.on_event
+        symbols = self._symbols
         ts = 0
+        last_symbol: object = _NO_SYMBOL
+        sym: _Symbol | None = None
         try:
             for ev in events:
                 ts = ev.ts
                 symbol = ev.symbol
-                # the symbol first: a looked-up instrument must be known before rendering prices
-                sym = (self._symbols.get(symbol) or self._symbol(symbol)) if symbol else None
+                if symbol != last_symbol:  # the events of a command mostly share one
+                    last_symbol = symbol
+                    # the symbol first: a looked-up instrument must be known before rendering
+                    sym = (symbols.get(symbol) or self._symbol(symbol)) if symbol else None
+                    if sym is not None and not sym.touched:
+                        sym.touched = True
+                        touched.append(sym)
                 if sym is None:
-                    orders.on_event(ev)
+                    on_order_event(ev)
                     continue
-                if not sym.touched:
-                    sym.touched = True
-                    touched.append(sym)
                 kind = type(ev)
                 if kind is Accepted:
                     resting.accepted(ev, sym.book)  # type: ignore[arg-type]
+                elif kind is Done:
+                    resting.done(ev)  # type: ignore[arg-type]
                 elif kind is Trade:
                     resting.trade(ev, sym.book)  # type: ignore[arg-type]
                     self._trade(sym, ev)  # type: ignore[arg-type]
-                elif kind is Done:
-                    resting.done(ev)  # type: ignore[arg-type]
                 elif kind is Cancelled:
                     resting.cancelled(ev)  # type: ignore[arg-type]
                 elif kind is Replaced:
                     resting.replaced(ev)  # type: ignore[arg-type]
-                orders.on_event(ev)  # last: a failing sink leaves the mirror consistent
+                on_order_event(ev, sym.texts)  # last: a failing sink leaves the mirror consistent
         finally:  # even if a callback raised: never leave a symbol marked touched
             resting.end_command()
             for sym in touched:
@@ -253,11 +262,11 @@ class Publisher:
         sym.tape.add(ev)
         price, qty, ts = ev.price, ev.qty, ev.ts
         sym.ticker.trade(price, qty, ts)
-        for res, series, _ in sym.candles:
-            closed = series.trade(price, qty, ts)
-            if closed is not None and self._on_candle_closed is not None:
+        closed = sym.candle_set.trade(price, qty, ts)
+        if closed is not None and self._on_candle_closed is not None:
+            for k, candle in closed:
                 try:
-                    self._on_candle_closed(sym.inst.symbol, res, closed)
+                    self._on_candle_closed(sym.inst.symbol, sym.candles[k][0], candle)
                 except Exception:  # the archive's problem must not stop the market data
                     self.callback_errors += 1
 

@@ -9,7 +9,7 @@ import pytest
 
 from engine.instruments import Instrument
 from gateway.channels import RESOLUTIONS
-from gateway.marketdata.candles import CandleSeries
+from gateway.marketdata.candles import CandleSeries, CandleSet
 from gateway.marketdata.prices import PriceTexts
 
 INST = Instrument.define(symbol="X", tick="0.01", lot=1)
@@ -106,3 +106,23 @@ def test_late_trade_updates_its_bucket_when_still_in_the_ring() -> None:
 def test_ring_size_must_be_positive() -> None:
     with pytest.raises(ValueError):
         CandleSeries(1_000_000, 0, TEXTS)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_candle_set_equals_separate_series(seed: int) -> None:
+    rng = random.Random(seed)
+    widths = list(RESOLUTIONS.values())
+    alone = [CandleSeries(w, 16, TEXTS) for w in widths]
+    together = CandleSet([CandleSeries(w, 16, TEXTS) for w in widths])
+    ts = T0
+    for _ in range(3_000):
+        # mostly forward, sometimes backwards (an older bucket, maybe no longer in the ring)
+        ts += rng.choice([0, 1, 1_000, 400_000, 5_000_000, 70_000_000, -3_000_000, -900_000_000])
+        trade = (rng.randrange(9_000, 11_000), rng.randrange(1, 100), ts)
+        want = [(k, c) for k, s in enumerate(alone) if (c := s.trade(*trade)) is not None]
+        assert (together.trade(*trade) or []) == want
+        if rng.random() < 0.3:
+            for a, b in zip(alone, together.series, strict=True):
+                assert a.take() == b.take()
+    for a, b in zip(alone, together.series, strict=True):
+        assert a.latest(16) == b.latest(16) and a.take() == b.take()
