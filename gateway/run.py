@@ -37,6 +37,14 @@ ENV: dict[str, tuple[str, Any]] = {
     "candles_db": ("QUOTEGATE_CANDLES_DB", DEFAULT_CANDLES_DB),
     "web_dir": ("QUOTEGATE_WEB_DIR", None),
     "log_level": ("QUOTEGATE_LOG_LEVEL", "info"),
+    "journal": ("QUOTEGATE_JOURNAL", None),
+    "fsync": ("QUOTEGATE_FSYNC", "interval"),
+    "fsync_interval_ms": ("QUOTEGATE_FSYNC_INTERVAL_MS", 5.0),
+    "book_depth": ("QUOTEGATE_BOOK_DEPTH", 50),
+    "conflate_ms": ("QUOTEGATE_CONFLATE_MS", ""),
+    "history_max": ("QUOTEGATE_HISTORY_MAX", 1000),
+    "store_flush_interval_ms": ("QUOTEGATE_STORE_FLUSH_INTERVAL_MS", 50),
+    "gc_threshold": ("QUOTEGATE_GC_THRESHOLD", 50_000),
 }
 
 
@@ -71,6 +79,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     a("--web-dir", help="directory served at / (QUOTEGATE_WEB_DIR, default the repo's web/)")
     a("--log-level", help="debug, info, warning, error (QUOTEGATE_LOG_LEVEL, default info)")
+    a(
+        "--journal",
+        metavar="PATH",
+        help="journal every command to PATH and restore from it at start (QUOTEGATE_JOURNAL; "
+        "default none: nothing is written)",
+    )
+    a(
+        "--fsync",
+        choices=("every", "interval", "never"),
+        help="when the journal reaches the disk (QUOTEGATE_FSYNC, default interval)",
+    )
+    a(
+        "--fsync-interval-ms",
+        type=float,
+        help="group-commit interval of --fsync interval (QUOTEGATE_FSYNC_INTERVAL_MS, default 5)",
+    )
+    a("--book-depth", type=int, help="book levels per side (QUOTEGATE_BOOK_DEPTH, default 50)")
+    a(
+        "--conflate-ms",
+        metavar="KIND=MS,...",
+        help="publish interval per channel kind, e.g. book=100,ticker=250 (kinds: book, "
+        "ticker, candles, trades; QUOTEGATE_CONFLATE_MS, default none: every change)",
+    )
+    a(
+        "--history-max",
+        type=int,
+        help="updates kept per channel for resuming (QUOTEGATE_HISTORY_MAX, default 1000)",
+    )
+    a(
+        "--store-flush-interval-ms",
+        type=int,
+        help="Redis store write batching (QUOTEGATE_STORE_FLUSH_INTERVAL_MS, default 50)",
+    )
+    a(
+        "--gc-threshold",
+        type=int,
+        help="GC generation-0 threshold after setup, 0 leaves the GC alone "
+        "(QUOTEGATE_GC_THRESHOLD, default 50000)",
+    )
 
 
 def settings(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -109,10 +156,13 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from engine.journal import JournalError
     from gateway.accounts import AccountsError
     from gateway.app import create_app
     from gateway.config import GatewayConfig
     from gateway.embedded import EmbeddedConfig, EmbeddedRuntime
+    from gateway.marketdata.publisher import PublisherConfig, parse_conflate_ms
+    from gateway.run_journal import RunJournalConfig
 
     try:
         s = settings(args)
@@ -131,6 +181,21 @@ def run(args: argparse.Namespace) -> int:
             demo_api_key=s["demo_key"],
             redis_url=s["redis"],
             candles_db=s["candles_db"],
+            store_history_max=s["history_max"],
+            store_flush_interval_ms=s["store_flush_interval_ms"],
+            publisher=PublisherConfig(
+                book_depth=s["book_depth"],
+                history_max=s["history_max"],
+                conflate_ms=parse_conflate_ms(str(s["conflate_ms"])),
+            ),
+            journal=(
+                RunJournalConfig(
+                    path=s["journal"], fsync=s["fsync"], fsync_interval_ms=s["fsync_interval_ms"]
+                )
+                if s["journal"]
+                else None
+            ),
+            gc_threshold=s["gc_threshold"],
         )
         gateway = GatewayConfig.from_env(
             overrides={
@@ -141,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
             }
         )
         runtime = EmbeddedRuntime(embedded)
-    except (AccountsError, ValueError, OSError) as exc:
+    except (AccountsError, JournalError, ValueError, OSError) as exc:
         print(f"quotegate run: {exc}", file=sys.stderr)
         return 2
 
@@ -168,6 +233,12 @@ def run(args: argparse.Namespace) -> int:
         f"accounts={embedded.accounts_file or 'demo'}",
         f"quotegate: open http://{host}:{gateway.port}/",
     ]
+    if runtime.journal is not None:
+        jc = runtime.journal.config
+        banner.append(
+            f"quotegate: journal {jc.path} (fsync={jc.fsync}, "
+            f"{runtime.journal.restored_records} commands to restore)"
+        )
     if runtime.accounts.demo_key is not None:
         banner.append(f"quotegate: demo account 'demo', API key: {runtime.accounts.demo_key}")
     print("\n".join(banner), file=sys.stderr, flush=True)  # always shown, whatever the level

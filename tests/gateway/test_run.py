@@ -17,8 +17,9 @@ import orjson
 import pytest
 from websockets.asyncio.client import connect
 
+from engine.journal import scan
 from gateway.marketdata.l2book import checksum_of
-from gateway.run import add_arguments, settings
+from gateway.run import add_arguments, run, settings
 
 KEY = "run-test-key-0123456789"
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,7 +45,12 @@ def _start(port: int, log: Path, *extra: str) -> subprocess.Popen[bytes]:
 @pytest.fixture
 def server(free_port: int, tmp_path: Path) -> Iterator[str]:
     log = tmp_path / "run.log"
-    proc = _start(free_port, log)
+    journal = tmp_path / "data" / "journal.log"
+    proc = _start(
+        free_port, log,
+        "--journal", str(journal), "--book-depth", "20", "--history-max", "500",
+        "--conflate-ms", "candles=200", "--gc-threshold", "20000",
+    )  # fmt: skip
     base = f"http://127.0.0.1:{free_port}"
     try:
         for _ in range(300):
@@ -71,6 +77,11 @@ def server(free_port: int, tmp_path: Path) -> Iterator[str]:
         # the process ended cleanly on SIGTERM
         assert proc.returncode == 0, log.read_text()
         assert f"API key: {KEY}" in log.read_text()
+        # every command was journaled, and the journal was closed whole
+        assert f"quotegate: journal {journal} (fsync=interval, 0 commands" in log.read_text()
+        found = scan(journal)
+        assert found.records > 10 and found.bad_bytes == 0
+        assert Path(f"{journal}.epoch").is_file()
 
 
 def _apply(book: dict[str, dict[str, int]], data: dict[str, Any]) -> None:
@@ -174,6 +185,44 @@ def test_flags_win_over_environment_over_defaults() -> None:
     env = {"QUOTEGATE_PORT": "9001", "QUOTEGATE_RATE": "5", "QUOTEGATE_FEED": "none"}
     s = settings(parser.parse_args(["--port", "9002"]), env)
     assert s["port"] == 9002 and s["rate"] == 5.0 and s["feed"] == "none"
+    assert s["journal"] is None and s["fsync"] == "interval" and s["gc_threshold"] == 50_000
+
+
+def test_journal_publisher_and_store_flags() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    env = {
+        "QUOTEGATE_JOURNAL": "env.log",
+        "QUOTEGATE_FSYNC": "every",
+        "QUOTEGATE_CONFLATE_MS": "book=100,ticker=250",
+        "QUOTEGATE_HISTORY_MAX": "300",
+        "QUOTEGATE_STORE_FLUSH_INTERVAL_MS": "25",
+    }
+    args = parser.parse_args(
+        ["--journal", "flag.log", "--fsync-interval-ms", "2.5", "--book-depth", "10"]
+    )
+    s = settings(args, env)
+    assert s["journal"] == "flag.log" and s["fsync"] == "every"
+    assert s["fsync_interval_ms"] == 2.5 and s["book_depth"] == 10
+    assert s["conflate_ms"] == "book=100,ticker=250" and s["history_max"] == 300
+    assert s["store_flush_interval_ms"] == 25
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--fsync", "sometimes"])
+    with pytest.raises(ValueError, match="QUOTEGATE_HISTORY_MAX"):
+        settings(parser.parse_args([]), {"QUOTEGATE_HISTORY_MAX": "lots"})
     assert s["host"] == "127.0.0.1" and s["symbols"] == "AAPL,MSFT,TSLA"
     with pytest.raises(ValueError, match="QUOTEGATE_PORT"):
         settings(parser.parse_args([]), {"QUOTEGATE_PORT": "abc"})
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [["--conflate-ms", "book=fast"], ["--history-max", "0"], ["--gc-threshold", "-1"]],
+)
+def test_bad_publisher_or_store_values_exit_2(
+    bad: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert run(parser.parse_args(["--feed", "none", "--candles-db", ":memory:", *bad])) == 2
+    assert capsys.readouterr().err.startswith("quotegate run: ")
