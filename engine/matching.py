@@ -12,7 +12,10 @@ incoming order's wallet once for all its fills, after the loop:
 The caller (:class:`engine.core.Engine`) has validated the order, reserved its funds and
 emitted ``accepted`` (or ``replaced``); it rests, finishes or cancels what is left. These
 loops touch the book's levels, the orders' links and the wallets' dicts directly, and keep
-the event and trade counters in locals: this is the engine's hot path.
+the event and trade counters in locals: this is the engine's hot path. The executions lists
+keep each trade's fields as a plain tuple (the argument the ``Trade`` event is built from):
+the cyclic collector untracks tuples of plain values, so a long trading history costs the
+collector nothing (a ``Trade`` namedtuple stays tracked forever).
 """
 
 from __future__ import annotations
@@ -103,29 +106,26 @@ def match_buy(
             resting.filled += q
             level.qty -= q
             seq += 1
-            trade = _tuple_new(
-                Trade,
-                (
-                    seq,
-                    in_seq,
-                    ts,
-                    trade_id,
-                    symbol,
-                    price,
-                    q,
-                    BUY,
-                    oid,
-                    resting.order_id,
-                    account,
-                    other,
-                    coid,
-                    resting.client_order_id,
-                ),
+            fields = (
+                seq,
+                in_seq,
+                ts,
+                trade_id,
+                symbol,
+                price,
+                q,
+                BUY,
+                oid,
+                resting.order_id,
+                account,
+                other,
+                coid,
+                resting.client_order_id,
             )
             trade_id += 1
-            append(trade)
-            my_executions(trade)
-            executions[other].append(trade)
+            append(_tuple_new(Trade, fields))
+            my_executions(fields)  # a plain tuple: the collector untracks it
+            executions[other].append(fields)
             nxt = resting.next
             if left:
                 break  # the aggressor is done (or out of cash) with the resting order
@@ -241,29 +241,26 @@ def match_sell(
             resting.filled += q
             level.qty -= q
             seq += 1
-            trade = _tuple_new(
-                Trade,
-                (
-                    seq,
-                    in_seq,
-                    ts,
-                    trade_id,
-                    symbol,
-                    price,
-                    q,
-                    SELL,
-                    resting.order_id,
-                    oid,
-                    other,
-                    account,
-                    resting.client_order_id,
-                    coid,
-                ),
+            fields = (
+                seq,
+                in_seq,
+                ts,
+                trade_id,
+                symbol,
+                price,
+                q,
+                SELL,
+                resting.order_id,
+                oid,
+                other,
+                account,
+                resting.client_order_id,
+                coid,
             )
             trade_id += 1
-            append(trade)
-            my_executions(trade)
-            executions[other].append(trade)
+            append(_tuple_new(Trade, fields))
+            my_executions(fields)  # a plain tuple: the collector untracks it
+            executions[other].append(fields)
             nxt = resting.next
             if left:
                 break

@@ -10,9 +10,11 @@ per order instead of a dict entry).
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from engine.events import Trade
+
+_tuple_new = tuple.__new__
 
 if TYPE_CHECKING:
     from engine.book import Level
@@ -114,7 +116,9 @@ class OrderManager:
         self._by_id: list[Order | None] = [None]
         self._by_client: dict[str, dict[str, Order]] = {}
         self._open: dict[str, int] = {}  # account -> resting orders
-        self._executions: dict[str, list[Trade]] = {}
+        # account -> the fields of its trades as plain tuples (``Trade`` rebuilt on read):
+        # a plain tuple of ints and strings is untracked by the cyclic collector
+        self._executions: dict[str, list[tuple[Any, ...]]] = {}
 
     def __len__(self) -> int:
         return len(self._by_id) - 1
@@ -145,7 +149,7 @@ class OrderManager:
     def executions(self, account: str) -> list[Trade]:
         """Trades the account took part in, oldest first (a self-trade appears twice: once as
         buyer, once as seller)."""
-        return list(self._executions.get(account, ()))
+        return [_tuple_new(Trade, fields) for fields in self._executions.get(account, ())]
 
     def all_orders(self) -> list[Order]:
         """Every accepted order, by id."""
@@ -183,9 +187,10 @@ class OrderManager:
     def record(self, trade: Trade) -> None:
         """Remember a trade for both accounts' executions."""
         ex = self._executions
+        fields = tuple(trade)
         for account in (trade.buy_account, trade.sell_account):
             found = ex.get(account)
             if found is None:
-                ex[account] = [trade]
+                ex[account] = [fields]
             else:
-                found.append(trade)
+                found.append(fields)
