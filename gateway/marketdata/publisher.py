@@ -49,6 +49,13 @@ CONFLATABLE = (BOOK, TICKER, CANDLES, TRADES)
 """Channel kinds with a publish interval (``orders`` is never conflated)."""
 
 
+VENUE_CONFLATE_MS: Mapping[str, int] = {BOOK: 100, TICKER: 250, CANDLES: 250, TRADES: 0}
+"""Publish intervals as trading venues use them for public feeds (book 100 ms, ticker and
+candles 250 ms, every trade): a preset for a live runtime's ``conflate_ms``. The default
+(:func:`_default_conflation`) publishes every change, as ``quotegate replay --marketdata``
+and the tests expect."""
+
+
 def _default_conflation() -> dict[str, int]:
     return {BOOK: 0, TICKER: 0, CANDLES: 0, TRADES: 0}
 

@@ -49,7 +49,7 @@ class Stream:
 
     __slots__ = (
         "_cache",
-        "_head",
+        "_format",
         "_render",
         "_sink",
         "channel",
@@ -79,11 +79,13 @@ class Stream:
         self.channel = channel
         self.epoch = epoch
         self.wire = wire
-        self._head = b'{"type":"%b","ch":%b,"epoch":%b,"seq":' % (
+        head = b'{"type":"%b","ch":%b,"epoch":%b,"seq":' % (
             UPDATE.encode(),
             orjson.dumps(wire or channel),
             orjson.dumps(epoch),
         )
+        # the whole update envelope as one bytes template: seq, ts and the encoded data
+        self._format = head.replace(b"%", b"%%") + b'%d,"ts":%d,"data":%b}'
         self.seq = 0
         self.last_ts = ts
         self.last_emit_us = NEVER
@@ -103,7 +105,7 @@ class Stream:
         self._cache = None
         # Envelope.build's exact bytes without its per-call overhead: the constant head is
         # encoded once per stream (tests check the bytes are equal).
-        payload = b'%b%d,"ts":%d,"data":%b}' % (self._head, seq, ts, _dumps(data))
+        payload = self._format % (seq, ts, _dumps(data))
         env: Envelope = _new_tuple(Envelope, (UPDATE, self.channel, self.epoch, seq, ts, payload))
         self._sink(env)
         return env
