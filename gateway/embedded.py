@@ -28,6 +28,7 @@ import gc
 import logging
 import re
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -154,6 +155,7 @@ class EmbeddedRuntime:
             pub_cfg = dataclasses.replace(pub_cfg, epoch=journal.epoch(reuse=reuse))
         self._coid_prefix = journal.coid_prefix if journal is not None else ""
         self._replaying = False
+        self._replay_tail: dict[str, deque[Envelope]] = {}
         self.engine = Engine(
             EngineConfig(), clock=clock, journal=journal.journal if journal is not None else None
         )
@@ -263,12 +265,19 @@ class EmbeddedRuntime:
                 self.store.record_snapshot(envelope)
 
     def _sink(self, envelope: Envelope) -> None:
+        if self._replaying:  # replayed history is for the store (resumes), not live
+            tail = self._replay_tail.get(envelope.channel)
+            if tail is None:
+                tail = self._replay_tail[envelope.channel] = deque(
+                    maxlen=self.config.store_history_max
+                )
+            tail.append(envelope)
+            return
         try:
             self.store.record(envelope)
         except Exception:
             self.sink_errors += 1
-        if not self._replaying:  # replayed history is for the store (resumes), not live
-            self.bus.publish(envelope)
+        self.bus.publish(envelope)
 
     def _open_orders(self, account: str) -> list[dict[str, Any]]:
         instruments = self.engine.instruments
@@ -293,6 +302,7 @@ class EmbeddedRuntime:
         for component in (self.archive, self.store, self.bus):
             await component.start()
             self._closers.append(component.close)
+        self._raise_gc_threshold()  # the restore builds a large long-lived state
         if self.journal is not None:
             self._restore(self.journal)
             await self.journal.start()
@@ -343,6 +353,16 @@ class EmbeddedRuntime:
             publisher.flush_all()
         finally:
             self._replaying = False
+        # the store gets what it would keep of the replayed updates: each channel's last
+        # history_max (older ones would only be dropped again)
+        tails, self._replay_tail = self._replay_tail, {}
+        record = self.store.record
+        for tail in tails.values():
+            for envelope in tail:
+                try:
+                    record(envelope)
+                except Exception:
+                    self.sink_errors += 1
         log.info(
             "journal %s: restored %d commands in %.2f s (state %s)",
             journal.config.path,
@@ -370,15 +390,18 @@ class EmbeddedRuntime:
         except ValueError:  # a price off the feed's tick (the journal defined it otherwise)
             pass
 
-    def _freeze_gc(self) -> None:
-        """Move the state built so far out of the collector's view and make generation-0
-        collections rarer: GC pauses dominate the engine's tail latency otherwise."""
+    def _raise_gc_threshold(self) -> None:
         threshold = self.config.gc_threshold
         if threshold and self._gc_saved is None:
-            gc.collect()
-            gc.freeze()
             self._gc_saved = saved = gc.get_threshold()
             gc.set_threshold(threshold, saved[1], saved[2])
+
+    def _freeze_gc(self) -> None:
+        """Move the state built so far (setup, restore) out of the collector's view, with the
+        generation-0 threshold raised: GC pauses dominate the engine's tail latency otherwise."""
+        if self.config.gc_threshold and self._gc_saved is not None:
+            gc.collect()
+            gc.freeze()
 
     def _unfreeze_gc(self) -> None:
         saved, self._gc_saved = self._gc_saved, None

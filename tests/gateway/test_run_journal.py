@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from engine.journal import scan
+from engine.journal import FsyncPolicy, scan
 from gateway.embedded import EmbeddedConfig, EmbeddedRuntime, embedded_services
 from gateway.marketdata.publisher import PublisherConfig
 from gateway.run_journal import RunJournal, RunJournalConfig
@@ -19,12 +19,12 @@ KEY = "journal-test-key-0123456789"
 SYMBOLS = ["AAPL", "MSFT"]
 
 
-def _config(path: Path, **kw: Any) -> EmbeddedConfig:
+def _config(path: Path, fsync: FsyncPolicy = "interval", **kw: Any) -> EmbeddedConfig:
     base: dict[str, Any] = {
         "symbols": SYMBOLS,
         "feed": "none",
         "demo_api_key": KEY,
-        "journal": RunJournalConfig(path=str(path), fsync="never"),
+        "journal": RunJournalConfig(path=str(path), fsync=fsync),
     }
     base.update(kw)
     return EmbeddedConfig(**base)
@@ -98,9 +98,32 @@ async def test_restart_restores_engine_publisher_and_epoch(tmp_path: Path) -> No
     assert scan(path).last_in_seq == before["in_seq"] + 1
 
 
+async def test_replayed_history_is_bounded_by_history_max(tmp_path: Path) -> None:
+    path = tmp_path / "journal.log"
+    runtime = await embedded_services(_config(path, fsync="every", store_history_max=3))
+    try:
+        for i in range(6):
+            await _order(runtime, side="buy", price=f"{10 + i}.00")
+        seq = runtime.publisher.seq("book.AAPL")
+        assert seq is not None
+        live = await runtime.store.resume("book.AAPL", runtime.publisher.epoch, seq - 3)
+    finally:
+        await runtime.close()
+    assert seq == 6 and len(live.updates) == 3
+    again = await embedded_services(_config(path, fsync="every", store_history_max=3))
+    try:
+        epoch = again.publisher.epoch
+        resumed = await again.store.resume("book.AAPL", epoch, seq - 3)
+        assert [e.payload for e in resumed.updates] == [e.payload for e in live.updates]
+        too_old = await again.store.resume("book.AAPL", epoch, seq - 4)
+        assert too_old.snapshot is not None and too_old.snapshot.seq == seq
+    finally:
+        await again.close()
+
+
 async def test_restored_orders_are_live_after_restart(tmp_path: Path) -> None:
     path = tmp_path / "journal.log"
-    runtime = await embedded_services(_config(path))
+    runtime = await embedded_services(_config(path, fsync="never"))
     try:
         await _order(runtime, side="buy", price="10.00", clientOrderId="b1")
     finally:
