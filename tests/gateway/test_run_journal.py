@@ -8,11 +8,14 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from starlette.applications import Starlette
 
 from engine.journal import FsyncPolicy, scan
 from gateway.embedded import EmbeddedConfig, EmbeddedRuntime, embedded_services
 from gateway.marketdata.publisher import PublisherConfig
+from gateway.routes_orders import routes
 from gateway.run_journal import RunJournal, RunJournalConfig
 
 KEY = "journal-test-key-0123456789"
@@ -121,23 +124,43 @@ async def test_replayed_history_is_bounded_by_history_max(tmp_path: Path) -> Non
         await again.close()
 
 
-async def test_restored_orders_are_live_after_restart(tmp_path: Path) -> None:
+def _http(runtime: EmbeddedRuntime) -> httpx.AsyncClient:
+    app = Starlette(routes=routes())
+    app.state.services = runtime.services
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://test",
+        headers={"Authorization": f"Bearer {KEY}"},
+    )
+
+
+async def test_rest_order_is_open_after_restart(tmp_path: Path) -> None:
     path = tmp_path / "journal.log"
+    body = {"symbol": "AAPL", "side": "buy", "type": "limit", "price": "10.00", "qty": 5}
     runtime = await embedded_services(_config(path, fsync="never"))
     try:
-        await _order(runtime, side="buy", price="10.00", clientOrderId="b1")
+        async with _http(runtime) as http:
+            placed = await http.post("/v1/order", json={**body, "clientOrderId": "b1"})
+            assert placed.status_code == 200, placed.text
+            order_id = placed.json()["order"]["orderId"]
     finally:
         await runtime.close()
-    again = await embedded_services(_config(path))
+    again = await embedded_services(_config(path, fsync="never"))
     try:
         seen: list[bytes] = []
         again.bus.add_listener(lambda env: seen.append(env.payload))
         assert seen == []  # the replay was not published on the bus
-        events = await _order(again, side="sell", price="10.00", qty=5)
-        assert any(e["event"] == "trade" for e in events)
-        assert again.services.orders is not None
-        order = await again.services.orders.order_by_client("demo", "b1")
-        assert order is not None and order["status"] == "filled"
+        async with _http(again) as http:
+            got = await http.get(f"/v1/order/{order_id}")
+            assert got.status_code == 200, got.text
+            assert got.json()["clientOrderId"] == "b1" and got.json()["status"] == "new"
+            listed = await http.get("/v1/orders", params={"status": "open"})
+            assert [o["orderId"] for o in listed.json()["orders"]] == [order_id]
+            # it is live: a new sell fills it
+            sold = await http.post("/v1/order", json={**body, "side": "sell"})
+            assert sold.status_code == 200, sold.text
+            got = await http.get(f"/v1/order/{order_id}")
+            assert got.json()["status"] == "filled"
         assert seen, "live updates reach the bus"
     finally:
         await again.close()
