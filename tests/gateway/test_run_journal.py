@@ -276,3 +276,30 @@ def test_journal_config_is_checked(tmp_path: Path) -> None:
         assert journal.epoch() != first  # no records: nothing to keep
     finally:
         asyncio.run(journal.close())
+
+
+@pytest.mark.redis
+async def test_restart_with_redis_keeps_history_and_epoch(tmp_path: Path, redis_url: str) -> None:
+    path = tmp_path / "journal.log"
+    cfg = _config(path, redis_url=redis_url, store_flush_interval_ms=5)
+    runtime = await embedded_services(cfg)
+    try:
+        for i in range(3):
+            await _order(runtime, side="buy", price=f"{10 + i}.00")
+        await runtime.store.flush()
+        epoch = runtime.publisher.epoch
+        before = await runtime.store.resume("book.AAPL", epoch, 0)
+        snap = await runtime.store.snapshot("book.AAPL")
+    finally:
+        await runtime.close()
+    assert snap is not None and len(before.updates) == snap.seq == 3
+    again = await embedded_services(cfg)
+    try:
+        assert again.publisher.epoch == epoch
+        await again.store.flush()
+        after = await again.store.resume("book.AAPL", epoch, 0)
+        assert [e.payload for e in after.updates] == [e.payload for e in before.updates]
+        again_snap = await again.store.snapshot("book.AAPL")
+        assert again_snap is not None and again_snap.payload == snap.payload
+    finally:
+        await again.close()
