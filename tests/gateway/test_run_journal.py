@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from starlette.applications import Starlette
 
@@ -303,3 +304,43 @@ async def test_restart_with_redis_keeps_history_and_epoch(tmp_path: Path, redis_
         assert again_snap is not None and again_snap.payload == snap.payload
     finally:
         await again.close()
+
+
+async def test_replay_feed_restarts_without_collisions_or_double_deposits(tmp_path: Path) -> None:
+    def new(account: str, side: str, qty: int) -> dict[str, Any]:
+        return {"op": "new", "account": account, "clientOrderId": "1", "symbol": "XYZ",
+                "side": side, "type": "limit", "price": "5.5", "qty": qty}  # fmt: skip
+
+    lines = [
+        {"op": "instrument", "symbol": "XYZ", "tick": "0.5", "lot": 10},
+        {"op": "deposit", "account": "a", "asset": "USD", "amount": "1000.00"},
+        {"op": "deposit", "account": "b", "asset": "XYZ", "amount": 100},
+        new("b", "sell", 20),
+        new("a", "buy", 10),
+    ]
+    cmds = tmp_path / "cmds.jsonl"
+    cmds.write_bytes(b"\n".join(orjson.dumps(x) for x in lines))
+    cfg = _config(
+        tmp_path / "journal.log", symbols=[], feed="replay", replay_file=str(cmds), replay_speed=0
+    )
+    rejected: list[bytes] = []
+    for _ in range(2):
+        runtime = EmbeddedRuntime(cfg)
+        runtime.bus.add_listener(
+            lambda env: rejected.append(env.payload) if b'"rejected"' in env.payload else None
+        )
+        await runtime.start()
+        try:
+            assert runtime.feed is not None
+            await asyncio.wait_for(runtime.feed.finished.wait(), 20)  # type: ignore[union-attr]
+        finally:
+            await runtime.close()
+    assert rejected == []
+    # the second run's "b/1" is a new order (prefixed): the first run's "b/1" filled first
+    prefix = f"r{runtime.restored_commands}."
+    open_b = runtime.engine.orders.open_orders("b")
+    assert [(o.client_order_id, o.open_qty) for o in open_b] == [(prefix + "1", 20)]
+    trades = await runtime.store.snapshot("trades.XYZ")
+    assert trades is not None and len(trades.data()["trades"]) == 2
+    balances = await runtime.order_service.account("a")
+    assert balances["balances"]["USD"]["available"] == "890.00"  # deposited once, paid twice
