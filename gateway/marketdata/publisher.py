@@ -287,34 +287,44 @@ class Publisher:
         ask = asks[0] if asks else None
         if bid != ticker.bid or ask != ticker.ask:
             ticker.quote(bid, ask)
+        # A conflated stream that is pending and not yet due only moves its ts on (inline: the
+        # common case under conflation); otherwise _offer decides.
         if sym.tape.pending:
             stream = sym.trades_stream
-            if stream.interval_us:
-                self._offer(stream, ts)
-            else:
+            if not stream.interval_us:
                 stream.publish(ts, sym.tape.take())
+            elif stream.pending and ts - stream.last_emit_us < stream.interval_us:
+                stream.pending_ts = ts
+            else:
+                self._offer(stream, ts)
         if book.bids.changed or book.asks.changed:
             stream = sym.book_stream
-            if stream.interval_us:
-                self._offer(stream, ts)
-            else:
+            if not stream.interval_us:
                 data = book.diff()
                 if data is not None:
                     stream.publish(ts, data)
+            elif stream.pending and ts - stream.last_emit_us < stream.interval_us:
+                stream.pending_ts = ts
+            else:
+                self._offer(stream, ts)
         if ticker.dirty:
             stream = sym.ticker_stream
-            if stream.interval_us:
-                self._offer(stream, ts)
-            else:
+            if not stream.interval_us:
                 stream.publish(ts, ticker.take())
+            elif stream.pending and ts - stream.last_emit_us < stream.interval_us:
+                stream.pending_ts = ts
+            else:
+                self._offer(stream, ts)
         if sym.traded:
             sym.traded = False
             for _, series, stream in sym.candles:
                 if series.changed:
-                    if stream.interval_us:
-                        self._offer(stream, ts)
-                    else:
+                    if not stream.interval_us:
                         stream.publish(ts, series.take())
+                    elif stream.pending and ts - stream.last_emit_us < stream.interval_us:
+                        stream.pending_ts = ts
+                    else:
+                        self._offer(stream, ts)
 
     def _offer(self, stream: Stream, ts: int) -> None:
         """A conflated stream's feed changed at ``ts``: publish now if its interval has passed
