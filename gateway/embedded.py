@@ -36,6 +36,7 @@ from typing import Any
 from engine import Engine, EngineConfig
 from engine.commands import CancelOrder, Command, DefineInstrument, Deposit, NewOrder, ReplaceOrder
 from engine.events import Cancelled, Done, Event, Rejected
+from engine.journal import JournalError
 from engine.sequencer import wall_clock_us
 from feeds.replay import ReplayConfig, ReplayFeed, read_commands
 from feeds.synthetic import DEFAULT_SYMBOLS, SyntheticConfig, SyntheticFeed
@@ -44,6 +45,7 @@ from gateway.bus_memory import MemoryBus
 from gateway.candles_sqlite import SqliteCandleArchive, SqliteCandleConfig
 from gateway.channels import orders_channel, symbol_channels
 from gateway.envelope import Envelope
+from gateway.errors import UNAVAILABLE, GatewayError
 from gateway.marketdata.publisher import Publisher, PublisherConfig
 from gateway.order_service import EngineOrderService, order_to_json
 from gateway.run_journal import RunJournal, RunJournalConfig
@@ -208,14 +210,24 @@ class EmbeddedRuntime:
         self.commands = 0
         self.sink_errors = 0
         self.restored_commands = 0
+        self.journal_error: JournalError | None = None
         self._gc_saved: tuple[int, int, int] | None = None
 
     # -- the sequencing point -------------------------------------------------------------
 
     def submit(self, cmd: Command) -> list[Event]:
-        """Run one command through the engine and publish what it changed."""
+        """Run one command through the engine and publish what it changed. Once the journal
+        fails to take a command, every command is refused (``GatewayError`` ``unavailable``):
+        the runtime never runs what it could not make durable."""
+        if self.journal_error is not None:
+            raise GatewayError(UNAVAILABLE, "commands are refused: the journal cannot be written")
         self.commands += 1
-        events: list[Event] = self.engine.submit(cmd)
+        try:
+            events: list[Event] = self.engine.submit(cmd)
+        except JournalError as exc:  # durability lost: refuse everything from now on
+            self.journal_error = exc
+            log.error("journal failed, refusing commands from now on: %s", exc)
+            raise GatewayError(UNAVAILABLE, "the journal cannot be written") from exc
         if type(cmd) is DefineInstrument:
             self._defined(cmd)
         if events:

@@ -344,3 +344,20 @@ async def test_replay_feed_restarts_without_collisions_or_double_deposits(tmp_pa
     assert trades is not None and len(trades.data()["trades"]) == 2
     balances = await runtime.order_service.account("a")
     assert balances["balances"]["USD"]["available"] == "890.00"  # deposited once, paid twice
+
+
+async def test_a_failed_journal_refuses_commands(tmp_path: Path) -> None:
+    runtime = await embedded_services(_config(tmp_path / "journal.log"))
+    try:
+        async with _http(runtime) as http:
+            body = {"symbol": "AAPL", "side": "buy", "type": "limit", "price": "10.00", "qty": 1}
+            assert (await http.post("/v1/order", json=body)).status_code == 200
+            assert runtime.journal is not None
+            runtime.journal.journal.close()  # as if the disk went away
+            for _ in range(2):
+                refused = await http.post("/v1/order", json=body)
+                assert refused.status_code == 503
+                assert refused.json()["error"]["code"] == "unavailable"
+        assert runtime.journal_error is not None
+    finally:
+        await runtime.close()
