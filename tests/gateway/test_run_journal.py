@@ -54,7 +54,9 @@ async def _state(runtime: EmbeddedRuntime) -> dict[str, Any]:
     ticker = await runtime.store.snapshot("ticker.AAPL")
     trades = await runtime.store.snapshot("trades.AAPL")
     mine = await runtime.store.snapshot("orders.demo")
+    candles = await runtime.store.snapshot("candles.AAPL.1m")
     assert book is not None and ticker is not None and trades is not None and mine is not None
+    assert candles is not None
     assert runtime.services.orders is not None
     return {
         "hash": runtime.engine.state_hash(),
@@ -65,6 +67,7 @@ async def _state(runtime: EmbeddedRuntime) -> dict[str, Any]:
         "ticker": (ticker.seq, ticker.data()),
         "trades": (trades.seq, trades.data()),
         "orders": (mine.seq, mine.data()),
+        "candles": (candles.seq, candles.data()),
         "account": await runtime.services.orders.account("demo"),
     }
 
@@ -81,6 +84,7 @@ async def test_restart_restores_engine_publisher_and_epoch(tmp_path: Path) -> No
     finally:
         await runtime.close()
     assert before["trades"][1]["trades"], "a trade happened"
+    assert before["candles"][1]["candles"], "and made a candle"
 
     again = await embedded_services(_config(path))
     try:
