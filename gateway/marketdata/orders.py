@@ -73,16 +73,6 @@ class OrderStreams:
         self._streams: dict[str, Stream] = {}
         self._texts: dict[str, PriceTexts] = {}  # symbol -> cached price strings
 
-    def _price(self, symbol: str, ticks: int) -> str:
-        """``engine.codec``'s price text (plain ticks for an unknown symbol), cached."""
-        texts = self._texts.get(symbol)
-        if texts is None:
-            inst = self._instruments.get(symbol)
-            if inst is None:
-                return str(ticks)
-            texts = self._texts[symbol] = PriceTexts(inst.price_text)
-        return texts[ticks]
-
     def stream(self, account: str) -> Stream:
         """The account's stream (created on first use, seq 0)."""
         s = self._streams.get(account)
@@ -114,87 +104,125 @@ class OrderStreams:
         """Publish what ``ev`` means for the accounts it concerns (``texts``: the price
         strings of the event's symbol, when the caller has them).
 
-        The records are built here field by field, exactly as ``engine.codec.event_to_json``
-        and :func:`execution_record` build them (a test checks they are equal), without their
-        per-call dispatch and validation: this runs once per engine event."""
-        data: dict[str, Any]
-        if isinstance(ev, Accepted):
-            price = ev.price
-            data = {
+        The records are built field by field by the per-kind methods, exactly as
+        ``engine.codec.event_to_json`` and :func:`execution_record` build them (a test checks
+        they are equal, bytes included), without their per-call dispatch and validation: this
+        runs once per engine event. The publisher calls the per-kind methods directly."""
+        if texts is None:
+            texts = self._texts_for(ev.symbol)
+        kind = type(ev)
+        if kind is Accepted:
+            self.accepted(ev, texts)  # type: ignore[arg-type]
+        elif kind is Done:
+            self.done(ev)  # type: ignore[arg-type]
+        elif kind is Trade:
+            self.trade(ev, texts)  # type: ignore[arg-type]
+        elif kind is Cancelled:
+            self.cancelled(ev)  # type: ignore[arg-type]
+        elif kind is Replaced:
+            self.replaced(ev, texts)  # type: ignore[arg-type]
+        else:
+            self.other(ev)
+
+    def _texts_for(self, symbol: str | None) -> Mapping[int, str]:
+        texts = self._texts.get(symbol) if symbol is not None else None
+        if texts is None:
+            inst = self._instruments.get(symbol) if symbol is not None else None
+            if inst is None:  # the codec shows plain ticks (not cached: it may come later)
+                return PriceTexts(str)
+            assert symbol is not None
+            texts = self._texts[symbol] = PriceTexts(inst.price_text)
+        return texts
+
+    def accepted(self, ev: Accepted, texts: Mapping[int, str]) -> None:
+        price = ev.price
+        account = ev.account
+        (self._streams.get(account) or self.stream(account)).publish(
+            ev.ts,
+            {
                 "event": "accepted",
                 "seq": ev.seq,
                 "inSeq": ev.in_seq,
                 "ts": ev.ts,
                 "orderId": ev.order_id,
-                "account": ev.account,
+                "account": account,
                 "clientOrderId": ev.client_order_id,
                 "symbol": ev.symbol,
                 "side": ev.side,
                 "type": ev.type,
-                "price": None
-                if price is None
-                else texts[price]
-                if texts is not None
-                else self._price(ev.symbol, price),
+                "price": None if price is None else texts[price],
                 "qty": ev.qty,
                 "tif": ev.tif,
-            }
-        elif isinstance(ev, Done):
-            data = {
+            },
+        )
+
+    def done(self, ev: Done) -> None:
+        account = ev.account
+        (self._streams.get(account) or self.stream(account)).publish(
+            ev.ts,
+            {
                 "event": "done",
                 "seq": ev.seq,
                 "inSeq": ev.in_seq,
                 "ts": ev.ts,
                 "orderId": ev.order_id,
-                "account": ev.account,
+                "account": account,
                 "clientOrderId": ev.client_order_id,
                 "symbol": ev.symbol,
-            }
-        elif isinstance(ev, Trade):
-            self._trade(ev, texts)
-            return
-        elif isinstance(ev, Cancelled):
-            data = {
+            },
+        )
+
+    def cancelled(self, ev: Cancelled) -> None:
+        account = ev.account
+        (self._streams.get(account) or self.stream(account)).publish(
+            ev.ts,
+            {
                 "event": "cancelled",
                 "seq": ev.seq,
                 "inSeq": ev.in_seq,
                 "ts": ev.ts,
                 "orderId": ev.order_id,
-                "account": ev.account,
+                "account": account,
                 "clientOrderId": ev.client_order_id,
                 "symbol": ev.symbol,
                 "remaining": ev.remaining,
                 "reason": ev.reason,
-            }
-        elif isinstance(ev, Replaced):
-            data = {
+            },
+        )
+
+    def replaced(self, ev: Replaced, texts: Mapping[int, str]) -> None:
+        account = ev.account
+        (self._streams.get(account) or self.stream(account)).publish(
+            ev.ts,
+            {
                 "event": "replaced",
                 "seq": ev.seq,
                 "inSeq": ev.in_seq,
                 "ts": ev.ts,
                 "orderId": ev.order_id,
-                "account": ev.account,
+                "account": account,
                 "clientOrderId": ev.client_order_id,
                 "symbol": ev.symbol,
-                "price": texts[ev.price] if texts is not None else self._price(ev.symbol, ev.price),
+                "price": texts[ev.price],
                 "qty": ev.qty,
                 "priorityKept": ev.priority_kept,
-            }
-        else:  # rejected: the codec's own rendering (without an account: nowhere)
-            if ev.account is None:
-                return
-            data = event_to_json(ev, self._instruments)
-        account = ev.account
-        if account is None:  # (narrowing: only a rejected can lack one)
-            return
-        (self._streams.get(account) or self.stream(account)).publish(ev.ts, data)
+            },
+        )
 
-    def _trade(self, ev: Trade, texts: Mapping[int, str] | None) -> None:
+    def other(self, ev: Event) -> None:
+        """Any other event with an account (``rejected``): the codec's own rendering; without
+        an account (a malformed line) it goes nowhere."""
+        account = getattr(ev, "account", None)
+        if account is not None:
+            data = event_to_json(ev, self._instruments)
+            (self._streams.get(account) or self.stream(account)).publish(ev.ts, data)
+
+    def trade(self, ev: Trade, texts: Mapping[int, str]) -> None:
         """One execution record per side (both for a self-trade), buy side first."""
         streams = self._streams
         buy, sell = ev.buy_account, ev.sell_account
         seq, in_seq, ts, trade_id, symbol = ev.seq, ev.in_seq, ev.ts, ev.trade_id, ev.symbol
-        price = texts[ev.price] if texts is not None else self._price(symbol, ev.price)
+        price = texts[ev.price]
         qty = ev.qty
         buy_taker = ev.aggressor == "buy"
         (streams.get(buy) or self.stream(buy)).publish(

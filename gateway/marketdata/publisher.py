@@ -225,7 +225,7 @@ class Publisher:
         """Apply the events of one command (in order) and publish what they changed."""
         touched: list[_Symbol] = []
         resting = self._resting
-        on_order_event = self._orders.on_event
+        orders = self._orders
         symbols = self._symbols
         ts = 0
         last_symbol: object = _NO_SYMBOL
@@ -242,21 +242,29 @@ class Publisher:
                         sym.touched = True
                         touched.append(sym)
                 if sym is None:
-                    on_order_event(ev)
+                    orders.on_event(ev)
                     continue
+                # the mirror first, the orders record last: a failing sink leaves the mirror
+                # consistent
                 kind = type(ev)
                 if kind is Accepted:
                     resting.accepted(ev, sym.book)  # type: ignore[arg-type]
+                    orders.accepted(ev, sym.texts)  # type: ignore[arg-type]
                 elif kind is Done:
                     resting.done(ev)  # type: ignore[arg-type]
+                    orders.done(ev)  # type: ignore[arg-type]
                 elif kind is Trade:
                     resting.trade(ev, sym.book)  # type: ignore[arg-type]
                     self._trade(sym, ev)  # type: ignore[arg-type]
+                    orders.trade(ev, sym.texts)  # type: ignore[arg-type]
                 elif kind is Cancelled:
                     resting.cancelled(ev)  # type: ignore[arg-type]
+                    orders.cancelled(ev)  # type: ignore[arg-type]
                 elif kind is Replaced:
                     resting.replaced(ev)  # type: ignore[arg-type]
-                on_order_event(ev, sym.texts)  # last: a failing sink leaves the mirror consistent
+                    orders.replaced(ev, sym.texts)  # type: ignore[arg-type]
+                else:
+                    orders.other(ev)
         finally:  # even if a callback raised: never leave a symbol marked touched
             resting.end_command()
             for sym in touched:
