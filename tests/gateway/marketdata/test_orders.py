@@ -82,9 +82,9 @@ def test_snapshot_lists_open_orders() -> None:
 
 def test_records_equal_the_codec_rendering() -> None:
     from engine.codec import event_to_json
-    from engine.events import Cancelled, Done
+    from engine.events import Cancelled, Done, Event
 
-    events = [
+    events: list[Event] = [
         Accepted(1, 1, 10, 11, "alice", "a-1", "AAPL", "buy", "limit", 12_345, 7, "GTC"),
         Accepted(2, 2, 11, 12, "bob", 'b-"1\\', "AAPL", "sell", "market", None, 7, "IOC"),
         Accepted(3, 3, 12, 13, "bob", "b-3", "MSFT", "sell", "limit", 250, 1, "GTC"),  # unknown

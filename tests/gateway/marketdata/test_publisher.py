@@ -189,3 +189,20 @@ def test_flush_due_skips_a_stream_that_published_since_it_was_held() -> None:
     assert snap is not None and snap.seq == 3 and len(snap.data()["asks"]) == 4
     pub.flush_all()  # nothing left
     assert pub.seq("book.AAPL") == 3
+
+
+def test_conflation_builds_no_snapshot_nobody_asked_for() -> None:
+    # A conflated book or trades stream used to cache ("freeze") its snapshot before each
+    # interval's first pending change: at a low event rate, one snapshot build per command.
+    pub, out = make(conflate_ms={"book": 100, "trades": 100})
+    streams = [pub._streams["book.AAPL"], pub._streams["trades.AAPL"]]
+    for k in range(1, 40):
+        ts = k * 30_000  # 30 ms apart: some publish at once, some wait for flush_due
+        pub.flush_due(ts)
+        pub.on_events([Accepted(k, k, ts, k, "a", f"c{k}", "AAPL", "sell", "limit", 100 + k, 1,
+                                "GTC")])  # fmt: skip
+        assert all(s._cache is None for s in streams)
+    published = [level for b in by_channel(out, "book.AAPL") for level in b["asks"]]
+    snap = pub.snapshot("book.AAPL")  # built when asked: the published state only
+    assert snap is not None and snap.seq == pub.seq("book.AAPL")
+    assert snap.data()["asks"] == published and len(published) < 39

@@ -54,7 +54,8 @@ def test_publish_bytes_equal_envelope_build() -> None:
     assert type(env) is Envelope and env.data() == data
     plain, _, _ = make()
     assert plain.publish(5, [1]) == Envelope.build("update", "x.A", "ep", 1, 5, [1])
-    odd = Stream('orders.100%d"\\', "e%s", [].append, dict)  # % and escapes in the names
+    sink: list[Envelope] = []
+    odd = Stream('orders.100%d"\\', "e%s", sink.append, dict)  # % and escapes in the names
     assert odd.publish(3, {}) == Envelope.build("update", 'orders.100%d"\\', "e%s", 1, 3, {})
 
 
