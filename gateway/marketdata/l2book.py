@@ -117,6 +117,13 @@ class Side:
         depth = self.depth
         new_b = keys[depth - 1] if len(keys) >= depth else INF
         old_b = self.old_boundary
+        if new_b == old_b and len(changed) == 1:  # the common case: one level, no boundary move
+            ((key, old_qty),) = changed.items()
+            changed.clear()
+            qty = levels.get(key, 0)
+            if key > new_b or qty == old_qty:
+                return []
+            return [[self.texts[key], qty]]
         out: list[tuple[int, int]] = []
         for key, old_qty in changed.items():
             qty = levels.get(key, 0)
