@@ -71,7 +71,8 @@ def cancel(engine: Engine, cmd: CancelOrder, in_seq: int, ts: int) -> list[Event
         order = engine._by_client[account][coid]
     except (KeyError, TypeError):  # unknown (or unhashable) account or clientOrderId
         order = None
-    level = None if order is None or type(account) is not str else order.level
+    exact = type(account) is str and type(coid) is str  # (str subclasses are malformed)
+    level = None if order is None or not exact else order.level
     if level is None:
         found = _open_order(engine, cmd, in_seq, ts)
         assert type(found) is list
@@ -124,7 +125,12 @@ def replace(engine: Engine, cmd: ReplaceOrder, in_seq: int, ts: int) -> list[Eve
         order = engine._by_client[account][coid]
     except (KeyError, TypeError):
         order = None
-    if order is None or order.level is None or type(account) is not str:
+    if (
+        order is None
+        or order.level is None
+        or type(account) is not str  # (str subclasses are malformed)
+        or type(coid) is not str
+    ):
         found = _open_order(engine, cmd, in_seq, ts)
         assert type(found) is list
         return found
@@ -138,10 +144,12 @@ def replace(engine: Engine, cmd: ReplaceOrder, in_seq: int, ts: int) -> list[Eve
         )
     price = old_price
     if price_text is not None:
-        try:
-            new_price = inst._ticks_memo[price_text]
-        except (KeyError, TypeError):
-            new_price = inst.ticks(price_text)
+        new_price = None
+        if type(price_text) is str:  # (a str subclass is not a price: bad_price)
+            try:
+                new_price = inst._ticks_memo[price_text]
+            except KeyError:
+                new_price = inst.ticks(price_text)
         if new_price is None:
             return engine._reject(
                 in_seq,

@@ -316,10 +316,13 @@ class Engine:
                 return self._reject(
                     in_seq, ts, account, coid, MALFORMED, f"bad tif {tif!r}", symbol
                 )
-            try:
-                price = inst._ticks_memo[price_text]  # type: ignore[index]
-            except (KeyError, TypeError):
-                price = inst.ticks(price_text)
+            if type(price_text) is str:  # (a str subclass is not a price: bad_price)
+                try:
+                    price = inst._ticks_memo[price_text]
+                except KeyError:
+                    price = inst.ticks(price_text)
+            else:
+                price = None
             if price is None:
                 return self._reject(
                     in_seq,
