@@ -131,3 +131,12 @@ def test_can_fill_counts_only_crossing_liquidity() -> None:
     assert not book.can_fill(SELL, 91, 1) and not book.can_fill(SELL, 1, 6)
     assert book.can_fill(SELL, 1, 5)
     assert not OrderBook("Y").can_fill(BUY, 100, 1)
+
+
+def test_level_knows_its_book_and_what_a_share_reserves() -> None:
+    book = OrderBook("X", "EUR", 1_000_000)
+    book.add(order(BUY, 250))
+    book.add(order(SELL, 260))
+    bid, ask = book.bids[250], book.asks[260]
+    assert (bid.book, bid.side, bid.asset, bid.unit) == (book, BUY, "EUR", 250 * 1_000_000)
+    assert (ask.book, ask.side, ask.asset, ask.unit) == (book, SELL, "X", 1)

@@ -61,3 +61,15 @@ def test_executions_recorded_for_both_accounts() -> None:
     assert m.executions("a") == [t] and m.executions("b") == [t]
     m.executions("a").clear()  # a copy
     assert m.executions("a") == [t]
+
+
+def test_executions_are_trades_kept_untracked_by_the_gc() -> None:
+    import gc
+
+    m = OrderManager()
+    t = Trade(1, 1, 1, 1, "X", 10, 1, "buy", 1, 2, "a", "b", "c1", "c2")
+    m.record(t)
+    gc.collect()  # a plain tuple of ints and strings is untracked by a collection
+    assert not any(gc.is_tracked(fields) for fields in m._executions["a"])
+    (got,) = m.executions("b")
+    assert type(got) is Trade and got == t and got.sell_client_order_id == "c2"
