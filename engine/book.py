@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterator
+from heapq import heappop, heappush
 
 from engine.commands import BUY, SELL
 from engine.orders import Order
+
+_object_new = object.__new__
 
 
 class Level:
@@ -94,45 +97,55 @@ class OrderBook:
         """Append a resting order (``order.price`` set) at the back of its level."""
         price = order.price
         assert price is not None
-        if order.side == BUY:
-            levels = self.bids
-            level = levels.get(price)
-            if level is None:
-                level = levels[price] = Level(
-                    price, self, BUY, self.currency, price * self.cash_per_tick
-                )
-                heap = self._bid_heap
-                heapq.heappush(heap, -price)
-                if len(heap) > 2 * len(levels) + 64:
-                    self._bid_heap = [-p for p in levels]
-                    heapq.heapify(self._bid_heap)
-                best = self.best_bid
-                if best is None or price > best:
-                    self.best_bid = price
-        else:
-            levels = self.asks
-            level = levels.get(price)
-            if level is None:
-                level = levels[price] = Level(price, self, SELL, self.symbol, 1)
-                heap = self._ask_heap
-                heapq.heappush(heap, price)
-                if len(heap) > 2 * len(levels) + 64:
-                    self._ask_heap = list(levels)
-                    heapq.heapify(self._ask_heap)
-                best = self.best_ask
-                if best is None or price < best:
-                    self.best_ask = price
-        tail = level.tail
+        buy = order.side == BUY
+        levels = self.bids if buy else self.asks
+        level = levels.get(price)
+        if level is not None:
+            tail = level.tail
+            order.level = level
+            order.prev = tail
+            order.next = None
+            if tail is None:
+                level.head = order
+            else:
+                tail.next = order
+            level.tail = order
+            level.qty += order.open_qty
+            level.count += 1
+            return
+        # a new level holding just this order (Level.__init__, inlined)
+        level = levels[price] = _object_new(Level)
+        level.price = price
+        level.book = self
+        level.head = level.tail = order
+        level.qty = order.open_qty
+        level.count = 1
         order.level = level
-        order.prev = tail
-        order.next = None
-        if tail is None:
-            level.head = order
+        order.prev = order.next = None
+        if buy:
+            level.side = BUY
+            level.asset = self.currency
+            level.unit = price * self.cash_per_tick
+            heap = self._bid_heap
+            heappush(heap, -price)
+            if len(heap) > 2 * len(levels) + 64:
+                self._bid_heap = [-p for p in levels]
+                heapq.heapify(self._bid_heap)
+            best = self.best_bid
+            if best is None or price > best:
+                self.best_bid = price
         else:
-            tail.next = order
-        level.tail = order
-        level.qty += order.open_qty
-        level.count += 1
+            level.side = SELL
+            level.asset = self.symbol
+            level.unit = 1
+            heap = self._ask_heap
+            heappush(heap, price)
+            if len(heap) > 2 * len(levels) + 64:
+                self._ask_heap = list(levels)
+                heapq.heapify(self._ask_heap)
+            best = self.best_ask
+            if best is None or price < best:
+                self.best_ask = price
 
     def remove(self, order: Order) -> None:
         """Unlink a resting order (its ``open_qty`` leaves the level's total)."""
@@ -155,24 +168,30 @@ class OrderBook:
             self.drop_level(order.side, level.price)
 
     def drop_level(self, side: str, price: int) -> None:
-        """Remove an empty level and refresh the cached best price."""
+        """Remove an empty level and refresh the cached best price (the heap's top, popping
+        prices whose level is gone)."""
         if side == BUY:
-            del self.bids[price]
+            levels = self.bids
+            del levels[price]
             if price == self.best_bid:
-                self.best_bid = self._top(self._bid_heap, self.bids, -1)
+                heap = self._bid_heap
+                while heap:
+                    if -heap[0] in levels:
+                        self.best_bid = -heap[0]
+                        return
+                    heappop(heap)
+                self.best_bid = None
         else:
-            del self.asks[price]
+            levels = self.asks
+            del levels[price]
             if price == self.best_ask:
-                self.best_ask = self._top(self._ask_heap, self.asks, 1)
-
-    @staticmethod
-    def _top(heap: list[int], levels: dict[int, Level], sign: int) -> int | None:
-        while heap:
-            price = heap[0] * sign
-            if price in levels:
-                return price
-            heapq.heappop(heap)
-        return None
+                heap = self._ask_heap
+                while heap:
+                    if heap[0] in levels:
+                        self.best_ask = heap[0]
+                        return
+                    heappop(heap)
+                self.best_ask = None
 
     # -- readers ----------------------------------------------------------------------------
 
