@@ -16,15 +16,27 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from engine.instruments import Instrument
-from engine.units import format_cash, format_scaled
+from engine.units import CASH_DECIMALS, format_scaled
 
 DAY_US = 86_400_000_000
+_CASH_SCALE = 10**CASH_DECIMALS
+
+
+def cash_text(units: int) -> str:
+    """``engine.units.format_cash`` for a non-negative amount (a turnover), in one division:
+    at least two decimals, trailing zeros past them dropped."""
+    whole, frac = divmod(units, _CASH_SCALE)
+    if not frac:
+        return f"{whole}.00"
+    text = f"{frac:0{CASH_DECIMALS}d}".rstrip("0")
+    return f"{whole}.{text}" if len(text) >= 2 else f"{whole}.{text}0"
 
 
 class Ticker:
     """Session values of one symbol (prices in ticks, turnover in cash units)."""
 
     __slots__ = (
+        "_changes",
         "_inst",
         "_session",
         "_texts",
@@ -54,6 +66,8 @@ class Ticker:
         self.ask: int | None = None
         self.dirty = False
         self._session: dict[str, Any] | None = None  # rendered session values (cache)
+        # change (ticks) -> (change text, change % text) for the session's open (cache)
+        self._changes: dict[int, tuple[str, str]] = {}
 
     def trade(self, ticks: int, qty: int, ts: int) -> None:
         day = ts // DAY_US
@@ -62,6 +76,7 @@ class Ticker:
             self.open = self.high = self.low = ticks
             self.volume = 0
             self.turnover = 0
+            self._changes.clear()
         elif ticks > self.high:
             self.high = ticks
         elif ticks < self.low:
@@ -118,15 +133,23 @@ class Ticker:
         else:
             open_ = self.open
             change = self.last - open_
+            texts = self._changes.get(change)
+            if texts is None:
+                if len(self._changes) >= 4_096:
+                    self._changes.clear()
+                texts = self._changes[change] = (
+                    format_scaled(change * inst.tick_units, inst.price_decimals),
+                    change_pct(change, open_),
+                )
             out = {
                 "last": pt(self.last),
                 "open": pt(open_),
                 "high": pt(self.high),
                 "low": pt(self.low),
                 "volume": self.volume,
-                "turnover": format_cash(self.turnover),
-                "change": format_scaled(change * inst.tick_units, inst.price_decimals),
-                "changePct": change_pct(change, open_),
+                "turnover": cash_text(self.turnover),
+                "change": texts[0],
+                "changePct": texts[1],
             }
         return out
 

@@ -67,3 +67,13 @@ def test_change_pct_rounds_half_away_from_zero() -> None:
     assert change_pct(-1, 80_000) == "0.00"
     assert change_pct(0, 7) == "0.00"
     assert change_pct(1, 20_000) == "0.01"  # 0.005 rounds up
+
+
+def test_cash_text_equals_format_cash() -> None:
+    from gateway.marketdata.ticker import cash_text
+
+    rng = random.Random(3)
+    values = [0, 1, 10, 99, 100, 10**6, 10**8, 10**8 + 1, 12_345_678_900, 5 * 10**7, 10**20]
+    values += [rng.randrange(0, 10 ** rng.randrange(1, 20)) for _ in range(5_000)]
+    for v in values:
+        assert cash_text(v) == format_cash(v), v
