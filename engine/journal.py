@@ -3,13 +3,23 @@
 One record per input command, in input-sequence order::
 
     <crc32 of the JSON, 8 lowercase hex digits> <JSON>\\n
-    JSON = {"inSeq": 17, "ts": 1700000000000000, "cmd": {<engine.codec.command_to_json>}}
+    JSON (format 2) = [inSeq, ts, opCode, <the command's fields in their NamedTuple order>]
+    e.g. [17,1700000000000000,2,"acct1","o9","ACME","buy","limit","10.01",5,"GTC",null]
 
-``ts`` is the time the sequencer stamped on the command (the event time); ``cmd`` keeps the
-command exactly as it arrived, including a :class:`~engine.commands.Malformed` one (as
-``{"op": "malformed", "message": .., "reason": ..}``), so that replaying it yields the same
-``rejected`` event. Records are decoded back field for field, without re-validation: the
-engine validates them again when they are replayed, exactly as it did live.
+The first byte of the JSON is the record's format marker: ``[`` is format 2, the positional
+record written now (one ``orjson.dumps`` of a plain tuple, no dict); ``{`` is format 1, the
+record of earlier versions (``{"inSeq": .., "ts": .., "cmd": {<command_to_json>}}``), still
+read, so an old journal replays and can be appended to (a file may hold both). A record with a
+good checksum and any other first byte is of a format this version does not know: opening,
+scanning or replaying it raises :class:`JournalError` (it is never cut as a torn tail).
+Op codes: 0 instrument, 1 deposit, 2 new, 3 cancel, 4 replace, 5 malformed
+(:data:`OP_CODES`); the op code plus 16 marks a record written by the stdlib encoder (see
+:func:`_body`).
+
+``ts`` is the time the sequencer stamped on the command (the event time); the command is kept
+exactly as it arrived, including a :class:`~engine.commands.Malformed` one, so that replaying
+it yields the same ``rejected`` event. Records are decoded back field for field, without
+re-validation: the engine validates them again when they are replayed, exactly as it did live.
 
 Opening a journal scans it, verifies every checksum and the gap-free ``inSeq`` numbering, and
 cuts a torn or corrupt tail (everything from the first bad record on) by truncating the file;
@@ -43,7 +53,6 @@ from typing import Any, Literal, Protocol, TypeVar
 
 import orjson
 
-from engine.codec import command_to_json
 from engine.commands import (
     GTC,
     CancelOrder,
@@ -62,6 +71,7 @@ _HEX = frozenset(b"0123456789abcdef")
 _NEVER = 1 << 62
 _sync = getattr(os, "fdatasync", os.fsync)
 _dumps = orjson.dumps
+_loads = orjson.loads
 _crc32 = zlib.crc32
 _monotonic_ns = time.monotonic_ns
 
@@ -95,38 +105,42 @@ class JournalConfig:
 
 # --------------------------------------------------------------------------- records
 
+# the op code of each command type in a format-2 record, and the type of each op code
+OP_CODES: dict[type, int] = {
+    DefineInstrument: 0,
+    Deposit: 1,
+    NewOrder: 2,
+    CancelOrder: 3,
+    ReplaceOrder: 4,
+    Malformed: 5,
+}
+_STDLIB = 16  # added to the op code of a record written by the stdlib encoder
+_TYPES: dict[int, Any] = {code: kind for kind, code in OP_CODES.items()}
+_TYPES.update({code + _STDLIB: kind for kind, code in OP_CODES.items()})
+_new_tuple = tuple.__new__
+_OP_CODE = OP_CODES
+
 
 def _body(in_seq: int, ts: int, cmd: Command) -> bytes:
     """A record's JSON. What orjson cannot write (a string with a lone surrogate, which
     Python's ``json`` module accepts in input; an integer beyond 64 bits) is written by the
-    stdlib encoder, marked ``"enc":"json"`` so that it is read back by the stdlib decoder
+    stdlib encoder, its op code plus 16, so that it is read back by the stdlib decoder
     (orjson would read a big integer as a float)."""
-    obj: dict[str, Any] = {"inSeq": in_seq, "ts": ts, "cmd": command_to_json(cmd)}
+    code = OP_CODES[type(cmd)]
     try:
-        return _dumps(obj)
+        return _dumps((in_seq, ts, code) + cmd)  # noqa: RUF005 (faster than unpacking)
     except orjson.JSONEncodeError:
-        obj["enc"] = "json"
-        return json.dumps(obj, separators=(",", ":")).encode()
+        return json.dumps((in_seq, ts, code + _STDLIB, *cmd), separators=(",", ":")).encode()
 
 
 def encode_record(in_seq: int, ts: int, cmd: Command) -> bytes:
     """One journal record, with its trailing newline."""
     body = _body(in_seq, ts, cmd)
-    return b"%08x " % zlib.crc32(body) + body + b"\n"
-
-
-def _loads(body: bytes) -> Any:
-    try:
-        obj = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return json.loads(body)  # lone surrogates (see _body); raises ValueError if bad
-    if type(obj) is dict and obj.get("enc") == "json":
-        return json.loads(body)
-    return obj
+    return b"%08x %b\n" % (_crc32(body), body)
 
 
 def command_from_record(o: dict[str, Any]) -> Command:
-    """The command of a record's ``cmd`` object, field for field (the inverse of
+    """The command of a format-1 record's ``cmd`` object, field for field (the inverse of
     :func:`engine.codec.command_to_json`, also for ``malformed``)."""
     op = o["op"]
     ts = o.get("ts")
@@ -167,22 +181,52 @@ def command_from_record(o: dict[str, Any]) -> Command:
 
 
 def _check(line: bytes) -> bytes | None:
-    """The JSON body of a record line if its framing and checksum are good, else ``None``."""
+    """The JSON body of a record line if its framing and checksum are good, else ``None``.
+    Raises :class:`JournalError` for a good record of an unknown format."""
     if len(line) < 11 or line[-1] != 10 or line[8] != 32 or not _HEX.issuperset(line[:8]):
         return None
     body = line[9:-1]
-    if zlib.crc32(body) != int(line[:8], 16):
+    if _crc32(body) != int(line[:8], 16):
         return None
+    if body[0] not in _FORMATS:
+        raise JournalError(
+            f"a journal record of an unknown format ({body[:16]!r}): written by a newer version?"
+        )
     return body
 
 
-def decode_record(line: bytes) -> tuple[int, int, Command] | None:
-    """``(in_seq, ts, cmd)`` of one record line, or ``None`` if it is torn or corrupt."""
-    body = _check(line)
-    if body is None:
-        return None
+_LIST = 0x5B  # "[": format 2
+_FORMATS = frozenset(b"[{")
+
+
+def _decode_v2(body: bytes) -> tuple[int, int, Command] | None:
     try:
-        obj = _loads(body)
+        try:
+            obj = _loads(body)
+        except orjson.JSONDecodeError:
+            obj = json.loads(body)  # lone surrogates; raises ValueError if bad
+        code = obj[2]
+        if code >= _STDLIB:
+            obj = json.loads(body)  # big integers
+        kind = _TYPES[code]
+        in_seq = obj[0]
+        ts = obj[1]
+    except (ValueError, KeyError, TypeError, IndexError):
+        return None
+    fields = obj[3:]
+    if type(in_seq) is not int or type(ts) is not int or len(fields) != len(kind._fields):
+        return None
+    return in_seq, ts, _new_tuple(kind, fields)
+
+
+def _decode_v1(body: bytes) -> tuple[int, int, Command] | None:
+    try:
+        try:
+            obj = _loads(body)
+        except orjson.JSONDecodeError:
+            obj = json.loads(body)  # lone surrogates; raises ValueError if bad
+        if type(obj) is dict and obj.get("enc") == "json":
+            obj = json.loads(body)  # big integers
         in_seq = obj["inSeq"]
         ts = obj["ts"]
         cmd = command_from_record(obj["cmd"])
@@ -191,6 +235,17 @@ def decode_record(line: bytes) -> tuple[int, int, Command] | None:
     if type(in_seq) is not int or type(ts) is not int:
         return None
     return in_seq, ts, cmd
+
+
+def decode_record(line: bytes) -> tuple[int, int, Command] | None:
+    """``(in_seq, ts, cmd)`` of one record line (either format), or ``None`` if it is torn or
+    corrupt; :class:`JournalError` if it is of an unknown format."""
+    body = _check(line)
+    if body is None:
+        return None
+    if body[0] == _LIST:
+        return _decode_v2(body)
+    return _decode_v1(body)
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,7 +288,11 @@ def _in_seq_of(line: bytes) -> int | None:
     body = _check(line)
     if body is None:
         return None
-    if body.startswith(_PREFIX):
+    if body[0] == _LIST:
+        digits = body[1 : body.find(b",")]
+        if digits.isdigit():
+            return int(digits)
+    elif body.startswith(_PREFIX):
         digits = body[9 : body.find(b",", 9)]
         if digits.isdigit():
             return int(digits)
@@ -430,10 +489,10 @@ class Journal:
                 raise JournalError("the journal is closed")
             raise JournalError(f"inSeq {in_seq} does not follow {self._next_in_seq - 1}")
         try:
-            body = _dumps({"inSeq": in_seq, "ts": ts, "cmd": command_to_json(cmd)})
+            body = _dumps((in_seq, ts, _OP_CODE[type(cmd)]) + cmd)  # noqa: RUF005
         except orjson.JSONEncodeError:
             body = _body(in_seq, ts, cmd)
-        record = b"%08x " % _crc32(body) + body + b"\n"
+        record = b"%08x %b\n" % (_crc32(body), body)
         self._buf.append(record)
         self._next_in_seq = in_seq + 1
         self._buf_bytes += len(record)

@@ -399,3 +399,54 @@ def test_replay_after_skips_the_prefix(tmp_path: Path) -> None:
     assert list(replay(path, after=5)) == expected[5:]
     path.write_bytes(path.read_bytes()[:-3])  # torn
     assert list(replay(path, after=5)) == expected[5:-1]
+
+
+def _v1_record(in_seq: int, ts: int, cmd: dict[str, object]) -> bytes:
+    body = orjson.dumps({"inSeq": in_seq, "ts": ts, "cmd": cmd})
+    return b"%08x " % zlib.crc32(body) + body + b"\n"
+
+
+def test_records_are_positional_arrays_of_format_2() -> None:
+    line = encode_record(17, 99, NewOrder("alice", "a1", "ACME", "buy", "limit", "10.01", 5))
+    body = line[9:-1]
+    assert body[:1] == b"["  # the format marker
+    assert orjson.loads(body) == [17, 99, 2, "alice", "a1", "ACME", "buy", "limit", "10.01", 5,
+                                  "GTC", None]  # fmt: skip
+    big = encode_record(1, 2, Deposit("a", "USD", 10**30))[9:-1]
+    assert big == b'[1,2,17,"a","USD",1000000000000000000000000000000,null]'  # stdlib: code+16
+
+
+def test_an_old_format_journal_is_read_and_continued(tmp_path: Path) -> None:
+    path = tmp_path / "journal.log"
+    path.write_bytes(
+        _v1_record(1, 5, {"op": "instrument", "symbol": "ACME", "tick": "0.01", "lot": 1})
+        + _v1_record(2, 6, {"op": "deposit", "account": "a", "asset": "USD", "amount": "9"})
+    )
+    with Journal(JournalConfig(path=path)) as journal:
+        assert (journal.last_in_seq, journal.cut_bytes) == (2, 0)
+        journal.append(3, 7, CancelOrder("a", "x"))
+    assert list(replay(path)) == [
+        (1, 5, DefineInstrument("ACME", "0.01", 1)),
+        (2, 6, Deposit("a", "USD", "9")),
+        (3, 7, CancelOrder("a", "x")),
+    ]
+    assert [r[0] for r in replay(path, after=1)] == [2, 3]
+
+
+def test_a_record_of_an_unknown_format_is_refused_not_cut(tmp_path: Path) -> None:
+    path = tmp_path / "journal.log"
+    body = b'<3 17 "future">'
+    data = encode_record(1, 5, COMMANDS[0]) + b"%08x " % zlib.crc32(body) + body + b"\n"
+    path.write_bytes(data)
+    with pytest.raises(JournalError, match="unknown format"):
+        Journal(JournalConfig(path=path))
+    with pytest.raises(JournalError, match="unknown format"):
+        list(replay(path))
+    with pytest.raises(JournalError, match="unknown format"):
+        scan(path)
+    assert path.read_bytes() == data
+
+
+def test_a_good_checksum_over_a_bad_array_is_a_bad_record() -> None:
+    for body in [b"[1,2,99]", b"[1,2,3]", b'["1",2,3,"a","b",null]', b"[1,2,3,4,5,6,7,8]", b"[]"]:
+        assert decode_record(b"%08x " % zlib.crc32(body) + body + b"\n") is None
