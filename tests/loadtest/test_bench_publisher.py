@@ -29,3 +29,12 @@ def test_small_run_reports_events_and_envelopes(capsys: pytest.CaptureFixture[st
 def test_bad_arguments_exit_2() -> None:
     assert bench_publisher.run(parse("--conflate-ms", "orders=5")) == 2
     assert bench_publisher.run(parse("--commands", "0")) == 2
+
+
+def test_default_run_reports_unconflated_and_venue_figures(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert bench_publisher.run(parse("--commands", "1500", "--symbols", "3", "--repeat", "1")) == 0
+    out = capsys.readouterr().out
+    assert out.count("events/s") == 2 and "conflation off" in out
+    assert "conflation {'book': 100, 'ticker': 250, 'candles': 250, 'trades': 0}" in out
