@@ -13,9 +13,18 @@ generation is never timed):
 4. ``replay``: lines/s of the ``quotegate replay`` path (JSON in, JSON events out, in-process)
    over the same stream written as a JSON-lines file.
 
-``--profile`` prints cProfile's top functions of an extra journal-on pass. ``--gc off`` runs
-with Python's cyclic garbage collector disabled (``tuned``: gen-0 threshold 50,000), to show how
-much of the tail latency is collector pauses.
+Fairness: the pre-generated stream is collected and frozen (``gc.collect(); gc.freeze()``)
+before any timing, so the million command tuples are not walked by every full collection (a
+process serving live input does not hold them). Each timed phase runs ``--repeat`` times (3 by
+default) under each ``--gc`` setting, ``tuned,default`` by default: ``tuned`` is what
+``quotegate run`` does (frozen start-up state, generation-0 threshold 50,000, see
+:mod:`gateway.embedded`), ``default`` is Python's thresholds; ``off`` disables the collector.
+Rates are reported per wall second and per CPU second of the process, as the median and the
+best of the repeats (the runs are listed too), so that the noise of a shared machine is
+visible. The flat result keys are the first ``--gc`` setting's medians; ``results["gc_modes"]``
+holds every setting's figures.
+
+``--profile`` prints cProfile's top functions of an extra journal-on pass.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ import io
 import os
 import platform
 import pstats
+import statistics
 import sys
 import tempfile
 import time
@@ -61,11 +71,13 @@ class EngineBenchConfig:
     fsync_interval_ms: float = 5.0
     phases: tuple[str, ...] = ("resting", "throughput", "latency", "replay")
     profile: bool = False
-    gc_mode: str = "default"
+    gc_modes: tuple[str, ...] = ("tuned", "default")
+    repeat: int = 3
 
 
 PHASES = ("resting", "throughput", "latency", "replay")
 GC_MODES = ("default", "tuned", "off")
+TUNED_GEN0_THRESHOLD = 50_000
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -84,16 +96,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--profile", action="store_true", help="print cProfile's hot spots")
     parser.add_argument(
-        "--gc", choices=GC_MODES, default="default", help="cyclic garbage collector setting"
+        "--gc",
+        default="tuned,default",
+        help=f"comma-separated cyclic garbage collector settings among {','.join(GC_MODES)}",
     )
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each timed phase")
     parser.add_argument("--json", default=None, metavar="FILE", help="also write results here")
 
 
 def run(args: argparse.Namespace) -> int:
     phases = tuple(p for p in args.phases.split(",") if p)
     unknown = [p for p in phases if p not in PHASES]
-    if unknown or args.commands < 1 or args.symbols < 1 or args.accounts < 1:
-        print(f"bench engine: bad arguments (unknown phases: {unknown})", file=sys.stderr)
+    gc_modes = tuple(m for m in args.gc.split(",") if m)
+    unknown += [m for m in gc_modes if m not in GC_MODES]
+    bad = args.commands < 1 or args.symbols < 1 or args.accounts < 1 or args.repeat < 1
+    if unknown or bad or not gc_modes:
+        print(f"bench engine: bad arguments (unknown: {unknown})", file=sys.stderr)
         return 2
     config = EngineBenchConfig(
         commands=args.commands,
@@ -104,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
         fsync_interval_ms=args.fsync_interval_ms,
         phases=phases,
         profile=args.profile,
-        gc_mode=args.gc,
+        gc_modes=gc_modes,
+        repeat=args.repeat,
     )
     results = run_bench(config, log=lambda text: print(text, flush=True))
     if args.json:
@@ -200,26 +219,42 @@ def _journal(directory: str, name: str, interval_ms: float) -> Journal:
     return Journal(JournalConfig(path=path, fsync="interval", fsync_interval_ms=interval_ms))
 
 
-def bench_throughput(
-    config: EngineBenchConfig, commands: Sequence[Command], directory: str
-) -> dict[str, Any]:
-    journal = _journal(directory, "t.journal", config.fsync_interval_ms)
-    with_journal, with_journal_cpu = _throughput(commands, journal)
-    journal_bytes = (Path(directory) / "t.journal").stat().st_size
-    without, without_cpu = _throughput(commands, None)
+def _rates(name: str, values: Sequence[float]) -> dict[str, Any]:
+    """``name`` (the median), ``name_best`` (the highest) and ``name_runs`` of a rate."""
     return {
-        "throughput_journal_cmd_s": round(with_journal),
-        "throughput_journal_cmd_cpu_s": round(with_journal_cpu),
-        "throughput_no_journal_cmd_s": round(without),
-        "throughput_no_journal_cmd_cpu_s": round(without_cpu),
-        "journal_mb": round(journal_bytes / 1e6, 1),
-        "journal_syncs": journal.syncs,
+        name: round(statistics.median(values)),
+        f"{name}_best": round(max(values)),
+        f"{name}_runs": [round(v) for v in values],
     }
 
 
-def bench_latency(
+def bench_throughput(
     config: EngineBenchConfig, commands: Sequence[Command], directory: str
 ) -> dict[str, Any]:
+    on: list[tuple[float, float]] = []
+    off: list[tuple[float, float]] = []
+    path = Path(directory) / "t.journal"
+    journal_bytes = syncs = 0
+    for _ in range(config.repeat):
+        path.unlink(missing_ok=True)
+        journal = _journal(directory, path.name, config.fsync_interval_ms)
+        on.append(_throughput(commands, journal))
+        journal_bytes, syncs = path.stat().st_size, journal.syncs
+        path.unlink()
+        off.append(_throughput(commands, None))
+    return {
+        **_rates("throughput_journal_cmd_s", [w for w, _ in on]),
+        **_rates("throughput_journal_cmd_cpu_s", [c for _, c in on]),
+        **_rates("throughput_no_journal_cmd_s", [w for w, _ in off]),
+        **_rates("throughput_no_journal_cmd_cpu_s", [c for _, c in off]),
+        "journal_mb": round(journal_bytes / 1e6, 1),
+        "journal_syncs": syncs,
+    }
+
+
+def _latency_run(
+    config: EngineBenchConfig, commands: Sequence[Command], directory: str
+) -> dict[str, float]:
     journal = _journal(directory, "l.journal", config.fsync_interval_ms)
     engine = _engine(journal)
     submit = engine.submit
@@ -232,27 +267,48 @@ def bench_latency(
         submit(cmd)
         record(now() - t0)
     journal.close()
-    return {f"latency_{k}": round(v, 2) for k, v in _percentiles(samples).items()}
+    (Path(directory) / "l.journal").unlink()
+    return _percentiles(samples)
 
 
-def bench_replay(commands: Sequence[Command], directory: str) -> dict[str, Any]:
+def bench_latency(
+    config: EngineBenchConfig, commands: Sequence[Command], directory: str
+) -> dict[str, Any]:
+    """The median of each percentile over the repeats; ``latency_p99_us_best`` the lowest p99."""
+    runs = [_latency_run(config, commands, directory) for _ in range(config.repeat)]
+    out: dict[str, Any] = {}
+    for key in runs[0]:
+        values = [run[key] for run in runs]
+        out[f"latency_{key}"] = round(statistics.median(values), 2)
+        out[f"latency_{key}_runs"] = [round(v, 2) for v in values]
+    out["latency_p99_us_best"] = min(out["latency_p99_us_runs"])
+    return out
+
+
+def _replay_run(path: Path, out: Path) -> tuple[int, float, float]:
     from gateway.replay import replay_stream
 
-    path = Path(directory) / "cmds.jsonl"
-    write_jsonl(str(path), commands)
-    out = Path(directory) / "events.jsonl"
     gc.collect()
     started, cpu_started = time.perf_counter(), time.process_time()
     with open(path, "rb", buffering=1 << 20) as src, open(out, "wb", buffering=1 << 20) as dst:
         lines = replay_stream(src, dst.write)
-    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    return lines, time.perf_counter() - started, time.process_time() - cpu_started
+
+
+def bench_replay(commands: Sequence[Command], directory: str, repeat: int = 1) -> dict[str, Any]:
+    path = Path(directory) / "cmds.jsonl"
+    if not path.exists():
+        write_jsonl(str(path), commands)
+    out = Path(directory) / "events.jsonl"
+    runs = [_replay_run(path, out) for _ in range(repeat)]
+    lines = runs[0][0]
     events = out.read_bytes().count(b"\n")
     return {
         "replay_lines": lines,
         "replay_events": events,
-        "replay_lines_s": round(lines / elapsed),
-        "replay_lines_cpu_s": round(lines / cpu),
-        "replay_events_s": round(events / elapsed),
+        **_rates("replay_lines_s", [lines / wall for _, wall, _ in runs]),
+        **_rates("replay_lines_cpu_s", [lines / cpu for _, _, cpu in runs]),
+        "replay_events_s": round(statistics.median([events / wall for _, wall, _ in runs])),
     }
 
 
@@ -271,23 +327,60 @@ def profile_pass(commands: Sequence[Command], directory: str, top: int = 25) -> 
     return text.getvalue()
 
 
+def _set_gc(mode: str, default: tuple[int, int, int]) -> None:
+    """``default``: Python's thresholds; ``tuned``: generation 0 at 50,000 (what ``quotegate
+    run`` sets); ``off``: no cyclic collection. The frozen stream stays frozen in all three."""
+    if mode == "off":
+        gc.disable()
+        return
+    gc.enable()
+    gen0 = TUNED_GEN0_THRESHOLD if mode == "tuned" else default[0]
+    gc.set_threshold(gen0, default[1], default[2])
+
+
 def run_bench(config: EngineBenchConfig, log: Callable[[str], None]) -> dict[str, Any]:
     """Run the chosen phases; the results as a JSON-able dict."""
     threshold = gc.get_threshold()
     enabled = gc.isenabled()
     try:
-        if config.gc_mode == "off":
-            gc.disable()
-        elif config.gc_mode == "tuned":
-            gc.set_threshold(50_000, threshold[1], threshold[2])
-        return _run_phases(config, log)
+        return _run_phases(config, log, threshold)
     finally:
+        gc.unfreeze()
         gc.set_threshold(*threshold)
         if enabled:
             gc.enable()
+        else:
+            gc.disable()
 
 
-def _run_phases(config: EngineBenchConfig, log: Callable[[str], None]) -> dict[str, Any]:
+def _log_mode(log: Callable[[str], None], mode: str, r: dict[str, Any]) -> None:
+    def rate(key: str) -> str:
+        return f"{r[key]:,} (best {r[key + '_best']:,})"
+
+    if "throughput_journal_cmd_s" in r:
+        log(
+            f"  gc {mode}: throughput (median of {len(r['throughput_journal_cmd_s_runs'])}):"
+            f" journal on {rate('throughput_journal_cmd_s')} cmd/s,"
+            f" {rate('throughput_journal_cmd_cpu_s')} per CPU second;"
+            f" journal off {rate('throughput_no_journal_cmd_s')} cmd/s,"
+            f" {rate('throughput_no_journal_cmd_cpu_s')} per CPU second"
+        )
+    if "latency_p99_us" in r:
+        log(
+            f"  gc {mode}: latency (medians): p50 {r['latency_p50_us']} us,"
+            f" p99 {r['latency_p99_us']} us (best {r['latency_p99_us_best']}),"
+            f" p99.9 {r['latency_p99_9_us']} us, max {r['latency_max_us']} us"
+        )
+    if "replay_lines_s" in r:
+        log(
+            f"  gc {mode}: replay {rate('replay_lines_s')} lines/s,"
+            f" {rate('replay_lines_cpu_s')} per CPU second ({r['replay_events']:,} events)"
+        )
+
+
+def _run_phases(
+    config: EngineBenchConfig, log: Callable[[str], None], default: tuple[int, int, int]
+) -> dict[str, Any]:
     results: dict[str, Any] = {
         "commands": config.commands,
         "symbols": config.symbols,
@@ -298,10 +391,15 @@ def _run_phases(config: EngineBenchConfig, log: Callable[[str], None]) -> dict[s
         "cpus": os.cpu_count(),
         "load_average_at_start": list(os.getloadavg()),
         "targets": TARGETS,
-        "gc": config.gc_mode,
+        "gc": config.gc_modes[0],
+        "repeat": config.repeat,
     }
-    log(f"bench engine: {config.commands} commands, {config.symbols} symbols, seed {config.seed}")
+    log(
+        f"bench engine: {config.commands} commands, {config.symbols} symbols, seed"
+        f" {config.seed}, {config.repeat} runs each, gc {','.join(config.gc_modes)}"
+    )
     if "resting" in config.phases and config.resting_orders > 0:
+        _set_gc(config.gc_modes[0], default)
         results.update(bench_resting(config))
         log(
             f"  resting: {results['resting_orders']} orders, RSS +{results['resting_rss_mb']} MB"
@@ -309,28 +407,24 @@ def _run_phases(config: EngineBenchConfig, log: Callable[[str], None]) -> dict[s
         )
     gen = CmdGenConfig(seed=config.seed, symbols=config.symbols, accounts=config.accounts)
     commands = list(generate(gen, config.commands))
+    gc.collect()
+    gc.freeze()  # the stream is the harness's, not the engine's: keep it out of collections
+    by_mode: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="qg-bench-") as directory:
-        if "throughput" in config.phases:
-            results.update(bench_throughput(config, commands, directory))
-            log(
-                f"  throughput: {results['throughput_journal_cmd_s']} cmd/s with the journal"
-                f" ({results['throughput_journal_cmd_cpu_s']} per CPU second),"
-                f" {results['throughput_no_journal_cmd_s']} cmd/s without"
-                f" ({results['throughput_no_journal_cmd_cpu_s']} per CPU second)"
-            )
-        if "latency" in config.phases:
-            results.update(bench_latency(config, commands, directory))
-            log(
-                f"  latency: p50 {results['latency_p50_us']} us, p99 {results['latency_p99_us']}"
-                f" us, p99.9 {results['latency_p99_9_us']} us, max {results['latency_max_us']} us"
-            )
-        if "replay" in config.phases:
-            results.update(bench_replay(commands, directory))
-            log(
-                f"  replay: {results['replay_lines_s']} lines/s"
-                f" ({results['replay_lines_cpu_s']} per CPU second; {results['replay_events']}"
-                " events)"
-            )
+        for mode in config.gc_modes:
+            _set_gc(mode, default)
+            r: dict[str, Any] = {}
+            if "throughput" in config.phases:
+                r.update(bench_throughput(config, commands, directory))
+            if "latency" in config.phases:
+                r.update(bench_latency(config, commands, directory))
+            if "replay" in config.phases:
+                r.update(bench_replay(commands, directory, config.repeat))
+            by_mode[mode] = r
+            _log_mode(log, mode, r)
+        results.update(by_mode[config.gc_modes[0]])
+        results["gc_modes"] = by_mode
         if config.profile:
+            _set_gc(config.gc_modes[0], default)
             log(profile_pass(commands, directory))
     return results

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 
 import orjson
@@ -16,9 +17,12 @@ TINY = ["--commands", "3000", "--symbols", "4", "--accounts", "3", "--resting", 
 def test_all_phases_report_their_figures() -> None:
     lines: list[str] = []
     config = EngineBenchConfig(
-        commands=3_000, symbols=4, accounts=3, resting_orders=1_500, profile=True
+        commands=3_000, symbols=4, accounts=3, resting_orders=1_500, profile=True, repeat=2
     )
+    threshold = gc.get_threshold()
     results = run_bench(config, lines.append)
+    assert gc.get_threshold() == threshold and gc.isenabled()  # the GC is given back
+    assert gc.get_freeze_count() == 0
     for key in [
         "throughput_journal_cmd_s",
         "throughput_journal_cmd_cpu_s",
@@ -42,22 +46,44 @@ def test_all_phases_report_their_figures() -> None:
     assert results["replay_lines"] == 3_000 and results["replay_events"] > 3_000 // 2
     assert results["journal_mb"] > 0
     text = "\n".join(lines)
-    for word in ["throughput", "latency", "replay", "resting", "tottime"]:
+    for word in ["throughput", "latency", "replay", "resting", "tottime", "gc tuned", "gc default"]:
         assert word in text
+    # both GC settings, each the median and best of the repeats; the flat keys are the first's
+    assert set(results["gc_modes"]) == {"tuned", "default"} and results["gc"] == "tuned"
+    for figures in results["gc_modes"].values():
+        for key in [
+            "throughput_journal_cmd_s",
+            "throughput_no_journal_cmd_cpu_s",
+            "replay_lines_s",
+        ]:
+            runs = figures[f"{key}_runs"]
+            assert len(runs) == 2 and min(runs) <= figures[key] <= figures[f"{key}_best"]
+            assert figures[f"{key}_best"] == max(runs)
+        assert figures["latency_p99_us_best"] == min(figures["latency_p99_us_runs"])
+    assert (
+        results["throughput_journal_cmd_s"]
+        == (results["gc_modes"]["tuned"]["throughput_journal_cmd_s"])
+    )
 
 
 def test_cli_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "bench.json"
     args = ["bench", "engine", *TINY, "--phases", "throughput,replay", "--json", str(out)]
+    args += ["--repeat", "1", "--gc", "off"]
     assert main(args) == 0
     results = orjson.loads(out.read_bytes())
     assert results["commands"] == 3_000 and results["symbols"] == 4
     assert "throughput_journal_cmd_s" in results and "replay_lines_s" in results
     assert "latency_p99_us" not in results and "resting_rss_mb" not in results
     assert "throughput" in capsys.readouterr().out
+    assert list(results["gc_modes"]) == ["off"] and results["repeat"] == 1
+    assert len(results["throughput_journal_cmd_s_runs"]) == 1
 
 
 def test_bad_phase_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "engine", *TINY, "--phases", "warp"]) == 2
     assert "warp" in capsys.readouterr().err
+    assert main(["bench", "engine", *TINY, "--gc", "sometimes"]) == 2
+    assert "sometimes" in capsys.readouterr().err
+    assert main(["bench", "engine", *TINY, "--repeat", "0"]) == 2
     assert set(PHASES) == {"resting", "throughput", "latency", "replay"}
