@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from engine.orders import Order
 
 _MISSING = object()
+_dumps = orjson.dumps
 
 
 class _Bad(Exception):
@@ -143,8 +144,95 @@ _DECODERS: dict[str, Callable[[dict[str, Any], int | None], Command]] = {
 }
 
 
+_new_tuple = tuple.__new__
+
+
+def _fast_new(o: dict[str, Any], ts: int | None) -> Command | None:
+    """A ``new`` whose fields are all well-typed, built without the per-field checks' calls;
+    ``None`` when any field needs the full path (which gives the error message)."""
+    get = o.get
+    account = get("account")
+    coid = get("clientOrderId")
+    symbol = get("symbol")
+    side = get("side")
+    kind = get("type")
+    price = get("price")
+    qty = get("qty")
+    tif = get("tif")
+    if kind is None:
+        kind = "limit"
+    if tif is None:
+        tif = GTC
+    if (
+        type(account) is str
+        and type(coid) is str
+        and type(symbol) is str
+        and type(side) is str
+        and type(kind) is str
+        and type(tif) is str
+        and type(qty) is int
+        and (price is None or type(price) is str)
+        and 0 < len(account) <= 128
+        and 0 < len(coid) <= 128
+        and 0 < len(symbol) <= 128
+        and 0 < len(side) <= 128
+        and 0 < len(kind) <= 128
+        and 0 < len(tif) <= 128
+    ):
+        return _new_tuple(NewOrder, (account, coid, symbol, side, kind, price, qty, tif, ts))
+    return None
+
+
+def _fast_cancel(o: dict[str, Any], ts: int | None) -> Command | None:
+    account = o.get("account")
+    coid = o.get("clientOrderId")
+    if type(account) is str and type(coid) is str and 0 < len(account) <= 128 >= len(coid) > 0:
+        return _new_tuple(CancelOrder, (account, coid, ts))
+    return None
+
+
+def _fast_replace(o: dict[str, Any], ts: int | None) -> Command | None:
+    get = o.get
+    account = get("account")
+    coid = get("clientOrderId")
+    price = get("price")
+    qty = get("qty")
+    if (
+        type(account) is str
+        and type(coid) is str
+        and (price is None or type(price) is str)
+        and (qty is None or type(qty) is int)
+        and 0 < len(account) <= 128
+        and 0 < len(coid) <= 128
+    ):
+        return _new_tuple(ReplaceOrder, (account, coid, price, qty, ts))
+    return None
+
+
+_FAST: dict[Any, Callable[[dict[str, Any], int | None], Command | None]] = {
+    "new": _fast_new,
+    "cancel": _fast_cancel,
+    "replace": _fast_replace,
+}
+
+
 def command_from_obj(obj: object) -> Command:
-    """Build a command from a decoded JSON value; never raises."""
+    """Build a command from a decoded JSON value; never raises. The frequent commands with
+    well-typed fields take a fast path; anything else the checked path, which says what is
+    wrong (both give the same command for the same input)."""
+    if type(obj) is dict:
+        op = obj.get("op")
+        ts = obj.get("ts")
+        if type(op) is str and (ts is None or (type(ts) is int and ts >= 0)):
+            fast = _FAST.get(op)
+            if fast is not None:
+                cmd = fast(obj, ts)
+                if cmd is not None:
+                    return cmd
+    return _checked_command(obj)
+
+
+def _checked_command(obj: object) -> Command:
     if not isinstance(obj, dict):
         return Malformed("a command must be a JSON object")
     account = obj.get("account")
@@ -225,109 +313,141 @@ def _price_text(instruments: Mapping[str, Instrument], symbol: str | None, ticks
     return inst.price_text(ticks) if inst is not None else str(ticks)
 
 
+# One builder per event kind: the event is unpacked once (a NamedTuple's fields by position
+# cost less than attribute lookups) into a dict literal in the spec's key order.
+
+
+def _trade(e: Any, instruments: Mapping[str, Instrument]) -> dict[str, Any]:
+    seq, in_seq, ts, trade_id, symbol, price, qty, aggressor, boid, soid, bacc, sacc, bco, sco = e
+    inst = instruments.get(symbol)
+    return {
+        "event": "trade",
+        "seq": seq,
+        "inSeq": in_seq,
+        "ts": ts,
+        "tradeId": trade_id,
+        "symbol": symbol,
+        "price": inst.price_text(price) if inst is not None else str(price),
+        "qty": qty,
+        "aggressor": aggressor,
+        "buyOrderId": boid,
+        "sellOrderId": soid,
+        "buyAccount": bacc,
+        "sellAccount": sacc,
+        "buyClientOrderId": bco,
+        "sellClientOrderId": sco,
+    }
+
+
+def _accepted(e: Any, instruments: Mapping[str, Instrument]) -> dict[str, Any]:
+    seq, in_seq, ts, order_id, account, coid, symbol, side, kind, price, qty, tif = e
+    if price is not None:
+        inst = instruments.get(symbol)
+        price = inst.price_text(price) if inst is not None else str(price)
+    return {
+        "event": "accepted",
+        "seq": seq,
+        "inSeq": in_seq,
+        "ts": ts,
+        "orderId": order_id,
+        "account": account,
+        "clientOrderId": coid,
+        "symbol": symbol,
+        "side": side,
+        "type": kind,
+        "price": price,
+        "qty": qty,
+        "tif": tif,
+    }
+
+
+def _cancelled(e: Any, instruments: Mapping[str, Instrument]) -> dict[str, Any]:
+    seq, in_seq, ts, order_id, account, coid, symbol, remaining, reason = e
+    return {
+        "event": "cancelled",
+        "seq": seq,
+        "inSeq": in_seq,
+        "ts": ts,
+        "orderId": order_id,
+        "account": account,
+        "clientOrderId": coid,
+        "symbol": symbol,
+        "remaining": remaining,
+        "reason": reason,
+    }
+
+
+def _done(e: Any, instruments: Mapping[str, Instrument]) -> dict[str, Any]:
+    seq, in_seq, ts, order_id, account, coid, symbol = e
+    return {
+        "event": "done",
+        "seq": seq,
+        "inSeq": in_seq,
+        "ts": ts,
+        "orderId": order_id,
+        "account": account,
+        "clientOrderId": coid,
+        "symbol": symbol,
+    }
+
+
+def _replaced(e: Any, instruments: Mapping[str, Instrument]) -> dict[str, Any]:
+    seq, in_seq, ts, order_id, account, coid, symbol, price, qty, priority_kept = e
+    inst = instruments.get(symbol)
+    return {
+        "event": "replaced",
+        "seq": seq,
+        "inSeq": in_seq,
+        "ts": ts,
+        "orderId": order_id,
+        "account": account,
+        "clientOrderId": coid,
+        "symbol": symbol,
+        "price": inst.price_text(price) if inst is not None else str(price),
+        "qty": qty,
+        "priorityKept": priority_kept,
+    }
+
+
+def _rejected(e: Any, instruments: Mapping[str, Instrument]) -> dict[str, Any]:
+    seq, in_seq, ts, account, coid, reason, message, symbol = e
+    out: dict[str, Any] = {
+        "event": "rejected",
+        "seq": seq,
+        "inSeq": in_seq,
+        "ts": ts,
+        "account": account,
+        "clientOrderId": coid,
+        "reason": reason,
+        "message": message,
+    }
+    if symbol is not None:
+        out["symbol"] = symbol
+    return out
+
+
+EVENT_BUILDERS: dict[type, Callable[[Any, Mapping[str, Instrument]], dict[str, Any]]] = {
+    Trade: _trade,
+    Accepted: _accepted,
+    Cancelled: _cancelled,
+    Done: _done,
+    Replaced: _replaced,
+    Rejected: _rejected,
+}
+"""The builder of :func:`event_to_json` for each event type (for a loop that encodes many
+events: ``EVENT_BUILDERS[type(event)](event, instruments)``)."""
+
+
 def event_to_json(event: Event, instruments: Mapping[str, Instrument]) -> dict[str, Any]:
     """The spec's JSON object for an event: ``event`` (its kind), ``seq``, ``inSeq``, ``ts``,
     then the spec's fields. The kind is keyed ``event`` because ``accepted`` has an order
     ``type`` field of its own."""
-    kind = type(event)
-    if kind is Trade:
-        assert isinstance(event, Trade)
-        return {
-            "event": "trade",
-            "seq": event.seq,
-            "inSeq": event.in_seq,
-            "ts": event.ts,
-            "tradeId": event.trade_id,
-            "symbol": event.symbol,
-            "price": _price_text(instruments, event.symbol, event.price),
-            "qty": event.qty,
-            "aggressor": event.aggressor,
-            "buyOrderId": event.buy_order_id,
-            "sellOrderId": event.sell_order_id,
-            "buyAccount": event.buy_account,
-            "sellAccount": event.sell_account,
-            "buyClientOrderId": event.buy_client_order_id,
-            "sellClientOrderId": event.sell_client_order_id,
-        }
-    if kind is Accepted:
-        assert isinstance(event, Accepted)
-        return {
-            "event": "accepted",
-            "seq": event.seq,
-            "inSeq": event.in_seq,
-            "ts": event.ts,
-            "orderId": event.order_id,
-            "account": event.account,
-            "clientOrderId": event.client_order_id,
-            "symbol": event.symbol,
-            "side": event.side,
-            "type": event.type,
-            "price": None
-            if event.price is None
-            else _price_text(instruments, event.symbol, event.price),
-            "qty": event.qty,
-            "tif": event.tif,
-        }
-    if kind is Cancelled:
-        assert isinstance(event, Cancelled)
-        return {
-            "event": "cancelled",
-            "seq": event.seq,
-            "inSeq": event.in_seq,
-            "ts": event.ts,
-            "orderId": event.order_id,
-            "account": event.account,
-            "clientOrderId": event.client_order_id,
-            "symbol": event.symbol,
-            "remaining": event.remaining,
-            "reason": event.reason,
-        }
-    if kind is Done:
-        assert isinstance(event, Done)
-        return {
-            "event": "done",
-            "seq": event.seq,
-            "inSeq": event.in_seq,
-            "ts": event.ts,
-            "orderId": event.order_id,
-            "account": event.account,
-            "clientOrderId": event.client_order_id,
-            "symbol": event.symbol,
-        }
-    if kind is Replaced:
-        assert isinstance(event, Replaced)
-        return {
-            "event": "replaced",
-            "seq": event.seq,
-            "inSeq": event.in_seq,
-            "ts": event.ts,
-            "orderId": event.order_id,
-            "account": event.account,
-            "clientOrderId": event.client_order_id,
-            "symbol": event.symbol,
-            "price": _price_text(instruments, event.symbol, event.price),
-            "qty": event.qty,
-            "priorityKept": event.priority_kept,
-        }
-    assert isinstance(event, Rejected)
-    out: dict[str, Any] = {
-        "event": "rejected",
-        "seq": event.seq,
-        "inSeq": event.in_seq,
-        "ts": event.ts,
-        "account": event.account,
-        "clientOrderId": event.client_order_id,
-        "reason": event.reason,
-        "message": event.message,
-    }
-    if event.symbol is not None:
-        out["symbol"] = event.symbol
-    return out
+    return EVENT_BUILDERS[type(event)](event, instruments)
 
 
 def encode_event(event: Event, instruments: Mapping[str, Instrument]) -> bytes:
     """One event as a JSON line (without the trailing newline)."""
-    return orjson.dumps(event_to_json(event, instruments))
+    return _dumps(EVENT_BUILDERS[type(event)](event, instruments))
 
 
 def order_to_json(order: Order, instrument: Instrument) -> dict[str, Any]:

@@ -2,8 +2,12 @@ from __future__ import annotations
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.codec import (
+    _checked_command,
+    command_from_obj,
     command_to_json,
     decode_command,
     encode_event,
@@ -139,3 +143,38 @@ def test_execution_to_json_self_trade_views() -> None:
     assert execution_to_json(trade, "a", {"X": inst})["liquidity"] == "taker"
     seller = execution_to_json(trade, "a", {"X": inst}, side="sell")
     assert seller["orderId"] == 1 and seller["liquidity"] == "maker"
+
+
+_ANY_VALUE = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-5, max_value=2**64),
+    st.floats(allow_nan=False),
+    st.sampled_from(["", "a", "x" * 128, "x" * 129, "buy", "limit", "IOC", "1.5"]),
+    st.text(max_size=4),
+    st.lists(st.integers(), max_size=1),
+)
+_KEYS = ["account", "clientOrderId", "symbol", "side", "type", "price", "qty", "tif", "ts"]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.sampled_from(["new", "cancel", "replace"]),
+    st.dictionaries(st.sampled_from(_KEYS), _ANY_VALUE),
+)
+def test_the_fast_path_decodes_as_the_checked_path(op: str, fields: dict[str, object]) -> None:
+    obj = {"op": op, **fields}
+    assert command_from_obj(obj) == _checked_command(obj)
+    assert type(command_from_obj(obj)) is type(_checked_command(obj))
+
+
+def test_well_typed_commands_take_the_fast_path_to_the_same_value() -> None:
+    new = {"op": "new", "account": "a", "clientOrderId": "c", "symbol": "S", "side": "buy",
+           "price": "1.5", "qty": 3, "ts": 9}  # fmt: skip
+    assert command_from_obj(new) == NewOrder("a", "c", "S", "buy", "limit", "1.5", 3, "GTC", 9)
+    assert command_from_obj({**new, "qty": True}) == _checked_command({**new, "qty": True})
+    assert isinstance(command_from_obj({**new, "account": ""}), Malformed)
+    replace = {"op": "replace", "account": "a", "clientOrderId": "c", "qty": 2}
+    assert command_from_obj(replace) == ReplaceOrder("a", "c", None, 2, None)
+    cancel = {"op": "cancel", "account": "a", "clientOrderId": "c", "ts": -1}
+    assert isinstance(command_from_obj(cancel), Malformed)
