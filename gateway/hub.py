@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from gateway.connection import Connection, Mode, Subscription
 from gateway.envelope import Envelope
-from gateway.errors import TooManyConnections
+from gateway.errors import UNAVAILABLE, TooManyConnections, error_message
 
 if TYPE_CHECKING:
     from gateway.bus import MarketDataBus
@@ -188,8 +188,16 @@ class Hub:
             if conn.subscriptions.get(channel) is not sub or conn.closed:
                 continue  # unsubscribed or subscribed again meanwhile
             if isinstance(result, BaseException):
-                # the store failed: start from the live stream (the client sees the seq)
-                self._go_live(conn, sub)
+                # the store failed (after retries): without a snapshot or the missed updates
+                # the live stream would be a partial history, so the channel is dropped and
+                # the client told to subscribe again
+                self.unsubscribe(conn, [channel])
+                conn.enqueue(
+                    error_message(
+                        UNAVAILABLE,
+                        f"snapshot store unavailable for {channel}; subscribe again",
+                    )
+                )
                 continue
             snapshot, updates = result
             if snapshot is not None:
@@ -204,6 +212,17 @@ class Hub:
                 self._go_live(conn, sub)
 
     async def _read(
+        self, channel: str, since: tuple[str, int] | None
+    ) -> tuple[Envelope | None, list[Envelope]]:
+        """The store read for a (re)subscription, retried a few times on failure."""
+        for attempt in range(self.config.resume_retries):
+            try:
+                return await self._read_once(channel, since)
+            except Exception:
+                await asyncio.sleep(self.config.resume_retry_delay_s * (attempt + 1))
+        return await self._read_once(channel, since)
+
+    async def _read_once(
         self, channel: str, since: tuple[str, int] | None
     ) -> tuple[Envelope | None, list[Envelope]]:
         if since is None:

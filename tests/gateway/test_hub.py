@@ -232,7 +232,7 @@ async def test_close_stops_listening(stack: Stack) -> None:
     assert stack.bus.listener_errors == 0
 
 
-async def test_store_failure_starts_from_live(stack: Stack) -> None:
+async def test_store_failure_drops_the_channel_with_an_error(stack: Stack) -> None:
     class Broken(MemorySnapshotStore):
         async def snapshot(self, channel: str) -> Envelope | None:
             raise ConnectionError("store down")
@@ -240,12 +240,39 @@ async def test_store_failure_starts_from_live(stack: Stack) -> None:
         async def resume(self, channel: str, epoch: str, seq: int) -> Resume:
             raise ConnectionError("store down")
 
-    hub = Hub(HubConfig(), bus=stack.bus, store=Broken())
+    hub = Hub(HubConfig(resume_retry_delay_s=0.001), bus=stack.bus, store=Broken())
     await hub.start()
     transport = RecordingTransport()
     conn = hub.connect(transport)
     await hub.subscribe(conn, ["book.AAPL"], {})
+    await transport.wait_for(lambda: len(transport.controls()) == 1)
+    # no partial history: the channel is dropped and the client told to subscribe again
+    [error] = transport.controls()
+    assert error["type"] == "error" and error["code"] == "unavailable"
+    assert "book.AAPL" not in conn.subscriptions
     stack.publisher.emit("book.AAPL")
+    await asyncio.sleep(0.01)
+    assert transport.envelopes() == []
+    await hub.close()
+
+
+async def test_store_failure_then_recovery_sends_the_snapshot(stack: Stack) -> None:
+    failures = [ConnectionError("blip")]
+
+    class Flaky(MemorySnapshotStore):
+        async def snapshot(self, channel: str) -> Envelope | None:
+            if failures:
+                raise failures.pop()
+            return await stack.store.snapshot(channel)
+
+    stack.publisher.emit("book.AAPL")
+    await stack.store.flush()
+    hub = Hub(HubConfig(resume_retry_delay_s=0.001), bus=stack.bus, store=Flaky())
+    await hub.start()
+    transport = RecordingTransport()
+    conn = hub.connect(transport)
+    await hub.subscribe(conn, ["book.AAPL"], {})
     await transport.wait_for(lambda: len(transport.envelopes()) == 1)
-    assert seqs(transport.envelopes()) == [(UPDATE, 2)]
+    assert transport.envelopes()[0].type == "snapshot"
+    assert "book.AAPL" in conn.subscriptions
     await hub.close()
