@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from engine.codec import event_to_json, execution_to_json
-from engine.events import Accepted, Cancelled, Done, Event, Replaced, Trade
+from engine.events import Event, Trade
 from engine.instruments import Instrument
 from gateway.channels import ORDERS, orders_channel
 from gateway.marketdata.prices import PriceTexts
@@ -104,25 +104,14 @@ class OrderStreams:
         """Publish what ``ev`` means for the accounts it concerns (``texts``: the price
         strings of the event's symbol, when the caller has them).
 
-        The records are built field by field by the per-kind methods, exactly as
-        ``engine.codec.event_to_json`` and :func:`execution_record` build them (a test checks
-        they are equal, bytes included), without their per-call dispatch and validation: this
-        runs once per engine event. The publisher calls the per-kind methods directly."""
-        if texts is None:
-            texts = self._texts_for(ev.symbol)
-        kind = type(ev)
-        if kind is Accepted:
-            self.accepted(ev, texts)  # type: ignore[arg-type]
-        elif kind is Done:
-            self.done(ev)  # type: ignore[arg-type]
-        elif kind is Trade:
-            self.trade(ev, texts)  # type: ignore[arg-type]
-        elif kind is Cancelled:
-            self.cancelled(ev)  # type: ignore[arg-type]
-        elif kind is Replaced:
-            self.replaced(ev, texts)  # type: ignore[arg-type]
+        Trades become execution records built field by field, exactly as
+        :func:`execution_record` builds them (a test checks they are equal, bytes included),
+        with the symbol's cached price texts; every other event is ``engine.codec``'s own
+        rendering. The publisher calls :meth:`trade` and :meth:`event` directly."""
+        if type(ev) is Trade:
+            self.trade(ev, self._texts_for(ev.symbol) if texts is None else texts)
         else:
-            self.other(ev)
+            self.event(ev)
 
     def _texts_for(self, symbol: str | None) -> Mapping[int, str]:
         texts = self._texts.get(symbol) if symbol is not None else None
@@ -134,84 +123,10 @@ class OrderStreams:
             texts = self._texts[symbol] = PriceTexts(inst.price_text)
         return texts
 
-    def accepted(self, ev: Accepted, texts: Mapping[int, str]) -> None:
-        price = ev.price
-        account = ev.account
-        (self._streams.get(account) or self.stream(account)).publish(
-            ev.ts,
-            {
-                "event": "accepted",
-                "seq": ev.seq,
-                "inSeq": ev.in_seq,
-                "ts": ev.ts,
-                "orderId": ev.order_id,
-                "account": account,
-                "clientOrderId": ev.client_order_id,
-                "symbol": ev.symbol,
-                "side": ev.side,
-                "type": ev.type,
-                "price": None if price is None else texts[price],
-                "qty": ev.qty,
-                "tif": ev.tif,
-            },
-        )
-
-    def done(self, ev: Done) -> None:
-        account = ev.account
-        (self._streams.get(account) or self.stream(account)).publish(
-            ev.ts,
-            {
-                "event": "done",
-                "seq": ev.seq,
-                "inSeq": ev.in_seq,
-                "ts": ev.ts,
-                "orderId": ev.order_id,
-                "account": account,
-                "clientOrderId": ev.client_order_id,
-                "symbol": ev.symbol,
-            },
-        )
-
-    def cancelled(self, ev: Cancelled) -> None:
-        account = ev.account
-        (self._streams.get(account) or self.stream(account)).publish(
-            ev.ts,
-            {
-                "event": "cancelled",
-                "seq": ev.seq,
-                "inSeq": ev.in_seq,
-                "ts": ev.ts,
-                "orderId": ev.order_id,
-                "account": account,
-                "clientOrderId": ev.client_order_id,
-                "symbol": ev.symbol,
-                "remaining": ev.remaining,
-                "reason": ev.reason,
-            },
-        )
-
-    def replaced(self, ev: Replaced, texts: Mapping[int, str]) -> None:
-        account = ev.account
-        (self._streams.get(account) or self.stream(account)).publish(
-            ev.ts,
-            {
-                "event": "replaced",
-                "seq": ev.seq,
-                "inSeq": ev.in_seq,
-                "ts": ev.ts,
-                "orderId": ev.order_id,
-                "account": account,
-                "clientOrderId": ev.client_order_id,
-                "symbol": ev.symbol,
-                "price": texts[ev.price],
-                "qty": ev.qty,
-                "priorityKept": ev.priority_kept,
-            },
-        )
-
-    def other(self, ev: Event) -> None:
-        """Any other event with an account (``rejected``): the codec's own rendering; without
-        an account (a malformed line) it goes nowhere."""
+    def event(self, ev: Event) -> None:
+        """Any event but a trade (accepted, rejected, cancelled, replaced, done): the codec's
+        own rendering on the event's account stream; without an account (a malformed line)
+        it goes nowhere."""
         account = getattr(ev, "account", None)
         if account is not None:
             data = event_to_json(ev, self._instruments)

@@ -249,22 +249,22 @@ class Publisher:
                 kind = type(ev)
                 if kind is Accepted:
                     resting.accepted(ev, sym.book)  # type: ignore[arg-type]
-                    orders.accepted(ev, sym.texts)  # type: ignore[arg-type]
+                    orders.event(ev)
                 elif kind is Done:
                     resting.done(ev)  # type: ignore[arg-type]
-                    orders.done(ev)  # type: ignore[arg-type]
+                    orders.event(ev)
                 elif kind is Trade:
                     resting.trade(ev, sym.book)  # type: ignore[arg-type]
                     self._trade(sym, ev)  # type: ignore[arg-type]
                     orders.trade(ev, sym.texts)  # type: ignore[arg-type]
                 elif kind is Cancelled:
                     resting.cancelled(ev)  # type: ignore[arg-type]
-                    orders.cancelled(ev)  # type: ignore[arg-type]
+                    orders.event(ev)
                 elif kind is Replaced:
                     resting.replaced(ev)  # type: ignore[arg-type]
-                    orders.replaced(ev, sym.texts)  # type: ignore[arg-type]
+                    orders.event(ev)
                 else:
-                    orders.other(ev)
+                    orders.event(ev)
         finally:  # even if a callback raised: never leave a symbol marked touched
             resting.end_command()
             for sym in touched:
