@@ -13,7 +13,6 @@ historic candles as fast as possible.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import Any
 
 from engine.codec import decode_command
 from engine.commands import Command
+from gateway.tasks import cancel_and_wait
 
 Submit = Callable[[Command], Any]
 
@@ -83,10 +83,7 @@ class ReplayFeed:
 
     async def close(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     async def _run(self) -> None:
         while True:

@@ -19,7 +19,6 @@ Two parts:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -42,6 +41,7 @@ from engine.commands import (
 )
 from engine.events import Cancelled, Done, Rejected
 from engine.instruments import Instrument
+from gateway.tasks import cancel_and_wait
 
 DEFAULT_SYMBOLS = ("AAPL", "MSFT", "TSLA")
 
@@ -281,10 +281,7 @@ class SyntheticFeed:
 
     async def close(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     def _send(self, cmd: Command) -> None:
         try:

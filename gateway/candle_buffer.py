@@ -8,9 +8,10 @@ over what the backend returns, so a read never misses an appended candle.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
+
+from gateway.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +66,7 @@ class BufferedCandleArchive:
 
     async def close(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         if not self._open_now:
             return
         try:

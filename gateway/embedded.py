@@ -53,6 +53,7 @@ from gateway.services import CandleArchive, Services
 from gateway.store import SnapshotStore
 from gateway.store_config import RedisStoreConfig, SnapshotProvider, StoreConfig
 from gateway.store_memory import MemorySnapshotStore
+from gateway.tasks import cancel_and_wait
 
 FEEDS = ("synthetic", "replay", "none")
 _SYMBOL_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")  # no dots: symbols are parts of channel names
@@ -429,9 +430,7 @@ class EmbeddedRuntime:
             await self.feed.close()
         task, self._flush_task = self._flush_task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
             self.publisher.flush_all()
 
     async def close(self) -> None:

@@ -34,6 +34,7 @@ from engine.commands import Command, Deposit
 from engine.events import Event, Rejected
 from engine.journal import FSYNC_POLICIES, FsyncPolicy, Journal, JournalConfig, replay
 from gateway.marketdata.sequencing import new_epoch
+from gateway.tasks import cancel_and_wait
 
 log = logging.getLogger("quotegate.journal")
 
@@ -132,10 +133,7 @@ class RunJournal:
     async def close(self) -> None:
         """Stop the sync task, then write, sync and close the journal. Idempotent."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         self.journal.close()
 
     async def _sync_loop(self) -> None:

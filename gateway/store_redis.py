@@ -21,7 +21,6 @@ makes the script fall back to the snapshot: never a partial replay.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
@@ -35,6 +34,7 @@ from redis.exceptions import RedisError
 from gateway.envelope import SNAPSHOT, Envelope
 from gateway.store import Resume
 from gateway.store_config import RedisStoreConfig, SnapshotProvider
+from gateway.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -166,10 +166,7 @@ class RedisSnapshotStore:
 
     async def close(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         client = self._client
         if client is None:
             return
