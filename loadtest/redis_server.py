@@ -52,6 +52,18 @@ def ping(host: str, port: int, timeout_s: float = 0.5) -> bool:
         return False
 
 
+def stop_process(proc: subprocess.Popen[bytes] | None, *, timeout_s: float = 5.0) -> None:
+    """Terminate a server process (if any), killing it if it does not exit in ``timeout_s``."""
+    if proc is None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @dataclass(kw_only=True)
 class RedisServerConfig:
     binary: str | None = None
@@ -115,13 +127,7 @@ class RedisServer:
     def stop(self) -> None:
         """Terminate the server and remove its directory. Idempotent."""
         proc, self._proc = self._proc, None
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc)
         tmp, self._dir = self._dir, None
         if tmp is not None:
             with contextlib.suppress(OSError):

@@ -12,7 +12,13 @@ import subprocess
 import time
 from pathlib import Path
 
-from loadtest.redis_server import RedisServer, RedisServerConfig, find_redis_binary, free_port
+from loadtest.redis_server import (
+    RedisServer,
+    RedisServerConfig,
+    find_redis_binary,
+    free_port,
+    stop_process,
+)
 
 __all__ = [
     "KafkaBroker",
@@ -100,10 +106,4 @@ class KafkaBroker:
     def stop(self) -> None:
         """Terminate the broker. Idempotent."""
         proc, self._proc = self._proc, None
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc)
