@@ -32,7 +32,8 @@ class HubConfig:
     heartbeat_interval_s: float = 10.0
     max_connections: int = 10_000
     resume_retries: int = 3
-    """Store reads to close a gap between a store read and the live stream (a lagging store)."""
+    """Store reads to close a gap between a store read and the live stream (a lagging store),
+    and retries of a (re)subscription's store read that failed."""
     resume_retry_delay_s: float = 0.05
 
 
