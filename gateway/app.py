@@ -110,16 +110,11 @@ def create_app(
             # start() is idempotent; when a context manager owns the services, its exit
             # closes them after stopping what feeds them (closing the store under a running
             # feed would lose its last writes), so the lifespan does not close them itself.
-            await svc.bus.start()
-            if not owned:
-                stack.push_async_callback(svc.bus.close)
-            await svc.store.start()
-            if not owned:
-                stack.push_async_callback(svc.store.close)
-            if svc.candles is not None:
-                await svc.candles.start()
-                if not owned:
-                    stack.push_async_callback(svc.candles.close)
+            for component in (svc.bus, svc.store, svc.candles):
+                if component is not None:
+                    await component.start()
+                    if not owned:
+                        stack.push_async_callback(component.close)
             hub = Hub(config.hub, bus=svc.bus, store=svc.store, metrics=metrics)
             await hub.start()
             stack.push_async_callback(hub.close)
