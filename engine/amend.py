@@ -78,23 +78,8 @@ def cancel(engine: Engine, cmd: CancelOrder, in_seq: int, ts: int) -> list[Event
         assert type(found) is list
         return found
     assert order is not None
-    # unlink from the level (OrderBook.remove, inlined)
-    prev = order.prev
-    nxt = order.next
-    if prev is None:
-        level.head = nxt
-    else:
-        prev.next = nxt
-    if nxt is None:
-        level.tail = prev
-    else:
-        nxt.prev = prev
-    order.prev = order.next = order.level = None
     open_qty = order.open_qty
-    level.qty -= open_qty
-    level.count -= 1
-    if not level.count:
-        level.book.drop_level(level.side, level.price)  # type: ignore[union-attr]
+    level.book.remove(order)  # type: ignore[union-attr]
     account = order.account
     engine._open_map[account] -= 1
     # release what the open rest reserved (a bid: price x cash_per_tick per share)
@@ -212,22 +197,8 @@ def replace(engine: Engine, cmd: ReplaceOrder, in_seq: int, ts: int) -> list[Eve
     assert level is not None
     if keep:
         level.qty -= old_qty - qty
-    else:  # leave the level (OrderBook.remove, inlined)
-        prev = order.prev
-        nxt = order.next
-        if prev is None:
-            level.head = nxt
-        else:
-            prev.next = nxt
-        if nxt is None:
-            level.tail = prev
-        else:
-            nxt.prev = prev
-        order.prev = order.next = order.level = None
-        level.qty -= old_qty
-        level.count -= 1
-        if not level.count:
-            book.drop_level(level.side, level.price)
+    else:  # leave the level (its open quantity is still old_qty here)
+        book.remove(order)
         order.price = price
     order.open_qty = qty
     order.qty = order.filled + qty
