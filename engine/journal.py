@@ -56,11 +56,14 @@ from engine.commands import Command
 from engine.journal_format import (  # the record format; re-exported
     OP_CODES,
     JournalError,
+    Record,
     _body,
-    _in_seq_of,
     command_from_record,
+    decode_body,
     decode_record,
     encode_record,
+    in_seq_of_body,
+    record_body,
 )
 
 __all__ = [
@@ -127,64 +130,58 @@ class ScanResult:
         return self.total_bytes - self.good_bytes
 
 
-def _records(path: str | os.PathLike[str]) -> Iterator[tuple[int, tuple[int, int, Command] | None]]:
-    """``(line length, decoded record or None)`` for each line, stopping after the first bad."""
+def _walk(
+    path: str | os.PathLike[str], decode_after: int | None
+) -> Iterator[tuple[int, int, Record | None]]:
+    """The one reader of a journal file: ``(line length, inSeq, record)`` for each good line, in
+    order, stopping at the first bad one (torn, corrupt, or a good checksum over a record that
+    does not decode). Each line's framing and checksum are checked once (:func:`record_body`);
+    a record of an unknown format or a gap in the ``inSeq`` numbering raises
+    :class:`JournalError`. ``decode_after`` says which records are decoded: ``None`` none (a
+    scan; the ``inSeq`` is read from the body's prefix), ``n > 0`` those with ``inSeq > n``,
+    ``n <= 0`` all (and the ``inSeq`` is taken from the decoded record); the others are
+    yielded as ``None``."""
+    decode_all = decode_after is not None and decode_after <= 0
+    expect: int | None = None  # the inSeq the next record must have (any, for the first)
     with open(path, "rb", buffering=1 << 20) as f:
-        expect = 0
         for line in f:
-            rec = decode_record(line)
-            if rec is not None:
-                if expect and rec[0] != expect:
-                    raise JournalError(
-                        f"inSeq {rec[0]} follows {expect - 1}: the journal has a gap"
-                    )
-                expect = rec[0] + 1
-            yield len(line), rec
-            if rec is None:
+            body = record_body(line)
+            if body is None:
                 return
+            rec = decode_body(body) if decode_all else None
+            in_seq = in_seq_of_body(body) if rec is None else rec[0]
+            if in_seq is None:
+                return
+            if in_seq != expect and expect is not None:
+                raise JournalError(f"inSeq {in_seq} follows {expect - 1}: the journal has a gap")
+            expect = in_seq + 1
+            if rec is None and decode_after is not None and (decode_all or in_seq > decode_after):
+                if decode_all:
+                    return  # its inSeq reads, the rest does not: the end
+                rec = decode_body(body)
+                if rec is None:
+                    return
+            yield len(line), in_seq, rec
 
 
 def scan(path: str | os.PathLike[str]) -> ScanResult:
     """Verify a journal file without changing it: the framing, checksum and gap-free
     ``inSeq`` of every record up to the first bad one (``replay`` also decodes the commands)."""
     good = records = last = 0
-    with open(path, "rb", buffering=1 << 20) as f:
-        for line in f:
-            in_seq = _in_seq_of(line)
-            if in_seq is None:
-                break
-            if records and in_seq != last + 1:
-                raise JournalError(f"inSeq {in_seq} follows {last}: the journal has a gap")
-            good += len(line)
-            records += 1
-            last = in_seq
+    for length, in_seq, _ in _walk(path, None):
+        good += length
+        records += 1
+        last = in_seq
     return ScanResult(records, last, good, os.path.getsize(path))
 
 
-def replay(path: str | os.PathLike[str], *, after: int = 0) -> Iterator[tuple[int, int, Command]]:
+def replay(path: str | os.PathLike[str], *, after: int = 0) -> Iterator[Record]:
     """The good records of a journal file as ``(in_seq, ts, cmd)``, in order; stops at a torn or
     corrupt tail (which :class:`Journal` cuts on open). The file is not changed. Records up to
     ``inSeq`` ``after`` are checked but not decoded nor yielded (replay after a snapshot)."""
-    if after <= 0:
-        for _, rec in _records(path):
-            if rec is None:
-                return
+    for _, _, rec in _walk(path, after):
+        if rec is not None:
             yield rec
-        return
-    with open(path, "rb", buffering=1 << 20) as f:
-        last = 0
-        for line in f:
-            in_seq = _in_seq_of(line)
-            if in_seq is None:
-                return
-            if last and in_seq != last + 1:
-                raise JournalError(f"inSeq {in_seq} follows {last}: the journal has a gap")
-            last = in_seq
-            if in_seq > after:
-                rec = decode_record(line)
-                if rec is None:
-                    return
-                yield rec
 
 
 # --------------------------------------------------------------------------- writer

@@ -52,6 +52,8 @@ _TYPES: dict[int, Any] = {code: kind for kind, code in OP_CODES.items()}
 _TYPES.update({code + _STDLIB: kind for kind, code in OP_CODES.items()})
 _new_tuple = tuple.__new__
 
+Record = tuple[int, int, Command]  # (in_seq, ts, cmd)
+
 
 def _body(in_seq: int, ts: int, cmd: Command) -> bytes:
     """A record's JSON. What orjson cannot write (a string with a lone surrogate, which
@@ -112,9 +114,10 @@ def command_from_record(o: dict[str, Any]) -> Command:
     raise KeyError(f"unknown op {op!r}")
 
 
-def _check(line: bytes) -> bytes | None:
-    """The JSON body of a record line if its framing and checksum are good, else ``None``.
-    Raises :class:`JournalError` for a good record of an unknown format."""
+def record_body(line: bytes) -> bytes | None:
+    """The JSON body of a record line if its framing and checksum are good, else ``None``
+    (the only place a record's checksum is computed). Raises :class:`JournalError` for a good
+    record of an unknown format."""
     if len(line) < 11 or line[-1] != 10 or line[8] != 32 or not _HEX.issuperset(line[:8]):
         return None
     body = line[9:-1]
@@ -131,7 +134,7 @@ _LIST = 0x5B  # "[": format 2
 _FORMATS = frozenset(b"[{")
 
 
-def _decode_v2(body: bytes) -> tuple[int, int, Command] | None:
+def _decode_v2(body: bytes) -> Record | None:
     try:
         try:
             obj = _loads(body)
@@ -151,7 +154,7 @@ def _decode_v2(body: bytes) -> tuple[int, int, Command] | None:
     return in_seq, ts, _new_tuple(kind, fields)
 
 
-def _decode_v1(body: bytes) -> tuple[int, int, Command] | None:
+def _decode_v1(body: bytes) -> Record | None:
     try:
         try:
             obj = _loads(body)
@@ -169,26 +172,27 @@ def _decode_v1(body: bytes) -> tuple[int, int, Command] | None:
     return in_seq, ts, cmd
 
 
-def decode_record(line: bytes) -> tuple[int, int, Command] | None:
-    """``(in_seq, ts, cmd)`` of one record line (either format), or ``None`` if it is torn or
-    corrupt; :class:`JournalError` if it is of an unknown format."""
-    body = _check(line)
-    if body is None:
-        return None
+def decode_body(body: bytes) -> Record | None:
+    """``(in_seq, ts, cmd)`` of a checked body (from :func:`record_body`, either format), or
+    ``None`` if it does not decode to a record."""
     if body[0] == _LIST:
         return _decode_v2(body)
     return _decode_v1(body)
 
 
+def decode_record(line: bytes) -> Record | None:
+    """``(in_seq, ts, cmd)`` of one record line (either format), or ``None`` if it is torn or
+    corrupt; :class:`JournalError` if it is of an unknown format."""
+    body = record_body(line)
+    return None if body is None else decode_body(body)
+
+
 _PREFIX = b'{"inSeq":'
 
 
-def _in_seq_of(line: bytes) -> int | None:
-    """The ``inSeq`` of a record line with good framing and checksum, read from the body's
-    prefix (a body of another layout is decoded in full); ``None`` if the line is bad."""
-    body = _check(line)
-    if body is None:
-        return None
+def in_seq_of_body(body: bytes) -> int | None:
+    """The ``inSeq`` of a checked body (from :func:`record_body`), read from its prefix (a body
+    of another layout is decoded in full); ``None`` if it does not decode."""
     if body[0] == _LIST:
         digits = body[1 : body.find(b",")]
         if digits.isdigit():
@@ -197,5 +201,5 @@ def _in_seq_of(line: bytes) -> int | None:
         digits = body[9 : body.find(b",", 9)]
         if digits.isdigit():
             return int(digits)
-    rec = decode_record(line)
+    rec = decode_body(body)
     return None if rec is None else rec[0]
