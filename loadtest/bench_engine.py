@@ -37,7 +37,6 @@ import os
 import platform
 import pstats
 import statistics
-import sys
 import tempfile
 import time
 from array import array
@@ -51,6 +50,7 @@ import orjson
 from engine import Engine, EngineConfig
 from engine.commands import Command
 from engine.journal import Journal, JournalConfig
+from loadtest.args import EXIT_BAD_ARGUMENTS, ArgumentCheck
 from loadtest.cmdgen import CmdGenConfig, generate, resting, write_jsonl
 
 TARGETS = {
@@ -105,14 +105,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    phases = tuple(p for p in args.phases.split(",") if p)
-    unknown = [p for p in phases if p not in PHASES]
-    gc_modes = tuple(m for m in args.gc.split(",") if m)
-    unknown += [m for m in gc_modes if m not in GC_MODES]
-    bad = args.commands < 1 or args.symbols < 1 or args.accounts < 1 or args.repeat < 1
-    if unknown or bad or not gc_modes:
-        print(f"bench engine: bad arguments (unknown: {unknown})", file=sys.stderr)
-        return 2
+    check = ArgumentCheck("bench engine")
+    phases = check.names("phases", args.phases, PHASES, required=False)
+    gc_modes = check.names("gc", args.gc, GC_MODES)
+    check.at_least(
+        1, commands=args.commands, symbols=args.symbols, accounts=args.accounts, repeat=args.repeat
+    )
+    if check.failed():
+        return EXIT_BAD_ARGUMENTS
     config = EngineBenchConfig(
         commands=args.commands,
         symbols=args.symbols,

@@ -22,10 +22,11 @@ import gc
 import io
 import platform
 import pstats
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+from loadtest.args import EXIT_BAD_ARGUMENTS, ArgumentCheck
 
 TARGET_EVENTS_S = 200_000
 
@@ -61,17 +62,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from gateway.marketdata.publisher import VENUE_CONFLATE_MS, parse_conflate_ms
 
-    try:
-        if args.conflate_ms is None:
-            conflations = [{}, dict(VENUE_CONFLATE_MS)]
-        else:
-            conflations = [parse_conflate_ms(args.conflate_ms)]
-    except ValueError as exc:
-        print(f"bench publisher: {exc}", file=sys.stderr)
-        return 2
-    if min(args.commands, args.symbols, args.accounts, args.repeat, args.depth) < 1:
-        print("bench publisher: counts must be at least 1", file=sys.stderr)
-        return 2
+    check = ArgumentCheck("bench publisher")
+    if args.conflate_ms is None:
+        conflations = [{}, dict(VENUE_CONFLATE_MS)]
+    else:
+        conflations = [check.parsed("conflate_ms", args.conflate_ms, parse_conflate_ms, {})]
+    check.at_least(
+        1,
+        commands=args.commands,
+        symbols=args.symbols,
+        accounts=args.accounts,
+        repeat=args.repeat,
+        depth=args.depth,
+    )
+    if check.failed():
+        return EXIT_BAD_ARGUMENTS
     stream = None
     for conflate in conflations:
         config = PublisherBenchConfig(

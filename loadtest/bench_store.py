@@ -25,12 +25,13 @@ import gc
 import os
 import platform
 import random
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+
+from loadtest.args import EXIT_BAD_ARGUMENTS, ArgumentCheck
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,27 +70,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", default=None, metavar="FILE", help="also write results here")
 
 
-def _parse_conflation(text: str) -> dict[str, int] | None:
-    out: dict[str, int] = {}
-    for item in filter(None, text.split(",")):
-        kind, _, value = item.partition("=")
-        if kind not in ("book", "ticker", "candles", "trades") or not value.isdigit():
-            return None
-        out[kind] = int(value)
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
-    conflate = _parse_conflation(args.conflate_ms)
-    if (
-        conflate is None
-        or min(args.symbols, args.accounts, args.rate, args.flush_interval_ms) < 1
-        or min(args.seconds, args.max_events, args.reads, args.readers) < 0
-        or args.history_max < 1
-        or not 1 <= args.flush_duty_max_pct <= 100
-    ):
-        print("bench store: bad arguments", file=sys.stderr)
-        return 2
+    from gateway.marketdata.publisher import parse_conflate_ms
+
+    check = ArgumentCheck("bench store")
+    conflate: dict[str, int] = check.parsed("conflate_ms", args.conflate_ms, parse_conflate_ms, {})
+    check.at_least(
+        1,
+        symbols=args.symbols,
+        accounts=args.accounts,
+        rate=args.rate,
+        flush_interval_ms=args.flush_interval_ms,
+        history_max=args.history_max,
+    )
+    check.at_least(
+        0, seconds=args.seconds, max_events=args.max_events, reads=args.reads, readers=args.readers
+    )
+    check.within(1, 100, flush_duty_max_pct=args.flush_duty_max_pct)
+    if check.failed():
+        return EXIT_BAD_ARGUMENTS
     config = StoreBenchConfig(
         redis_url=args.redis,
         symbols=args.symbols,
