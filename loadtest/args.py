@@ -13,6 +13,7 @@ usage). Options are named as on the command line: ``max_events`` is ``--max-even
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Callable, Sequence
 from typing import TypeVar
@@ -28,32 +29,34 @@ def option(name: str) -> str:
 
 
 class ArgumentCheck:
-    """The problems found in one benchmark's arguments; :meth:`failed` reports them."""
+    """The problems found in one benchmark's parsed arguments (options are named by their
+    ``argparse`` destination, and read from ``args``); :meth:`failed` reports them."""
 
-    def __init__(self, prog: str) -> None:
+    def __init__(self, prog: str, args: argparse.Namespace) -> None:
         self.prog = prog
+        self.args = args
         self.problems: list[str] = []
 
-    def at_least(self, minimum: float, **values: float) -> None:
-        """Each of ``values`` (by destination name) must be ``>= minimum``."""
-        for name, value in values.items():
+    def at_least(self, minimum: float, *names: str) -> None:
+        """Each option of ``names`` must be ``>= minimum``."""
+        for name in names:
+            value = getattr(self.args, name)
             if value < minimum:
                 self.problems.append(f"{option(name)} must be at least {minimum}, not {value}")
 
-    def within(self, low: float, high: float, **values: float) -> None:
-        """Each of ``values`` must be in ``[low, high]``."""
-        for name, value in values.items():
+    def within(self, low: float, high: float, *names: str) -> None:
+        """Each option of ``names`` must be in ``[low, high]``."""
+        for name in names:
+            value = getattr(self.args, name)
             if not low <= value <= high:
                 self.problems.append(
                     f"{option(name)} must be between {low} and {high}, not {value}"
                 )
 
-    def names(
-        self, name: str, text: str, allowed: Sequence[str], *, required: bool = True
-    ) -> tuple[str, ...]:
-        """A comma-separated subset of ``allowed`` (empty items ignored, order kept); at least
-        one unless not ``required``."""
-        chosen = tuple(item for item in text.split(",") if item)
+    def names(self, name: str, allowed: Sequence[str], *, required: bool = True) -> tuple[str, ...]:
+        """The option as a comma-separated subset of ``allowed`` (empty items ignored, order
+        kept); at least one unless not ``required``."""
+        chosen = tuple(item for item in getattr(self.args, name).split(",") if item)
         unknown = [item for item in chosen if item not in allowed]
         among = f"(choose among {','.join(allowed)})"
         if unknown:
@@ -63,10 +66,11 @@ class ArgumentCheck:
             self.problems.append(f"{option(name)}: name at least one {among}")
         return chosen
 
-    def parsed(self, name: str, text: str, parse: Callable[[str], T], default: T) -> T:
-        """``parse(text)``, or ``default`` (and a problem) if it raises ``ValueError``."""
+    def parsed(self, name: str, parse: Callable[[str], T], default: T) -> T:
+        """``parse`` of the option's text, or ``default`` (and a problem) if it raises
+        ``ValueError``."""
         try:
-            return parse(text)
+            return parse(getattr(self.args, name))
         except ValueError as exc:
             self.problems.append(f"{option(name)}: {exc}")
             return default

@@ -105,12 +105,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    check = ArgumentCheck("bench engine")
-    phases = check.names("phases", args.phases, PHASES, required=False)
-    gc_modes = check.names("gc", args.gc, GC_MODES)
-    check.at_least(
-        1, commands=args.commands, symbols=args.symbols, accounts=args.accounts, repeat=args.repeat
-    )
+    check = ArgumentCheck("bench engine", args)
+    phases = check.names("phases", PHASES, required=False)
+    gc_modes = check.names("gc", GC_MODES)
+    check.at_least(1, "commands", "symbols", "accounts", "repeat")
     if check.failed():
         return EXIT_BAD_ARGUMENTS
     config = EngineBenchConfig(

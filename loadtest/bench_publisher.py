@@ -62,19 +62,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from gateway.marketdata.publisher import VENUE_CONFLATE_MS, parse_conflate_ms
 
-    check = ArgumentCheck("bench publisher")
+    check = ArgumentCheck("bench publisher", args)
     if args.conflate_ms is None:
         conflations = [{}, dict(VENUE_CONFLATE_MS)]
     else:
-        conflations = [check.parsed("conflate_ms", args.conflate_ms, parse_conflate_ms, {})]
-    check.at_least(
-        1,
-        commands=args.commands,
-        symbols=args.symbols,
-        accounts=args.accounts,
-        repeat=args.repeat,
-        depth=args.depth,
-    )
+        conflations = [check.parsed("conflate_ms", parse_conflate_ms, {})]
+    check.at_least(1, "commands", "symbols", "accounts", "repeat", "depth")
     if check.failed():
         return EXIT_BAD_ARGUMENTS
     stream = None

@@ -73,20 +73,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from gateway.marketdata.publisher import parse_conflate_ms
 
-    check = ArgumentCheck("bench store")
-    conflate: dict[str, int] = check.parsed("conflate_ms", args.conflate_ms, parse_conflate_ms, {})
-    check.at_least(
-        1,
-        symbols=args.symbols,
-        accounts=args.accounts,
-        rate=args.rate,
-        flush_interval_ms=args.flush_interval_ms,
-        history_max=args.history_max,
-    )
-    check.at_least(
-        0, seconds=args.seconds, max_events=args.max_events, reads=args.reads, readers=args.readers
-    )
-    check.within(1, 100, flush_duty_max_pct=args.flush_duty_max_pct)
+    check = ArgumentCheck("bench store", args)
+    conflate: dict[str, int] = check.parsed("conflate_ms", parse_conflate_ms, {})
+    check.at_least(1, "symbols", "accounts", "rate", "flush_interval_ms", "history_max")
+    check.at_least(0, "seconds", "max_events", "reads", "readers")
+    check.within(1, 100, "flush_duty_max_pct")
     if check.failed():
         return EXIT_BAD_ARGUMENTS
     config = StoreBenchConfig(

@@ -3,6 +3,8 @@ module refusing bad ones with exit code 2 and one line on stderr naming what is 
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 
 from gateway.cli import main
@@ -14,24 +16,30 @@ def test_option_is_the_command_line_spelling() -> None:
     assert option("gc") == "--gc"
 
 
+def _check(**values: object) -> ArgumentCheck:
+    return ArgumentCheck("bench x", argparse.Namespace(**values))
+
+
 def test_no_problems_reports_nothing(capsys: pytest.CaptureFixture[str]) -> None:
-    check = ArgumentCheck("bench x")
-    check.at_least(1, commands=5, repeat=1)
-    check.at_least(0, seconds=0.0)
-    check.within(1, 100, pct=1)
-    check.within(1, 100, pct=100)
-    assert check.names("phases", "b,,a", ["a", "b", "c"]) == ("b", "a")
-    assert check.parsed("depth", "12", int, 0) == 12
+    check = _check(commands=5, repeat=1, seconds=0.0, low=1, high=100, phases="b,,a", depth="12")
+    check.at_least(1, "commands", "repeat")
+    check.at_least(0, "seconds")
+    check.within(1, 100, "low", "high")
+    assert check.names("phases", ["a", "b", "c"]) == ("b", "a")
+    assert check.parsed("depth", int, 0) == 12
     assert not check.failed()
     assert capsys.readouterr() == ("", "")
 
 
 def test_every_problem_is_reported_on_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    check = ArgumentCheck("bench x")
-    check.at_least(1, commands=0, symbols=3, max_events=-2)
-    check.within(1, 100, flush_duty_max_pct=101)
-    assert check.names("phases", "a,warp,zap", ["a", "b"]) == ("a", "warp", "zap")
-    assert check.parsed("depth", "deep", int, 7) == 7
+    check = _check(
+        commands=0, symbols=3, max_events=-2, flush_duty_max_pct=101, phases="a,warp,zap",
+        depth="deep",
+    )  # fmt: skip
+    check.at_least(1, "commands", "symbols", "max_events")
+    check.within(1, 100, "flush_duty_max_pct")
+    assert check.names("phases", ["a", "b"]) == ("a", "warp", "zap")
+    assert check.parsed("depth", int, 7) == 7
     assert check.failed()
     out, err = capsys.readouterr()
     assert out == ""
@@ -49,11 +57,11 @@ def test_every_problem_is_reported_on_one_line(capsys: pytest.CaptureFixture[str
 def test_an_empty_subset_is_a_problem_only_when_one_is_required(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    optional = ArgumentCheck("bench x")
-    assert optional.names("phases", ",", ["a"], required=False) == ()
+    optional = _check(phases=",")
+    assert optional.names("phases", ["a"], required=False) == ()
     assert not optional.failed()
-    required = ArgumentCheck("bench x")
-    assert required.names("gc", "", ["a", "b"]) == ()
+    required = _check(gc="")
+    assert required.names("gc", ["a", "b"]) == ()
     assert required.failed()
     assert "--gc: name at least one (choose among a,b)" in capsys.readouterr().err
 
