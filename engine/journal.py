@@ -155,12 +155,13 @@ def _walk(
             if in_seq != expect and expect is not None:
                 raise JournalError(f"inSeq {in_seq} follows {expect - 1}: the journal has a gap")
             expect = in_seq + 1
-            if rec is None and decode_after is not None and (decode_all or in_seq > decode_after):
+            if rec is None and decode_after is not None:
                 if decode_all:
-                    return  # its inSeq reads, the rest does not: the end
-                rec = decode_body(body)
-                if rec is None:
-                    return
+                    return  # its inSeq reads (so a gap is found), the rest does not: the end
+                if in_seq > decode_after:
+                    rec = decode_body(body)
+                    if rec is None:
+                        return
             yield len(line), in_seq, rec
 
 
