@@ -32,7 +32,7 @@ from gateway.channels import BOOK, CANDLES, ORDERS, RESOLUTIONS, TICKER, TRADES
 from gateway.envelope import Envelope
 from gateway.marketdata.candles import CandleSeries, CandleSet
 from gateway.marketdata.l2book import L2Book
-from gateway.marketdata.orders import OpenOrders, OrderStreams
+from gateway.marketdata.orders import OpenOrders, OrderStreams, price_json
 from gateway.marketdata.prices import PriceTexts
 from gateway.marketdata.resting import RestingOrders
 from gateway.marketdata.sequencing import Sink, Stream, new_epoch
@@ -113,6 +113,7 @@ class _Symbol:
         "candle_set",
         "candles",
         "inst",
+        "price_json",
         "tape",
         "texts",
         "ticker",
@@ -126,6 +127,7 @@ class _Symbol:
         self.inst = inst
         sym = inst.symbol
         self.texts = pt = PriceTexts(inst.price_text)
+        self.price_json = price_json(inst)  # for the orders records
         self.touched = False
         self.traded = False
         self.book = book = L2Book(cfg.book_depth, inst.price_text, pt)
@@ -249,17 +251,17 @@ class Publisher:
                 kind = type(ev)
                 if kind is Accepted:
                     resting.accepted(ev, sym.book)  # type: ignore[arg-type]
-                    orders.event(ev)
+                    orders.accepted(ev, sym.price_json)  # type: ignore[arg-type]
                 elif kind is Done:
                     resting.done(ev)  # type: ignore[arg-type]
-                    orders.event(ev)
+                    orders.done(ev)  # type: ignore[arg-type]
                 elif kind is Trade:
                     resting.trade(ev, sym.book)  # type: ignore[arg-type]
                     self._trade(sym, ev)  # type: ignore[arg-type]
-                    orders.trade(ev, sym.texts)  # type: ignore[arg-type]
+                    orders.trade(ev, sym.price_json)  # type: ignore[arg-type]
                 elif kind is Cancelled:
                     resting.cancelled(ev)  # type: ignore[arg-type]
-                    orders.event(ev)
+                    orders.cancelled(ev)  # type: ignore[arg-type]
                 elif kind is Replaced:
                     resting.replaced(ev)  # type: ignore[arg-type]
                     orders.event(ev)

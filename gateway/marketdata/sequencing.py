@@ -110,6 +110,16 @@ class Stream:
         self._sink(env)
         return env
 
+    def publish_encoded(self, ts: int, data_json: bytes) -> None:
+        """:meth:`publish` of ``data`` already encoded as JSON (``data_json`` must be what
+        ``orjson.dumps(data)`` gives): the orders streams render their records from byte
+        templates. Inlined rather than shared with :meth:`publish`: both are per-event paths."""
+        self.seq = seq = self.seq + 1
+        self.last_ts = self.last_emit_us = ts
+        self._cache = None
+        payload = self._format % (seq, ts, data_json)
+        self._sink(_new_tuple(Envelope, (UPDATE, self.channel, self.epoch, seq, ts, payload)))
+
     def offer(self, ts: int, now_us: int) -> bool:
         """The feed changed at ``ts``: publish now if allowed (returns ``False``) or leave it
         pending until due (returns ``True``: the caller keeps it for ``flush_due``)."""

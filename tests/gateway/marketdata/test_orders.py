@@ -109,3 +109,36 @@ def test_records_equal_the_codec_rendering() -> None:
         e.payload.endswith(b'"data":' + orjson.dumps(w) + b"}")
         for e, w in zip(out, want, strict=True)
     )
+
+
+def test_template_records_escape_like_orjson() -> None:
+    """Account, client order id and symbol strings with quotes, backslashes, control and
+    non-ASCII characters: the byte templates give orjson's bytes for the codec's dicts."""
+    from engine.codec import event_to_json
+    from engine.events import Cancelled, Done, Event
+
+    odd_account, odd_coid = 'al"ice\\', "c\n\t\x01-é€😀"
+    inst = dict(INST) | {'A"B': Instrument.define(symbol='A"B', tick="0.5", lot=2)}
+    events: list[Event] = [
+        Accepted(1, 1, 10, 11, odd_account, odd_coid, 'A"B', "buy", "limit", 3, 2, "FOK"),
+        Accepted(2, 2, 11, 12, odd_account, "x", "NOPE", "sell", "limit", 250, 1, "GTC"),
+        Cancelled(3, 3, 12, 11, odd_account, odd_coid, 'A"B', 2, "fok"),
+        Done(4, 4, 13, 12, odd_account, "x", "NOPE"),
+        Trade(5, 5, 14, 1, 'A"B', 7, 2, "buy", 13, 14, odd_account, "bob", odd_coid, "b\\"),
+        Trade(6, 5, 14, 2, "NOPE", 9, 1, "sell", 15, 16, "bob", odd_account, "q", odd_coid),
+    ]
+    out: list[Envelope] = []
+    s = OrderStreams("ep", out.append, inst, lambda: 0)
+    want: list[bytes] = []
+    for ev in events:
+        s.on_event(ev)
+        if isinstance(ev, Trade):
+            for side in ("buy", "sell"):
+                rec = execution_record(ev, side, inst)
+                if ev.symbol not in inst:  # the codec shows plain ticks
+                    assert rec["price"] == str(ev.price)
+                want.append(orjson.dumps(rec))
+        else:
+            want.append(orjson.dumps(event_to_json(ev, inst)))
+    assert [e.payload[e.payload.index(b'"data":') + 7 : -1] for e in out] == want
+    assert [e.channel for e in out][:4] == [f"orders.{odd_account}"] * 4
