@@ -8,11 +8,15 @@ closed bucket so that the publisher can hand it to ``on_candle_closed`` (the can
 
 A trade older than the newest bucket (event times going backwards) updates its bucket if the
 ring still holds it; if not, it is not reflected in the candles.
+
+A :class:`CandleSet` updates one symbol's series together: a trade touches only the finest
+series' newest bucket, and the coarser series catch up when they are read (see its docstring).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from itertools import pairwise
 from typing import Any
 
 _T, _O, _H, _L, _C, _V, _N = range(7)
@@ -27,6 +31,7 @@ class CandleSeries:
         "_data",
         "_from_us",
         "_head",
+        "_owner",
         "_rendered",
         "_size",
         "_texts",
@@ -49,6 +54,7 @@ class CandleSeries:
         # once, so a 300-candle snapshot is mostly list lookups
         self._rendered: list[dict[str, Any] | None] = [None] * size
         self._texts = texts
+        self._owner: CandleSet | None = None  # set by a CandleSet that updates it lazily
 
     def __len__(self) -> int:
         return self._count
@@ -143,6 +149,8 @@ class CandleSeries:
 
     def take(self) -> dict[str, Any] | None:
         """The update ``data``: the changed buckets (latest values, oldest first), or ``None``."""
+        if self._owner is not None:
+            self._owner.sync()
         changed = self.changed
         if not changed:
             return None
@@ -157,6 +165,8 @@ class CandleSeries:
 
     def latest(self, limit: int) -> list[dict[str, Any]]:
         """The newest ``limit`` buckets, oldest first."""
+        if self._owner is not None:
+            self._owner.sync()
         n = min(limit, self._count)
         size = self._size
         first = (self._head - n + 1) % size
@@ -164,42 +174,102 @@ class CandleSeries:
 
     def newest(self) -> dict[str, Any] | None:
         """The newest (still open) bucket, or ``None``."""
+        if self._owner is not None:
+            self._owner.sync()
         return self._render(self._head) if self._head >= 0 else None
 
 
 class CandleSet:
-    """The series of one symbol at every resolution, updated together: a trade inside each
-    series' newest bucket (nearly every trade) is a range check and six stores per series,
-    with no call and no division."""
+    """The series of one symbol at every resolution, finest first, each width dividing the
+    next (1s, 1m, 5m, 15m, 1h, 1d), so that a bucket of the finest series lies inside the
+    newest bucket of every coarser one.
 
-    __slots__ = ("series",)
+    A trade inside the finest series' newest bucket (nearly every trade) updates that bucket
+    only: a range check and six stores, no call. The coarser series' newest buckets catch up
+    in :meth:`sync`, which merges the finest newest bucket into them (high, low and close are
+    idempotent to merge again; volume and count are added by their growth since the last
+    sync). Every reader of a coarser series syncs first (its ``take``, ``latest`` and
+    ``newest``), as does a trade outside that bucket, which then goes to every series (a new
+    bucket, or an older one: event times going backwards). The publisher syncs before it
+    reads ``changed`` of a coarser series. So the coarser series cost one merge per read
+    instead of one per trade."""
+
+    __slots__ = ("_coarse", "_fine", "_synced_n", "_synced_v", "lagging", "series")
 
     def __init__(self, series: list[CandleSeries]) -> None:
+        if not series:
+            raise ValueError("a candle set needs at least one series")
+        for finer, coarser in pairwise(series):
+            if coarser._width_us % finer._width_us:
+                raise ValueError("each candle width must divide the next")
         self.series = series
+        self._fine = series[0]
+        self._coarse = series[1:]
+        for s in self._coarse:
+            s._owner = self
+        self.lagging = False  # the finest newest bucket has trades the coarser ones lack
+        self._synced_v = self._synced_n = 0  # its volume and count at the last sync
 
     def trade(self, ticks: int, qty: int, ts: int) -> list[tuple[int, dict[str, Any]]] | None:
         """Apply a trade to every series; the buckets it closed as ``(index, candle)``."""
+        s = self._fine
+        if s._from_us <= ts < s._until_us:  # the finest newest bucket
+            head = s._head
+            d = s._data
+            i = head * _W
+            if ticks > d[i + _H]:
+                d[i + _H] = ticks
+            elif ticks < d[i + _L]:
+                d[i + _L] = ticks
+            d[i + _C] = ticks
+            d[i + _V] += qty
+            d[i + _N] += 1
+            s._rendered[head] = None
+            changed = s.changed
+            if head not in changed:
+                changed.append(head)
+            self.lagging = True
+            return None
+        self.sync()
         closed: list[tuple[int, dict[str, Any]]] | None = None
-        for k, s in enumerate(self.series):
-            if s._from_us <= ts < s._until_us:  # the newest bucket
-                head = s._head
-                d = s._data
-                i = head * _W
-                if ticks > d[i + _H]:
-                    d[i + _H] = ticks
-                elif ticks < d[i + _L]:
-                    d[i + _L] = ticks
-                d[i + _C] = ticks
-                d[i + _V] += qty
-                d[i + _N] += 1
-                s._rendered[head] = None
-                changed = s.changed
-                if head not in changed:
-                    changed.append(head)
-                continue
-            candle = s.trade(ticks, qty, ts)
+        for k, series in enumerate(self.series):
+            candle = series.trade(ticks, qty, ts)
             if candle is not None:
                 if closed is None:
                     closed = []
                 closed.append((k, candle))
+        # every series holds the finest newest bucket in full again
+        i = s._head * _W
+        self._synced_v = s._data[i + _V]
+        self._synced_n = s._data[i + _N]
         return closed
+
+    def sync(self) -> None:
+        """Bring the coarser series' newest buckets up to the finest one's."""
+        if not self.lagging:
+            return
+        self.lagging = False
+        fine = self._fine
+        d = fine._data
+        i = fine._head * _W
+        high = d[i + _H]
+        low = d[i + _L]
+        close = d[i + _C]
+        volume = d[i + _V]
+        count = d[i + _N]
+        dv = volume - self._synced_v
+        dn = count - self._synced_n
+        self._synced_v = volume
+        self._synced_n = count
+        for s in self._coarse:
+            head = s._head
+            c = s._data
+            j = head * _W
+            if high > c[j + _H]:
+                c[j + _H] = high
+            if low < c[j + _L]:
+                c[j + _L] = low
+            c[j + _C] = close
+            c[j + _V] += dv
+            c[j + _N] += dn
+            s._mark(head)

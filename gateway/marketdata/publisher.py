@@ -327,8 +327,13 @@ class Publisher:
                 self._offer(stream, ts)
         if sym.traded:
             sym.traded = False
+            candles = sym.candle_set
+            lagging = candles.lagging  # the coarser series changed, unsynced (CandleSet)
+            if lagging and not sym.candles[0][2].interval_us:  # publishing now: catch up
+                candles.sync()
+                lagging = False
             for _, series, stream in sym.candles:
-                if series.changed:
+                if series.changed or lagging:
                     if not stream.interval_us:
                         stream.publish(ts, series.take())
                     elif stream.pending and ts - stream.last_emit_us < stream.interval_us:
