@@ -71,17 +71,9 @@ class CandleSeries:
         if head >= 0:
             i = head * _W
             newest = d[i]
-            if t == newest:  # the common case, inlined
-                if ticks > d[i + _H]:
-                    d[i + _H] = ticks
-                elif ticks < d[i + _L]:
-                    d[i + _L] = ticks
-                d[i + _C] = ticks
-                d[i + _V] += qty
-                d[i + _N] += 1
-                self._rendered[head] = None
-                if head not in self.changed:
-                    self.changed.append(head)
+            if t == newest:  # (a CandleSet inlines this case for its finest series)
+                self._merge(i, ticks, ticks, ticks, qty, 1)
+                self._mark(head)
                 return None
             if t < newest:
                 self._merge_older(t, ticks, qty)
@@ -100,15 +92,17 @@ class CandleSeries:
         self._mark(head)
         return closed
 
-    def _merge(self, i: int, ticks: int, qty: int) -> None:
+    def _merge(self, i: int, high: int, low: int, close: int, volume: int, count: int) -> None:
+        """Merge trades (their high, low, last price, volume and count) into the bucket at
+        ``i``."""
         d = self._data
-        if ticks > d[i + _H]:
-            d[i + _H] = ticks
-        if ticks < d[i + _L]:
-            d[i + _L] = ticks
-        d[i + _C] = ticks
-        d[i + _V] += qty
-        d[i + _N] += 1
+        if high > d[i + _H]:
+            d[i + _H] = high
+        if low < d[i + _L]:
+            d[i + _L] = low
+        d[i + _C] = close
+        d[i + _V] += volume
+        d[i + _N] += count
 
     def _merge_older(self, t: int, ticks: int, qty: int) -> None:
         d = self._data
@@ -118,7 +112,7 @@ class CandleSeries:
             slot = (slot - 1) % size
             bucket = d[slot * _W]
             if bucket == t:
-                self._merge(slot * _W, ticks, qty)
+                self._merge(slot * _W, ticks, ticks, ticks, qty, 1)
                 self._mark(slot)
                 return
             if bucket < t:
@@ -263,13 +257,5 @@ class CandleSet:
         self._synced_n = count
         for s in self._coarse:
             head = s._head
-            c = s._data
-            j = head * _W
-            if high > c[j + _H]:
-                c[j + _H] = high
-            if low < c[j + _L]:
-                c[j + _L] = low
-            c[j + _C] = close
-            c[j + _V] += dv
-            c[j + _N] += dn
+            s._merge(head * _W, high, low, close, dv, dn)
             s._mark(head)
