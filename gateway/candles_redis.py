@@ -6,20 +6,21 @@ Per ``(symbol, resolution)`` two keys sharing a cluster hash tag:
 * ``P{candles:SYM:RES}:t``     sorted set of the ``t`` values, scored by ``t``
 
 A flush writes every buffered series in one pipelined ``MULTI``/``EXEC`` round trip: one
-``HSET`` (all its buckets) and one ``ZADD`` per series. ``range`` is one Lua script (the
+``HSET`` (all its buckets) and one ``ZADD`` per series, and for a series with a retention one
+script that drops its buckets older than the cutoff from both keys. ``range`` is one Lua script (the
 newest ``limit`` bucket starts in range, then their candles), so it reads one consistent state.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
 
-from gateway.candle_buffer import BufferedCandleArchive, CandleKey
+from gateway.candle_buffer import DEFAULT_RETENTION_MS, BufferedCandleArchive, CandleKey, Cutoffs
 
 _RANGE_LUA = """
 local ts = redis.call('ZREVRANGEBYSCORE', KEYS[1], ARGV[2], ARGV[1], 'LIMIT', 0, ARGV[3])
@@ -39,13 +40,26 @@ return out
 """
 
 
+_PRUNE_LUA = """
+local ts = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1])
+for i = 1, #ts, 500 do
+  redis.call('HDEL', KEYS[2], unpack(ts, i, math.min(i + 499, #ts)))
+end
+return redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1])
+"""
+
+
 @dataclass(kw_only=True)
 class RedisCandleConfig:
+    """``retention_ms``: per resolution, how far behind its newest candle a series is kept
+    (:mod:`gateway.candle_buffer`)."""
+
     url: str = "redis://127.0.0.1:6379/0"
     key_prefix: str = "qg:"
     flush_interval_ms: int = 1000
     pending_max: int = 100_000
     socket_timeout_s: float = 5.0
+    retention_ms: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_RETENTION_MS))
 
 
 class RedisCandleArchive(BufferedCandleArchive):
@@ -56,9 +70,11 @@ class RedisCandleArchive(BufferedCandleArchive):
         super().__init__(
             flush_interval_ms=self._config.flush_interval_ms,
             pending_max=self._config.pending_max,
+            retention_ms=self._config.retention_ms,
         )
         self._client: aioredis.Redis | None = None
         self._range_script: Any = None
+        self._prune_script: Any = None
 
     def _keys(self, symbol: str, resolution: str) -> tuple[str, str]:
         tag = f"{self._config.key_prefix}{{candles:{symbol}:{resolution}}}"
@@ -71,13 +87,14 @@ class RedisCandleArchive(BufferedCandleArchive):
             socket_connect_timeout=self._config.socket_timeout_s,
         )
         self._range_script = self._client.register_script(_RANGE_LUA)
+        self._prune_script = self._client.register_script(_PRUNE_LUA)
 
     async def _close(self) -> None:
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()
 
-    async def _write(self, batch: dict[CandleKey, dict[str, Any]]) -> None:
+    async def _write(self, batch: dict[CandleKey, dict[str, Any]], cutoffs: Cutoffs) -> None:
         client = self._require()
         series: dict[tuple[str, str], dict[int, bytes]] = defaultdict(dict)
         for (symbol, resolution, t), candle in batch.items():
@@ -87,6 +104,9 @@ class RedisCandleArchive(BufferedCandleArchive):
             zkey, hkey = self._keys(symbol, resolution)
             pipe.hset(hkey, mapping={str(t): data for t, data in candles.items()})
             pipe.zadd(zkey, {str(t): t for t in candles})
+        for (symbol, resolution), cutoff in cutoffs.items():
+            keys = list(self._keys(symbol, resolution))
+            await self._prune_script(keys=keys, args=[cutoff], client=pipe)  # queued
         await pipe.execute()
 
     async def _query(

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from gateway.candle_buffer import BufferedCandleArchive, CandleKey
+from gateway.candle_buffer import DEFAULT_RETENTION_MS, BufferedCandleArchive, CandleKey, Cutoffs
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS candles (
@@ -28,6 +28,7 @@ CREATE TABLE IF NOT EXISTS candles (
 """
 
 _UPSERT = "INSERT OR REPLACE INTO candles (symbol, res, t, data) VALUES (?, ?, ?, ?)"
+_PRUNE = "DELETE FROM candles WHERE symbol = ? AND res = ? AND t < ?"
 _RANGE = (
     "SELECT data FROM candles WHERE symbol = ? AND res = ? AND t >= ? AND t <= ?"
     " ORDER BY t DESC LIMIT ?"
@@ -39,11 +40,14 @@ _MAX_T = 2**63 - 1
 @dataclass(kw_only=True)
 class SqliteCandleConfig:
     """``path``: the database file (created with its directory); ``flush_interval_ms``: how long
-    appends are buffered; ``pending_max``: buffered candles kept while the disk fails."""
+    appends are buffered; ``pending_max``: buffered candles kept while the disk fails;
+    ``retention_ms``: per resolution, how far behind its newest candle a series is kept
+    (:mod:`gateway.candle_buffer`)."""
 
     path: str = "quotegate-candles.sqlite3"
     flush_interval_ms: int = 1000
     pending_max: int = 100_000
+    retention_ms: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_RETENTION_MS))
 
 
 class SqliteCandleArchive(BufferedCandleArchive):
@@ -54,6 +58,7 @@ class SqliteCandleArchive(BufferedCandleArchive):
         super().__init__(
             flush_interval_ms=self._config.flush_interval_ms,
             pending_max=self._config.pending_max,
+            retention_ms=self._config.retention_ms,
         )
         self._db: sqlite3.Connection | None = None
 
@@ -65,10 +70,11 @@ class SqliteCandleArchive(BufferedCandleArchive):
         if db is not None:
             await asyncio.to_thread(db.close)
 
-    async def _write(self, batch: dict[CandleKey, dict[str, Any]]) -> None:
+    async def _write(self, batch: dict[CandleKey, dict[str, Any]], cutoffs: Cutoffs) -> None:
         db = self._require()
         rows = [(s, r, t, orjson.dumps(c)) for (s, r, t), c in batch.items()]
-        await asyncio.to_thread(_write_rows, db, rows)
+        prune = [(s, r, t) for (s, r), t in cutoffs.items()]
+        await asyncio.to_thread(_write_rows, db, rows, prune)
 
     async def _query(
         self, symbol: str, resolution: str, start_ms: int | None, end_ms: int | None, limit: int
@@ -100,10 +106,16 @@ def _connect(path: str) -> sqlite3.Connection:
     return db
 
 
-def _write_rows(db: sqlite3.Connection, rows: list[tuple[str, str, int, bytes]]) -> None:
+def _write_rows(
+    db: sqlite3.Connection,
+    rows: list[tuple[str, str, int, bytes]],
+    prune: list[tuple[str, str, int]],
+) -> None:
     db.execute("BEGIN")
     try:
         db.executemany(_UPSERT, rows)
+        if prune:
+            db.executemany(_PRUNE, prune)
     except BaseException:
         db.execute("ROLLBACK")
         raise

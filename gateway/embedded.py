@@ -42,6 +42,7 @@ from feeds.replay import ReplayConfig, ReplayFeed, read_commands
 from feeds.synthetic import DEFAULT_SYMBOLS, SyntheticConfig, SyntheticFeed
 from gateway.accounts import Accounts
 from gateway.bus_memory import MemoryBus
+from gateway.candle_buffer import DEFAULT_RETENTION_MS
 from gateway.candles_sqlite import SqliteCandleArchive, SqliteCandleConfig
 from gateway.channels import orders_channel, symbol_channels
 from gateway.envelope import Envelope
@@ -70,7 +71,8 @@ class EmbeddedConfig:
     (0 = as fast as possible). ``accounts_file``: see :mod:`gateway.accounts` (without one, a
     ``demo`` account with ``demo_api_key`` or a random key). ``redis_url``: keep snapshots in
     Redis (``store_flush_interval_ms``: its write batching); ``candles_db``: SQLite file of
-    closed candles (``None``: in memory). ``journal``: journal every command and restore from
+    closed candles (``None``: in memory), ``candles_retention_ms`` how long it keeps each
+    resolution (:mod:`gateway.candle_buffer`). ``journal``: journal every command and restore from
     it at start (``None``: nothing is written). ``gc_threshold``: the GC's generation-0
     threshold after setup, when the long-lived state is also frozen (``gc.freeze``); 0 leaves
     the GC alone."""
@@ -87,6 +89,7 @@ class EmbeddedConfig:
     demo_api_key: str | None = None
     redis_url: str | None = None
     candles_db: str | None = None
+    candles_retention_ms: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_RETENTION_MS))
     flush_interval_ms: int = 20
     store_history_max: int = 1000
     store_flush_interval_ms: int = 50
@@ -163,7 +166,7 @@ class EmbeddedRuntime:
             EngineConfig(), clock=clock, journal=journal.journal if journal is not None else None
         )
         self.bus = MemoryBus()
-        self.archive = _candle_archive(config.candles_db)
+        self.archive = _candle_archive(config.candles_db, config.candles_retention_ms)
         self.publisher = Publisher(
             pub_cfg,
             sink=self._sink,
@@ -505,5 +508,7 @@ def _snapshot_store(config: EmbeddedConfig, provider: SnapshotProvider) -> Snaps
     )
 
 
-def _candle_archive(path: str | None) -> CandleArchive:
-    return SqliteCandleArchive(SqliteCandleConfig(path=path or ":memory:"))
+def _candle_archive(path: str | None, retention_ms: dict[str, int]) -> CandleArchive:
+    return SqliteCandleArchive(
+        SqliteCandleConfig(path=path or ":memory:", retention_ms=retention_ms)
+    )

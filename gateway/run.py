@@ -35,6 +35,7 @@ ENV: dict[str, tuple[str, Any]] = {
     "demo_key": ("QUOTEGATE_DEMO_KEY", None),
     "redis": ("QUOTEGATE_REDIS", None),
     "candles_db": ("QUOTEGATE_CANDLES_DB", DEFAULT_CANDLES_DB),
+    "candles_retention_s": ("QUOTEGATE_CANDLES_RETENTION_S", "1s=86400"),
     "web_dir": ("QUOTEGATE_WEB_DIR", None),
     "log_level": ("QUOTEGATE_LOG_LEVEL", "info"),
     "journal": ("QUOTEGATE_JOURNAL", None),
@@ -76,6 +77,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help=f"SQLite file of closed candles, ':memory:' for none on disk "
         f"(QUOTEGATE_CANDLES_DB, default {DEFAULT_CANDLES_DB})",
+    )
+    a(
+        "--candles-retention-s",
+        metavar="RES=S,...",
+        help="how far behind the newest candle each resolution is kept in the candles db, in "
+        "seconds; resolutions not named are kept forever, '' keeps all "
+        "(QUOTEGATE_CANDLES_RETENTION_S, default 1s=86400)",
     )
     a("--web-dir", help="directory served at / (QUOTEGATE_WEB_DIR, default the repo's web/)")
     a("--log-level", help="debug, info, warning, error (QUOTEGATE_LOG_LEVEL, default info)")
@@ -159,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
     from engine.journal import JournalError
     from gateway.accounts import AccountsError
     from gateway.app import create_app
+    from gateway.candle_buffer import parse_retention_s
     from gateway.config import GatewayConfig
     from gateway.embedded import EmbeddedConfig, EmbeddedRuntime
     from gateway.marketdata.publisher import PublisherConfig, parse_conflate_ms
@@ -181,6 +190,7 @@ def run(args: argparse.Namespace) -> int:
             demo_api_key=s["demo_key"],
             redis_url=s["redis"],
             candles_db=s["candles_db"],
+            candles_retention_ms=parse_retention_s(str(s["candles_retention_s"])),
             store_history_max=s["history_max"],
             store_flush_interval_ms=s["store_flush_interval_ms"],
             publisher=PublisherConfig(

@@ -13,28 +13,37 @@ from gateway.candles_redis import RedisCandleArchive, RedisCandleConfig
 from gateway.candles_sqlite import SqliteCandleArchive, SqliteCandleConfig
 
 NEVER_MS = 3_600_000
-Open = Callable[[], Awaitable[BufferedCandleArchive]]
+Open = Callable[..., Awaitable[BufferedCandleArchive]]
 
 
 def candle(t: int, close: str = "100.00", v: int = 1) -> dict[str, Any]:
     return {"t": t, "o": "100.00", "h": "101.50", "l": "99.00", "c": close, "v": v, "n": 2}
 
 
+RETENTION = {"1s": 10_000, "1m": 600_000}  # 10 s of 1s candles, 10 min of 1m candles (ms)
+
+
 @pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
 async def open_archive(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Open]:
-    """``open_archive()`` opens (again) the same archive: same file, same Redis and prefix."""
+    """``open_archive(retention_ms={})`` opens (again) the same archive: same file, same
+    Redis and prefix; it keeps every candle unless given a retention."""
     made: list[BufferedCandleArchive] = []
     kind: str = request.param
     url = request.getfixturevalue("redis_url") if kind == "redis" else ""
 
-    async def open_() -> BufferedCandleArchive:
+    async def open_(retention_ms: dict[str, int] | None = None) -> BufferedCandleArchive:
         archive: BufferedCandleArchive
+        keep = retention_ms or {}
         if kind == "sqlite":
             path = str(tmp_path / "db" / "candles.sqlite3")
-            archive = SqliteCandleArchive(SqliteCandleConfig(path=path, flush_interval_ms=NEVER_MS))
+            archive = SqliteCandleArchive(
+                SqliteCandleConfig(path=path, flush_interval_ms=NEVER_MS, retention_ms=keep)
+            )
         else:
             archive = RedisCandleArchive(
-                RedisCandleConfig(url=url, key_prefix="ct:", flush_interval_ms=NEVER_MS)
+                RedisCandleConfig(
+                    url=url, key_prefix="ct:", flush_interval_ms=NEVER_MS, retention_ms=keep
+                )
             )
         await archive.start()
         made.append(archive)
@@ -43,6 +52,51 @@ async def open_archive(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
     yield open_
     for archive in reversed(made):
         await archive.close()
+
+
+async def test_retention_keeps_each_series_behind_its_newest_candle(open_archive: Open) -> None:
+    """A flush drops the candles of the series it wrote that fell more than the resolution's
+    retention behind that series' newest candle; other resolutions are kept forever."""
+    archive = await open_archive(RETENTION)
+    for k in range(30):  # 1s candles at 0..29 s
+        archive.append("AAPL", "1s", candle(1000 * k))
+    archive.append("MSFT", "1s", candle(5000))
+    for k in range(30):  # 1m candles at 0..29 min; 5m candles kept forever
+        archive.append("AAPL", "1m", candle(60_000 * k))
+        archive.append("AAPL", "5m", candle(300_000 * k))
+    await archive.flush()
+    ones = await archive.range("AAPL", "1s", None, None, 100)
+    assert [c["t"] for c in ones] == [1000 * k for k in range(19, 30)]  # t >= 29 s - 10 s
+    assert [c["t"] for c in await archive.range("MSFT", "1s", None, None, 9)] == [5000]
+    minutes = await archive.range("AAPL", "1m", None, None, 100)
+    assert [c["t"] for c in minutes] == [60_000 * k for k in range(19, 30)]
+    assert len(await archive.range("AAPL", "5m", None, None, 100)) == 30
+    # a later flush of the series moves its window; a flush without it leaves it alone
+    archive.append("AAPL", "1s", candle(40_000))
+    await archive.flush()
+    ones = await archive.range("AAPL", "1s", None, None, 100)
+    assert [c["t"] for c in ones] == [40_000]  # 19..29 s fell behind 40 s - 10 s
+    archive.append("MSFT", "1s", candle(100_000))
+    await archive.flush()
+    assert [c["t"] for c in await archive.range("MSFT", "1s", None, None, 9)] == [100_000]
+    assert [c["t"] for c in await archive.range("AAPL", "1s", None, None, 9)] == [40_000]
+    reopened = await open_archive(RETENTION)  # pruned on disk / in Redis, not only in memory
+    kept = await reopened.range("AAPL", "1m", None, None, 100)
+    assert [c["t"] for c in kept] == [60_000 * k for k in range(19, 30)]
+
+
+def test_retention_settings_are_checked() -> None:
+    from gateway.candle_buffer import check_retention, parse_retention_s
+
+    assert parse_retention_s("1s=86400, 1m=2592000") == {"1s": 86_400_000, "1m": 2_592_000_000}
+    assert parse_retention_s("") == {}
+    for bad in ("1s", "1s=-5", "2s=10", "1s=ten"):
+        with pytest.raises(ValueError):
+            parse_retention_s(bad)
+    with pytest.raises(ValueError):
+        check_retention({"1s": 0})
+    with pytest.raises(ValueError):
+        SqliteCandleArchive(SqliteCandleConfig(path=":memory:", retention_ms={"7s": 1}))
 
 
 async def test_empty(open_archive: Open) -> None:
@@ -155,8 +209,15 @@ async def test_redis_writes_are_pipelined_per_series(redis_url: str) -> None:
                 archive.append(f"S{sym}", "1s", candle(1000 * i))
         await archive.flush()
         delta = await commands() - before
-        # HSET + ZADD per series, MULTI, EXEC (+ the connection handshake)
-        assert delta <= 2 * 10 + 5, delta
+        # HSET + ZADD per series, its first prune (EVALSHA and the script's ZRANGEBYSCORE and
+        # ZREMRANGEBYSCORE), MULTI, EXEC (+ the connection handshake and the script's load)
+        assert delta <= 5 * 10 + 6, delta
+        before = await commands()
+        for sym in range(10):  # a minute later: no prune due (1/16 of the day's retention)
+            archive.append(f"S{sym}", "1s", candle(360_000))
+        await archive.flush()
+        delta = await commands() - before
+        assert delta <= 2 * 10 + 2, delta
     finally:
         await archive.close()
         await client.aclose()

@@ -186,6 +186,9 @@ def test_flags_win_over_environment_over_defaults() -> None:
     s = settings(parser.parse_args(["--port", "9002"]), env)
     assert s["port"] == 9002 and s["rate"] == 5.0 and s["feed"] == "none"
     assert s["journal"] is None and s["fsync"] == "interval" and s["gc_threshold"] == 50_000
+    assert s["candles_retention_s"] == "1s=86400"
+    kept = settings(parser.parse_args([]), {"QUOTEGATE_CANDLES_RETENTION_S": "1m=60"})
+    assert kept["candles_retention_s"] == "1m=60"
 
 
 def test_journal_publisher_and_store_flags() -> None:
@@ -217,7 +220,13 @@ def test_journal_publisher_and_store_flags() -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    [["--conflate-ms", "book=fast"], ["--history-max", "0"], ["--gc-threshold", "-1"]],
+    [
+        ["--conflate-ms", "book=fast"],
+        ["--history-max", "0"],
+        ["--gc-threshold", "-1"],
+        ["--candles-retention-s", "7s=60"],
+        ["--candles-retention-s", "1s=0"],
+    ],
 )
 def test_bad_publisher_or_store_values_exit_2(
     bad: list[str], capsys: pytest.CaptureFixture[str]
