@@ -67,12 +67,34 @@ _tuple_new = tuple.__new__  # builds an event without the NamedTuple's Python-le
 _object_new = object.__new__
 
 
+COMPACT_EVERY_ORDERS = 65_536
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EngineConfig:
     """``max_open_orders_per_account``: resting orders one account may have at once (``None``
-    for no limit); a new GTC limit order beyond it is rejected ``risk_max_open_orders``."""
+    for no limit); a new GTC limit order beyond it is rejected ``risk_max_open_orders``.
+
+    Retention (``None``: keep everything): ``finished_orders_max`` finished orders (filled or
+    cancelled, not resting) stay retrievable only while their id is among the newest that many
+    order ids; ``executions_per_account_max`` executions are kept per account (the newest).
+    Both are applied when an order id that is a multiple of ``compact_every_orders`` is about to
+    be assigned, so between two compactions up to ``compact_every_orders`` more are held.
+    Resting orders are never forgotten. See ``docs/engine.md`` (Retention)."""
 
     max_open_orders_per_account: int | None = None
+    finished_orders_max: int | None = 1_000_000
+    executions_per_account_max: int | None = 100_000
+    compact_every_orders: int = COMPACT_EVERY_ORDERS
+
+    def __post_init__(self) -> None:
+        for name in ("finished_orders_max", "executions_per_account_max"):
+            value = getattr(self, name)
+            if value is not None and (type(value) is not int or value < 1):
+                raise ValueError(f"{name} must be an int >= 1 or None, not {value!r}")
+        every = self.compact_every_orders
+        if type(every) is not int or every < 1:
+            raise ValueError(f"compact_every_orders must be an int >= 1, not {every!r}")
 
 
 class JournalSink(Protocol):
@@ -115,6 +137,13 @@ class Engine:
         self._journal = journal
         self._next_order_id = 1
         self._next_trade_id = 1
+        # retention: compact when this order id is about to be assigned (0: never)
+        config = self.config
+        retains = config.finished_orders_max is not None
+        if retains or config.executions_per_account_max is not None:
+            self._compact_at = config.compact_every_orders
+        else:
+            self._compact_at = 0
         self._handlers: dict[type, Handler] = {
             NewOrder: self._new,
             CancelOrder: partial(cancel, self),
@@ -201,7 +230,14 @@ class Engine:
         """sha256 (hex) of a canonical serialisation of counters, instruments, books (levels
         and the FIFO of each), every order and every wallet (:mod:`engine.state_hash`)."""
         sq = self._sq
-        counters = (sq.in_seq, sq.out_seq, self._next_order_id, self._next_trade_id)
+        counters = (
+            sq.in_seq,
+            sq.out_seq,
+            self._next_order_id,
+            self._next_trade_id,
+            self.orders.base_id,
+            self._compact_at,
+        )
         return state_hash(
             counters, self.instruments, self._books, self.orders.all_orders(), self.wallets
         )
@@ -290,6 +326,16 @@ class Engine:
         assert type(found) is int
         self.wallets.get(cmd.account).credit(cmd.asset, found)
         return []
+
+    # -- retention --------------------------------------------------------------------------
+
+    def _compact(self, oid: int) -> None:
+        """Retention, run before order id ``oid`` (a multiple of ``compact_every_orders``) is
+        assigned and registered: forget finished orders up to ``oid - 1 - finished_orders_max``
+        and trim the executions lists (:meth:`OrderManager.compact`)."""
+        config = self.config
+        self._compact_at = oid + config.compact_every_orders
+        self.orders.compact(oid - 1, config.finished_orders_max, config.executions_per_account_max)
 
     # -- orders -----------------------------------------------------------------------------
 
@@ -417,6 +463,8 @@ class Engine:
         # accepted: register the order (OrderManager's maps, inlined)
         account = wallet.account  # the interned spelling
         oid = self._next_order_id
+        if oid == self._compact_at:
+            self._compact(oid)
         self._next_order_id = oid + 1
         order = _object_new(Order)  # Order.__init__, inlined
         order.order_id = oid

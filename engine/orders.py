@@ -5,6 +5,12 @@ An :class:`Order` is a small mutable slotted object; while it rests it is also a
 price level's doubly linked list (``prev``/``next``/``level``, see :mod:`engine.book`).
 Order ids are assigned 1, 2, 3, ... so the manager keeps them in a list indexed by id (8 bytes
 per order instead of a dict entry).
+
+Retention (:meth:`OrderManager.compact`, run by the engine every ``compact_every_orders``
+orders): finished orders (filled or cancelled, not resting) older than the newest
+``finished_orders_max`` order ids are forgotten, and each account's executions are trimmed to
+its newest ``executions_per_account_max``. The list then holds ids from ``_base`` on; the few
+older orders that still rest live in ``_old_open`` (resting orders are never forgotten).
 """
 
 from __future__ import annotations
@@ -103,17 +109,25 @@ class Order:
 class OrderManager:
     """Order lookups. The engine is the only writer; everything here is read-only for others.
 
+    The manager holds the *retained* orders: every resting order, and the finished ones that
+    :meth:`compact` has not forgotten yet (all of them without retention). ``get``,
+    ``by_client``, ``all_orders`` and ``len()`` see retained orders only.
+
     ``open_orders`` lists resting orders only (an IOC or market order is never open between
-    commands); to keep 1,000,000 resting orders small it walks the account's orders (O(orders
-    the account ever placed)) and only a count of resting orders is kept per account. Client
-    order ids are never reused by an account: the engine rejects a second order with an id the
-    account has used (``duplicate_order``).
+    commands); to keep 1,000,000 resting orders small it walks the account's retained orders
+    and only a count of resting orders is kept per account. The engine rejects a second order
+    with a client order id that one of the account's retained orders has
+    (``duplicate_order``); once an order is forgotten its id may be used again.
     """
 
-    __slots__ = ("_by_client", "_by_id", "_executions", "_open")
+    __slots__ = ("_base", "_by_client", "_by_id", "_executions", "_old_open", "_open")
 
     def __init__(self) -> None:
+        # _by_id[i] is the order with id _base + i (index 0 of a fresh manager: id 0, None);
+        # the engine keeps a bound ``append`` of this list: it is only ever mutated in place
         self._by_id: list[Order | None] = [None]
+        self._base = 0
+        self._old_open: dict[int, Order] = {}  # id -> a resting order with an id below _base
         self._by_client: dict[str, dict[str, Order]] = {}
         self._open: dict[str, int] = {}  # account -> resting orders
         # account -> the fields of its trades as plain tuples (``Trade`` rebuilt on read):
@@ -121,14 +135,18 @@ class OrderManager:
         self._executions: dict[str, list[tuple[Any, ...]]] = {}
 
     def __len__(self) -> int:
-        return len(self._by_id) - 1
+        """Retained orders."""
+        return len(self._by_id) + len(self._old_open) - (self._base == 0)
 
     def get(self, order_id: int) -> Order | None:
-        """The order with this id, or ``None``."""
+        """The retained order with this id, or ``None``."""
         if type(order_id) is not int or order_id <= 0:
             return None
+        i = order_id - self._base
+        if i < 0:
+            return self._old_open.get(order_id)
         by_id = self._by_id
-        return by_id[order_id] if order_id < len(by_id) else None
+        return by_id[i] if i < len(by_id) else None
 
     def by_client(self, account: str, client_order_id: str) -> Order | None:
         """The order ``account`` placed with ``client_order_id``, or ``None``."""
@@ -152,8 +170,14 @@ class OrderManager:
         return [_tuple_new(Trade, fields) for fields in self._executions.get(account, ())]
 
     def all_orders(self) -> list[Order]:
-        """Every accepted order, by id."""
-        return [o for o in self._by_id if o is not None]
+        """Every retained order, by id."""
+        return [*self._old_open.values(), *(o for o in self._by_id if o is not None)]
+
+    @property
+    def base_id(self) -> int:
+        """The lowest order id the id list still covers: every finished order below it has
+        been forgotten (0 until the first eviction)."""
+        return self._base
 
     def accounts(self) -> list[str]:
         """Accounts that have placed an order, sorted."""
@@ -162,7 +186,8 @@ class OrderManager:
     # -- writers (the engine) -------------------------------------------------------------
 
     def add(self, order: Order) -> None:
-        """Register a newly accepted order (ids must arrive 1, 2, 3, ...)."""
+        """Register a newly accepted order (ids must arrive 1, 2, 3, ..., each one at
+        ``base_id + len`` of the id list)."""
         self._by_id.append(order)
         account = order.account = sys.intern(order.account)
         clients = self._by_client.get(account)
@@ -194,3 +219,49 @@ class OrderManager:
                 ex[account] = [fields]
             else:
                 found.append(fields)
+
+    def compact(
+        self,
+        newest_id: int,
+        finished_orders_max: int | None,
+        executions_per_account_max: int | None,
+    ) -> int:
+        """Forget finished orders with ids ``<= newest_id - finished_orders_max`` and trim
+        every account's executions to its newest ``executions_per_account_max`` (``None``:
+        keep all). Resting orders are kept, however old. Lists are mutated in place (the
+        engine holds bound methods of them). Returns how many orders were forgotten.
+
+        Only the manager's state and the arguments decide what goes, so a replay of the same
+        commands compacts identically. The cost is O(ids passed since the last compaction +
+        old resting orders + accounts)."""
+        evicted = 0
+        if finished_orders_max is not None:
+            cutoff = newest_id - finished_orders_max  # forget finished ids <= cutoff
+            base = self._base
+            k = cutoff + 1 - base  # ids base .. cutoff leave the list
+            if k > 0:
+                by_client = self._by_client
+                old_open = self._old_open
+                # older resting orders that have finished since the last compaction
+                done = [o for o in old_open.values() if o.level is None]
+                for finished in done:
+                    del old_open[finished.order_id]
+                    del by_client[finished.account][finished.client_order_id]
+                evicted = len(done)
+                by_id = self._by_id
+                for o in by_id[:k]:
+                    if o is None:
+                        continue  # id 0
+                    if o.level is not None:
+                        old_open[o.order_id] = o  # still resting: kept, by id
+                    else:
+                        del by_client[o.account][o.client_order_id]
+                        evicted += 1
+                del by_id[:k]
+                self._base = base + k
+        n = executions_per_account_max
+        if n is not None:
+            for trades in self._executions.values():
+                if len(trades) > n:
+                    del trades[:-n]
+        return evicted

@@ -2,7 +2,7 @@
 
 A snapshot file is::
 
-    <crc32 hex8> {"version":1,"inSeq":N,"outSeq":M,"stateHash":"..","bytes":K}\\n
+    <crc32 hex8> {"version":2,"inSeq":N,"outSeq":M,"stateHash":"..","bytes":K}\\n
     <K bytes: the pickled engine>
 
 written to a temporary file, synced and renamed into place, so a crash leaves either the old
@@ -14,6 +14,11 @@ recorded one, so a snapshot that does not reproduce the state is refused, never 
 :func:`restore_with_snapshot` loads the snapshot and replays only the journal records after its
 ``inSeq``; if the snapshot is missing, damaged or ahead of the journal (the journal is the source
 of truth), it falls back to a full :func:`engine.journal.restore`.
+
+Format versions: 2 adds order retention (the order manager's id offset ``_base``, its older
+resting orders ``_old_open`` and the engine's next compaction point, all part of the state
+hash). A version 1 snapshot is refused with a :class:`SnapshotError` naming the version, and
+:func:`restore_with_snapshot` then replays the whole journal, which rebuilds the same state.
 
 Snapshots are pickles: only load files this process (or a trusted one) wrote.
 """
@@ -35,7 +40,7 @@ from engine.book import Level
 from engine.journal import Journal, JournalError, replay, restore
 from engine.orders import Order
 
-VERSION = 1
+VERSION = 2
 
 
 class SnapshotError(Exception):
@@ -191,8 +196,13 @@ def _read(path: str | os.PathLike[str]) -> tuple[SnapshotInfo, bytes]:
         meta = orjson.loads(header)
     except (ValueError, orjson.JSONDecodeError) as exc:
         raise SnapshotError(f"snapshot header is damaged: {exc}") from exc
-    if meta.get("version") != VERSION:
-        raise SnapshotError(f"unknown snapshot version {meta.get('version')!r}")
+    version = meta.get("version")
+    if version == 1:
+        raise SnapshotError(
+            "snapshot format 1 predates order retention (format 2); restore from the journal"
+        )
+    if version != VERSION:
+        raise SnapshotError(f"unknown snapshot version {version!r}")
     if len(data) != meta["bytes"] or zlib.crc32(data) != meta["crc"]:
         raise SnapshotError("snapshot body is truncated or damaged")
     return SnapshotInfo(meta["inSeq"], meta["outSeq"], meta["stateHash"], len(data)), data

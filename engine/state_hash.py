@@ -1,9 +1,11 @@
 """``Engine.state_hash``: a digest of everything that makes up the engine's state.
 
 sha256 over the ``repr`` of: the counters (``in_seq``, ``out_seq``, next order id, next trade
-id); per symbol (sorted) the instrument's fields, the last trade price and every level in price
-order with its qty, count and FIFO of order ids; every order's fields by id; every wallet
-(sorted accounts and assets). O(state): for tests, replay checks and snapshots.
+id, and for retention the order manager's ``base_id`` and the order id of the next
+compaction); per symbol (sorted) the instrument's fields, the last trade price and every level
+in price order with its qty, count and FIFO of order ids; every retained order's fields by id
+(resting orders, and finished ones not yet forgotten); every wallet (sorted accounts and
+assets). O(state): for tests, replay checks and snapshots.
 """
 
 from __future__ import annotations

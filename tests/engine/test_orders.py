@@ -73,3 +73,48 @@ def test_executions_are_trades_kept_untracked_by_the_gc() -> None:
     assert not any(gc.is_tracked(fields) for fields in m._executions["a"])
     (got,) = m.executions("b")
     assert type(got) is Trade and got == t and got.sell_client_order_id == "c2"
+
+
+def test_compact_forgets_finished_orders_and_keeps_resting_ones() -> None:
+    m = OrderManager()
+    orders = [make(i, "a" if i % 2 else "b") for i in range(1, 11)]
+    for o in orders:
+        m.add(o)
+        o.open_qty = 0  # finished ...
+    for i in (2, 5):  # ... but for two resting ones
+        orders[i - 1].open_qty = 5
+        orders[i - 1].level = Level(10)
+        m.rest(orders[i - 1])
+    assert m.compact(10, None, None) == 0 and len(m) == 10 and m.base_id == 0
+    assert m.compact(10, 4, None) == 4  # ids <= 6 go, but 2 and 5 rest
+    assert m.base_id == 7 and len(m) == 6
+    assert [o.order_id for o in m.all_orders()] == [2, 5, 7, 8, 9, 10]
+    assert m.get(2) is orders[1] and m.get(5) is orders[4] and m.get(7) is orders[6]
+    assert m.get(1) is None and m.get(6) is None and m.get(11) is None
+    assert m.by_client("b", "c2") is orders[1] and m.by_client("a", "c1") is None
+    assert m.open_orders("b") == [orders[1]] and m.open_orders("a") == [orders[4]]
+    # the old resting order 2 finishes: forgotten by the next compaction that moves the cutoff
+    orders[1].level = None
+    orders[1].open_qty = 0
+    m.close(orders[1])
+    assert m.compact(10, 4, None) == 0 and m.get(2) is orders[1]
+    m.add(make(11, "a", "c11"))
+    assert m.compact(11, 4, None) == 1 + 1  # order 2 and order 7
+    assert m.get(2) is None and m.by_client("b", "c2") is None
+    m.add(make(12, "b", "c2"))  # a forgotten order's client order id is free again
+    assert m.by_client("b", "c2") is m.get(12) is not None
+    assert [o.order_id for o in m.all_orders()] == [5, 8, 9, 10, 11, 12]
+    assert len(m) == 6 and m.open_orders("a") == [orders[4]]
+
+
+def test_compact_trims_executions_in_place() -> None:
+    m = OrderManager()
+    m.add(make(1, "a"))
+    m.add(make(2, "b"))
+    kept = m._executions["a"]
+    trades = [Trade(i, 1, 1, i, "X", 10, 1, "buy", 1, 2, "a", "b", "c1", "c2") for i in range(5)]
+    for t in trades:
+        m.record(t)
+    m.compact(2, None, 2)
+    assert m._executions["a"] is kept and m.executions("a") == trades[-2:]
+    assert m.executions("b") == trades[-2:] and len(m) == 2

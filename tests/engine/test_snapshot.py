@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import zlib
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -110,4 +111,21 @@ def test_restore_falls_back_to_the_journal(tmp_path: Path) -> None:
     spath.write_bytes(b"garbage")
     with Journal(JournalConfig(path=jpath)) as journal:
         engine, used = restore_with_snapshot(FACTORY, journal, tmp_path / "nothing")
+        assert not used and engine.state_hash() == live.state_hash()
+
+
+def test_a_format_1_snapshot_is_refused_and_the_journal_replayed(tmp_path: Path) -> None:
+    commands = _commands()
+    jpath, spath = tmp_path / "journal.log", tmp_path / "snap"
+    with Journal(JournalConfig(path=jpath, fsync="never")) as journal:
+        live = Engine(EngineConfig(), clock=lambda: 0, journal=journal)
+        _run(live, commands[:1_000])
+        write_snapshot(live, spath)
+    line, _, body = spath.read_bytes().partition(b"\n")
+    header = line[9:].replace(b'"version":2', b'"version":1')
+    spath.write_bytes(b"%08x " % zlib.crc32(header) + header + b"\n" + body)
+    with pytest.raises(SnapshotError, match="format 1 predates order retention"):
+        load_snapshot(FACTORY, spath)
+    with Journal(JournalConfig(path=jpath)) as journal:
+        engine, used = restore_with_snapshot(FACTORY, journal, spath)
         assert not used and engine.state_hash() == live.state_hash()
