@@ -67,7 +67,7 @@ _tuple_new = tuple.__new__  # builds an event without the NamedTuple's Python-le
 _object_new = object.__new__
 
 
-COMPACT_EVERY_ORDERS = 65_536
+COMPACT_EVERY_ORDERS = 4_096
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -51,7 +51,7 @@ def _finished(engine: Engine) -> list[int]:
 def test_defaults_and_validation() -> None:
     config = EngineConfig()
     assert (config.finished_orders_max, config.executions_per_account_max) == (1_000_000, 100_000)
-    assert config.compact_every_orders == COMPACT_EVERY_ORDERS == 65_536
+    assert config.compact_every_orders == COMPACT_EVERY_ORDERS == 4_096
     for bad in (0, -1, True, 1.5, "10"):
         with pytest.raises(ValueError, match="finished_orders_max"):
             EngineConfig(finished_orders_max=bad)  # type: ignore[arg-type]
