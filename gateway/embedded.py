@@ -96,6 +96,7 @@ class EmbeddedConfig:
     journal: RunJournalConfig | None = None
     gc_threshold: int = 50_000
     publisher: PublisherConfig | None = None  # None: the publisher's defaults
+    engine: EngineConfig = field(default_factory=EngineConfig)  # retention, open-order cap
     synthetic: dict[str, Any] = field(default_factory=dict)  # extra SyntheticConfig fields
 
     def __post_init__(self) -> None:
@@ -163,7 +164,7 @@ class EmbeddedRuntime:
         self._replaying = False
         self._replay_tail: dict[str, deque[Envelope]] = {}
         self.engine = Engine(
-            EngineConfig(), clock=clock, journal=journal.journal if journal is not None else None
+            config.engine, clock=clock, journal=journal.journal if journal is not None else None
         )
         self.bus = MemoryBus()
         self.archive = _candle_archive(config.candles_db, config.candles_retention_ms)

@@ -46,6 +46,8 @@ ENV: dict[str, tuple[str, Any]] = {
     "history_max": ("QUOTEGATE_HISTORY_MAX", 1000),
     "store_flush_interval_ms": ("QUOTEGATE_STORE_FLUSH_INTERVAL_MS", 50),
     "gc_threshold": ("QUOTEGATE_GC_THRESHOLD", 50_000),
+    "finished_orders_max": ("QUOTEGATE_FINISHED_ORDERS_MAX", 1_000_000),
+    "executions_max": ("QUOTEGATE_EXECUTIONS_MAX", 100_000),
 }
 
 
@@ -126,6 +128,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="GC generation-0 threshold after setup, 0 leaves the GC alone "
         "(QUOTEGATE_GC_THRESHOLD, default 50000)",
     )
+    a(
+        "--finished-orders-max",
+        type=int,
+        help="finished orders the engine keeps for lookup, by newest order id; 0 keeps all "
+        "(QUOTEGATE_FINISHED_ORDERS_MAX, default 1000000)",
+    )
+    a(
+        "--executions-max",
+        type=int,
+        help="executions each account keeps, the newest; 0 keeps all "
+        "(QUOTEGATE_EXECUTIONS_MAX, default 100000)",
+    )
 
 
 def settings(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -164,6 +178,7 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from engine import EngineConfig
     from engine.journal import JournalError
     from gateway.accounts import AccountsError
     from gateway.app import create_app
@@ -206,6 +221,10 @@ def run(args: argparse.Namespace) -> int:
                 else None
             ),
             gc_threshold=s["gc_threshold"],
+            engine=EngineConfig(
+                finished_orders_max=s["finished_orders_max"] or None,
+                executions_per_account_max=s["executions_max"] or None,
+            ),
         )
         gateway = GatewayConfig.from_env(
             overrides={

@@ -189,6 +189,7 @@ def test_flags_win_over_environment_over_defaults() -> None:
     assert s["candles_retention_s"] == "1s=86400"
     kept = settings(parser.parse_args([]), {"QUOTEGATE_CANDLES_RETENTION_S": "1m=60"})
     assert kept["candles_retention_s"] == "1m=60"
+    assert s["finished_orders_max"] == 1_000_000 and s["executions_max"] == 100_000
 
 
 def test_journal_publisher_and_store_flags() -> None:
@@ -226,6 +227,7 @@ def test_journal_publisher_and_store_flags() -> None:
         ["--gc-threshold", "-1"],
         ["--candles-retention-s", "7s=60"],
         ["--candles-retention-s", "1s=0"],
+        ["--finished-orders-max", "-5"],
     ],
 )
 def test_bad_publisher_or_store_values_exit_2(
