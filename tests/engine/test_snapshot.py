@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import pytest
@@ -78,14 +78,24 @@ def test_a_damaged_snapshot_is_refused(tmp_path: Path, where: str) -> None:
         load_snapshot(FACTORY, tmp_path / "missing")
 
 
+def _journaled(
+    jpath: Path, commands: list[Command], snapshot: Path | None = None, then: Sequence[Command] = ()
+) -> Engine:
+    """An engine that journaled ``commands`` to ``jpath``, wrote a snapshot after them (if
+    given), then journaled ``then``."""
+    with Journal(JournalConfig(path=jpath, fsync="never")) as journal:
+        live = Engine(EngineConfig(), clock=lambda: 0, journal=journal)
+        _run(live, commands)
+        if snapshot is not None:
+            write_snapshot(live, snapshot)  # the journal is not pickled, only referenced
+        _run(live, then)
+    return live
+
+
 def test_restore_with_snapshot_replays_only_the_tail(tmp_path: Path) -> None:
     commands = _commands()
     jpath, spath = tmp_path / "journal.log", tmp_path / "snap"
-    with Journal(JournalConfig(path=jpath, fsync="never")) as journal:
-        live = Engine(EngineConfig(), clock=lambda: 0, journal=journal)
-        _run(live, commands[:1_500])
-        write_snapshot(live, spath)  # the journal is not pickled, only referenced
-        _run(live, commands[1_500:2_500])
+    live = _journaled(jpath, commands[:1_500], spath, commands[1_500:2_500])
     journal = Journal(JournalConfig(path=jpath, fsync="never"))
     engine, used = restore_with_snapshot(FACTORY, journal, spath)
     assert used and engine.state_hash() == live.state_hash() and engine.in_seq == 2_500
@@ -99,9 +109,7 @@ def test_restore_with_snapshot_replays_only_the_tail(tmp_path: Path) -> None:
 def test_restore_falls_back_to_the_journal(tmp_path: Path) -> None:
     commands = _commands()
     jpath, spath = tmp_path / "journal.log", tmp_path / "snap"
-    with Journal(JournalConfig(path=jpath, fsync="never")) as journal:
-        live = Engine(EngineConfig(), clock=lambda: 0, journal=journal)
-        _run(live, commands[:1_000])
+    live = _journaled(jpath, commands[:1_000])
     ahead = FACTORY()
     _run(ahead, commands[:1_200])
     write_snapshot(ahead, spath)  # ahead of the journal: not to be trusted
@@ -117,10 +125,7 @@ def test_restore_falls_back_to_the_journal(tmp_path: Path) -> None:
 def test_a_format_1_snapshot_is_refused_and_the_journal_replayed(tmp_path: Path) -> None:
     commands = _commands()
     jpath, spath = tmp_path / "journal.log", tmp_path / "snap"
-    with Journal(JournalConfig(path=jpath, fsync="never")) as journal:
-        live = Engine(EngineConfig(), clock=lambda: 0, journal=journal)
-        _run(live, commands[:1_000])
-        write_snapshot(live, spath)
+    live = _journaled(jpath, commands[:1_000], spath)
     line, _, body = spath.read_bytes().partition(b"\n")
     header = line[9:].replace(b'"version":2', b'"version":1')
     spath.write_bytes(b"%08x " % zlib.crc32(header) + header + b"\n" + body)
