@@ -160,6 +160,11 @@ class OrderManager:
         clients = self._by_client.get(account)
         return [] if clients is None else [o for o in clients.values() if o.level is not None]
 
+    def of_account(self, account: str) -> list[Order]:
+        """The account's retained orders (open and finished), by order id."""
+        clients = self._by_client.get(account)
+        return [] if clients is None else list(clients.values())
+
     def open_count(self, account: str) -> int:
         """How many orders the account has resting."""
         return self._open.get(account, 0)

@@ -22,6 +22,7 @@ from engine.instruments import Instrument
 from engine.orders import Order
 from engine.units import format_cash
 from gateway.marketdata.orders import execution_record
+from gateway.services import LIST_LIMIT_DEFAULT
 
 ORDER_OPS = ("new", "cancel", "replace")
 BODY_FIELDS = frozenset(
@@ -35,6 +36,8 @@ class _Orders(Protocol):
     def by_client(self, account: str, client_order_id: str) -> Order | None: ...
 
     def open_orders(self, account: str) -> list[Order]: ...
+
+    def of_account(self, account: str) -> list[Order]: ...
 
     def executions(self, account: str) -> list[Trade]: ...
 
@@ -119,18 +122,13 @@ class EngineOrderService:
             return None
         return order_to_json(order, self._engine.instruments)
 
-    async def orders(self, account: str, *, open_only: bool) -> list[dict[str, Any]]:
+    async def orders(
+        self, account: str, *, open_only: bool, limit: int = LIST_LIMIT_DEFAULT
+    ) -> list[dict[str, Any]]:
+        orders = self._engine.orders
+        found = orders.open_orders(account) if open_only else orders.of_account(account)
         instruments = self._engine.instruments
-        if open_only:
-            found = self._engine.orders.open_orders(account)
-        else:
-            all_orders = getattr(self._engine.orders, "all_orders", None)
-            found = (
-                [o for o in all_orders() if o.account == account]
-                if callable(all_orders)
-                else self._engine.orders.open_orders(account)
-            )
-        return [order_to_json(o, instruments) for o in found]
+        return [order_to_json(o, instruments) for o in found[-limit:]]
 
     async def executions(
         self,
@@ -140,11 +138,12 @@ class EngineOrderService:
         order_id: int | None = None,
         start_us: int | None = None,
         end_us: int | None = None,
+        limit: int = LIST_LIMIT_DEFAULT,
     ) -> list[dict[str, Any]]:
         instruments = self._engine.instruments
         out: list[dict[str, Any]] = []
         last_id = -1
-        for trade in self._engine.orders.executions(account):
+        for trade in reversed(self._engine.orders.executions(account)):  # newest first
             if trade.trade_id == last_id:  # a self-trade is listed once per side
                 continue
             last_id = trade.trade_id
@@ -154,10 +153,14 @@ class EngineOrderService:
                 continue
             if end_us is not None and trade.ts > end_us:
                 continue
-            for side in _sides_of(trade, account):
+            for side in reversed(_sides_of(trade, account)):
                 rec = execution_to_json(trade, account, instruments, side=side)
                 if order_id is None or rec["orderId"] == order_id:
                     out.append(rec)
+            if len(out) >= limit:
+                break
+        del out[limit:]
+        out.reverse()
         return out
 
     async def account(self, account: str) -> dict[str, Any]:

@@ -1,8 +1,10 @@
 """REST order entry and private queries (``Authorization: Bearer <api key>``).
 
 Routes: ``POST /v1/order`` · ``DELETE /v1/order/{orderId}`` · ``GET /v1/order/{orderId}`` ·
-``GET /v1/orders?status=open|all`` · ``GET /v1/execution?symbol=&orderId=&startTime=&endTime=``
-(times in microseconds, like every ``ts``) · ``GET /v1/account``.
+``GET /v1/orders?status=open|all&limit=`` ·
+``GET /v1/execution?symbol=&orderId=&startTime=&endTime=&limit=`` (times in microseconds, like
+every ``ts``; lists are the newest ``limit``, 1000 by default, at most 10,000, oldest first) ·
+``GET /v1/account``.
 
 ``POST /v1/order`` takes the spec's order fields (``symbol side type price qty tif
 clientOrderId``); ``op`` (default ``new``) may also be ``replace`` (``clientOrderId`` and a new
@@ -43,7 +45,7 @@ from gateway.errors import (
     error_body,
     error_response,
 )
-from gateway.services import OrderService, Services
+from gateway.services import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, OrderService, Services
 
 JSON = "application/json"
 CONFLICT_REASONS = frozenset({"duplicate_order", "unknown_order", "insufficient_funds"})
@@ -182,6 +184,16 @@ def _int_param(request: Request, name: str) -> int | None:
     return int(text)
 
 
+def _limit(request: Request) -> int:
+    """``limit``: 1 .. LIST_LIMIT_MAX, LIST_LIMIT_DEFAULT without it."""
+    limit = _int_param(request, "limit")
+    if limit is None:
+        return LIST_LIMIT_DEFAULT
+    if not 1 <= limit <= LIST_LIMIT_MAX:
+        raise GatewayError(BAD_REQUEST, f"limit must be between 1 and {LIST_LIMIT_MAX}")
+    return limit
+
+
 def _rejection(events: list[dict[str, Any]]) -> Response | None:
     for ev in events:
         if ev.get("event") == "rejected":
@@ -250,7 +262,8 @@ async def _get_orders(request: Request, orders: OrderService, account: str) -> R
     status = request.query_params.get("status", "open")
     if status not in ("open", "all"):
         raise GatewayError(BAD_REQUEST, "status must be 'open' or 'all'")
-    return _json({"orders": await orders.orders(account, open_only=status == "open")})
+    limit = _limit(request)
+    return _json({"orders": await orders.orders(account, open_only=status == "open", limit=limit)})
 
 
 async def _get_executions(request: Request, orders: OrderService, account: str) -> Response:
@@ -260,7 +273,12 @@ async def _get_executions(request: Request, orders: OrderService, account: str) 
     if start is not None and end is not None and start > end:
         raise GatewayError(BAD_REQUEST, "startTime is after endTime")
     found = await orders.executions(
-        account, symbol=symbol, order_id=_int_param(request, "orderId"), start_us=start, end_us=end
+        account,
+        symbol=symbol,
+        order_id=_int_param(request, "orderId"),
+        start_us=start,
+        end_us=end,
+        limit=_limit(request),
     )
     return _json({"executions": found})
 

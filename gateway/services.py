@@ -14,6 +14,12 @@ from typing import Any, Protocol
 from gateway.bus import MarketDataBus
 from gateway.store import SnapshotStore
 
+LIST_LIMIT_DEFAULT = 1000
+"""Items a list query (``/v1/orders``, ``/v1/execution``) returns without ``limit``."""
+LIST_LIMIT_MAX = 10_000
+"""The largest ``limit`` a list query accepts: one response never renders an account's whole
+history (up to a million retained orders) on the event loop."""
+
 
 class CandleArchive(Protocol):
     """Closed candles, kept beyond the publisher's ring and across restarts (SQLite file in
@@ -56,7 +62,12 @@ class OrderService(Protocol):
         """The account's order with that ``clientOrderId``, or ``None``."""
         ...
 
-    async def orders(self, account: str, *, open_only: bool) -> list[dict[str, Any]]: ...
+    async def orders(
+        self, account: str, *, open_only: bool, limit: int = LIST_LIMIT_DEFAULT
+    ) -> list[dict[str, Any]]:
+        """The account's newest ``limit`` orders (open ones only, or every retained one), by
+        order id, oldest first."""
+        ...
 
     async def executions(
         self,
@@ -66,7 +77,10 @@ class OrderService(Protocol):
         order_id: int | None = None,
         start_us: int | None = None,
         end_us: int | None = None,
-    ) -> list[dict[str, Any]]: ...
+        limit: int = LIST_LIMIT_DEFAULT,
+    ) -> list[dict[str, Any]]:
+        """The account's newest ``limit`` executions matching the filters, oldest first."""
+        ...
 
     async def account(self, account: str) -> dict[str, Any]:
         """Balances: ``{"account":..,"balances":{asset:{"available":..,"reserved":..}}}``."""

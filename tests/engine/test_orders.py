@@ -118,3 +118,26 @@ def test_compact_trims_executions_in_place() -> None:
     m.compact(2, None, 2)
     assert m._executions["a"] is kept and m.executions("a") == trades[-2:]
     assert m.executions("b") == trades[-2:] and len(m) == 2
+
+
+def test_of_account_lists_retained_orders_by_id() -> None:
+    from engine import Engine
+    from engine.codec import decode_command
+
+    engine = Engine(clock=lambda: 0)
+    engine.submit(decode_command(b'{"op":"instrument","symbol":"X","tick":"1","lot":1}'))
+    for acct in ("a", "b"):
+        engine.submit(
+            decode_command(
+                b'{"op":"deposit","account":"%b","asset":"USD","amount":"1000"}' % acct.encode()
+            )
+        )
+    for k, acct in enumerate(["a", "b", "a", "a"]):
+        line = (
+            b'{"op":"new","account":"%b","clientOrderId":"c%d","symbol":"X","side":"buy",'
+            b'"type":"limit","price":"1","qty":1}'
+        )
+        engine.submit(decode_command(line % (acct.encode(), k)))
+    assert [o.client_order_id for o in engine.orders.of_account("a")] == ["c0", "c2", "c3"]
+    assert [o.order_id for o in engine.orders.of_account("b")] == [2]
+    assert engine.orders.of_account("nobody") == []

@@ -121,6 +121,12 @@ async def test_self_trade_listed_once_per_side(service: EngineOrderService) -> N
     await service.submit("alice", _limit("buy", "100.00", 3, "b1"))
     sides = [e["side"] for e in await service.executions("alice")]
     assert sides == ["buy", "sell"]
+    await service.submit("alice", _limit("sell", "100.00", 1, "s2"))
+    await service.submit("alice", _limit("buy", "100.00", 1, "b2"))
+    newest = await service.executions("alice", limit=3)  # the newest three records, in order
+    assert [(e["side"], e["clientOrderId"]) for e in newest] == [
+        ("sell", "s1"), ("buy", "b2"), ("sell", "s2"),
+    ]  # fmt: skip
 
 
 async def test_account_balances(service: EngineOrderService) -> None:

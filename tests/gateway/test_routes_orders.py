@@ -157,6 +157,26 @@ async def test_one_account_cannot_touch_anothers(client: httpx.AsyncClient) -> N
     assert left.json()["openQty"] == 3
 
 
+async def test_lists_are_the_newest_limit_oldest_first(client: httpx.AsyncClient) -> None:
+    ids = []
+    for _ in range(5):  # alice sells 1 five times; bob's buys of 1 fill them one by one
+        resp = await client.post("/v1/order", headers=_auth(ALICE), json=_order("sell", qty=1))
+        ids.append(resp.json()["order"]["orderId"])
+        await client.post("/v1/order", headers=_auth(BOB), json=_order("buy", qty=1))
+    resting = await client.post("/v1/order", headers=_auth(ALICE), json=_order("sell", qty=1))
+    ids.append(resting.json()["order"]["orderId"])
+    listed = await client.get("/v1/orders?status=all&limit=3", headers=_auth(ALICE))
+    assert [o["orderId"] for o in listed.json()["orders"]] == ids[-3:]
+    every = await client.get("/v1/orders?status=all", headers=_auth(ALICE))
+    assert [o["orderId"] for o in every.json()["orders"]] == ids
+    opened = await client.get("/v1/orders?limit=1", headers=_auth(ALICE))
+    assert [o["orderId"] for o in opened.json()["orders"]] == ids[-1:]
+    fills = (await client.get("/v1/execution", headers=_auth(ALICE))).json()["executions"]
+    assert [e["orderId"] for e in fills] == ids[:5]
+    newest = await client.get("/v1/execution?limit=2", headers=_auth(ALICE))
+    assert newest.json()["executions"] == fills[-2:]
+
+
 async def test_replace_by_client_order_id(client: httpx.AsyncClient) -> None:
     await client.post("/v1/order", headers=_auth(ALICE), json=_order(clientOrderId="r1"))
     resp = await client.post(
@@ -218,6 +238,10 @@ async def test_bad_body_is_400(client: httpx.AsyncClient, raw: bytes) -> None:
         "/v1/execution?startTime=x",
         "/v1/execution?startTime=5&endTime=4",
         "/v1/execution?orderId=1.5",
+        "/v1/orders?status=all&limit=0",
+        "/v1/orders?limit=10001",
+        "/v1/execution?limit=-3",
+        "/v1/execution?limit=many",
     ],
 )
 async def test_bad_parameters_are_400(client: httpx.AsyncClient, path: str) -> None:
