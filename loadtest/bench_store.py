@@ -282,8 +282,7 @@ async def _paced(
     config: StoreBenchConfig, pub: Any, store: Any, batches: list[list[Any]], counters: Any
 ) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
-    await store.flush()
-    calls0, bytes0 = await counters.read()
+    run = await _Run.start(store, counters)
     flushes0 = store.flushes
     busy0 = (store.flush_seconds, store.flush_cpu_seconds)
     rate = config.rate_events_s
@@ -291,8 +290,7 @@ async def _paced(
     chunk_max = max(1, int(rate * tick_s * 2))  # never hog the loop to catch up
     fed = 0
     i = 0
-    cpu0 = time.process_time()
-    start = loop.time()
+    start = run.start_s
     while i < len(batches):
         due = rate * (loop.time() - start)
         if fed >= due:
@@ -305,22 +303,11 @@ async def _paced(
             i += 1
         pub.flush_due(batches[i - 1][0].ts)
         await asyncio.sleep(0)
-    pub.flush_all()
-    await store.flush()
-    elapsed = loop.time() - start
-    cpu = time.process_time() - cpu0
-    calls1, bytes1 = await counters.read()
-    calls = calls1 - calls0
+    figures = await run.finish(pub, fed)
+    elapsed = run.elapsed_s
     return {
-        "events": fed,
-        "seconds": round(elapsed, 2),
-        "events_per_s": round(fed / elapsed),
-        "cpu_us_per_event": round(cpu / fed * 1e6, 1),
-        "cpu_share": round(cpu / elapsed, 3),
-        "redis_commands": calls,
-        "redis_commands_per_event": calls / fed,
-        "redis_commands_per_s": round(calls / elapsed),
-        "redis_mb_per_s": round((bytes1 - bytes0) / elapsed / 1e6, 2),
+        **figures,
+        "cpu_share": round(run.cpu_s / elapsed, 3),
         "envelopes_per_event": _envelopes_per_event(pub, batches),
         "flushes": store.flushes - flushes0,
         "flush_wall_share": round((store.flush_seconds - busy0[0]) / elapsed, 3),
@@ -337,14 +324,10 @@ def _envelopes_per_event(pub: Any, batches: list[list[Any]]) -> float:
 async def _max_rate(
     config: StoreBenchConfig, pub: Any, store: Any, batches: list[list[Any]], counters: Any
 ) -> dict[str, Any]:
-    loop = asyncio.get_running_loop()
-    await store.flush()
-    calls0, bytes0 = await counters.read()
     gc.collect()
+    run = await _Run.start(store, counters)
     fed = 0
     since_yield = 0
-    cpu0 = time.process_time()
-    start = loop.time()
     for events in batches:
         pub.flush_due(events[0].ts)
         pub.on_events(events)
@@ -353,22 +336,47 @@ async def _max_rate(
         if since_yield >= 100:  # like the app: the loop runs between commands
             since_yield = 0
             await asyncio.sleep(0)
-    pub.flush_all()
-    await store.flush()
-    elapsed = loop.time() - start
-    cpu = time.process_time() - cpu0
-    calls1, bytes1 = await counters.read()
-    calls = calls1 - calls0
-    return {
-        "events": fed,
-        "seconds": round(elapsed, 2),
-        "events_per_s": round(fed / elapsed),
-        "cpu_us_per_event": round(cpu / fed * 1e6, 1),
-        "redis_commands": calls,
-        "redis_commands_per_event": calls / fed,
-        "redis_commands_per_s": round(calls / elapsed),
-        "redis_mb_per_s": round((bytes1 - bytes0) / elapsed / 1e6, 2),
-    }
+    return await run.finish(pub, fed)
+
+
+class _Run:
+    """One timed feed into the store: Redis's counters, the loop and CPU clocks from a
+    flushed start to the flushed end."""
+
+    def __init__(self, store: Any, counters: Any, calls: int, nbytes: int) -> None:
+        self.store = store
+        self.counters = counters
+        self.calls0 = calls
+        self.bytes0 = nbytes
+        self.cpu0 = time.process_time()
+        self.start_s = asyncio.get_running_loop().time()
+        self.elapsed_s = self.cpu_s = 0.0  # set by finish
+
+    @classmethod
+    async def start(cls, store: Any, counters: Any) -> _Run:
+        await store.flush()
+        calls, nbytes = await counters.read()
+        return cls(store, counters, calls, nbytes)
+
+    async def finish(self, pub: Any, fed: int) -> dict[str, Any]:
+        """Publish what is pending, flush the store: the figures of ``fed`` events (and
+        ``elapsed_s``, ``cpu_s`` unrounded)."""
+        pub.flush_all()
+        await self.store.flush()
+        elapsed = self.elapsed_s = asyncio.get_running_loop().time() - self.start_s
+        cpu = self.cpu_s = time.process_time() - self.cpu0
+        calls1, bytes1 = await self.counters.read()
+        calls = calls1 - self.calls0
+        return {
+            "events": fed,
+            "seconds": round(elapsed, 2),
+            "events_per_s": round(fed / elapsed),
+            "cpu_us_per_event": round(cpu / fed * 1e6, 1),
+            "redis_commands": calls,
+            "redis_commands_per_event": calls / fed,
+            "redis_commands_per_s": round(calls / elapsed),
+            "redis_mb_per_s": round((bytes1 - self.bytes0) / elapsed / 1e6, 2),
+        }
 
 
 def _baseline(
