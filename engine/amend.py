@@ -17,8 +17,6 @@ from typing import TYPE_CHECKING
 from engine import risk
 from engine.commands import BUY, CancelOrder, ReplaceOrder
 from engine.events import (
-    BAD_PRICE,
-    BAD_QTY,
     INSUFFICIENT_FUNDS,
     MALFORMED,
     UNKNOWN_ORDER,
@@ -136,28 +134,12 @@ def replace(engine: Engine, cmd: ReplaceOrder, in_seq: int, ts: int) -> list[Eve
             except KeyError:
                 new_price = inst.ticks(price_text)
         if new_price is None:
-            return engine._reject(
-                in_seq,
-                ts,
-                account,
-                coid,
-                BAD_PRICE,
-                f"price {price_text!r} is not a positive multiple of the tick {inst.tick}",
-                symbol,
-            )
+            return engine._reject_price(in_seq, ts, account, coid, price_text, inst)
         price = new_price
     old_qty = order.open_qty
     qty = old_qty if new_qty is None else new_qty
     if type(qty) is not int or qty <= 0 or qty % inst.lot or qty > _MAX_INT:
-        return engine._reject(
-            in_seq,
-            ts,
-            account,
-            coid,
-            BAD_QTY,
-            f"qty {qty!r} is not a positive multiple of the lot {inst.lot}",
-            symbol,
-        )
+        return engine._reject_qty(in_seq, ts, account, coid, qty, inst)
     if limited:
         failed = risk.check(inst, price, qty, book.last_price, None, check_band=price != old_price)
         if failed is not None:

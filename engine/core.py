@@ -269,6 +269,20 @@ class Engine:
             )
         ]
 
+    def _reject_price(
+        self, in_seq: int, ts: int, account: object, coid: object, text: object, inst: Instrument
+    ) -> list[Event]:
+        """``bad_price``: ``text`` is not a positive multiple of the instrument's tick."""
+        message = f"price {text!r} is not a positive multiple of the tick {inst.tick}"
+        return self._reject(in_seq, ts, account, coid, BAD_PRICE, message, inst.symbol)
+
+    def _reject_qty(
+        self, in_seq: int, ts: int, account: object, coid: object, qty: object, inst: Instrument
+    ) -> list[Event]:
+        """``bad_qty``: ``qty`` is not a positive multiple of the instrument's lot."""
+        message = f"qty {qty!r} is not a positive multiple of the lot {inst.lot}"
+        return self._reject(in_seq, ts, account, coid, BAD_QTY, message, inst.symbol)
+
     def _malformed(self, cmd: Malformed, in_seq: int, ts: int) -> list[Event]:
         reason = cmd.reason if type(cmd.reason) is str and cmd.reason else MALFORMED
         message = cmd.message if type(cmd.message) is str else repr(cmd.message)
@@ -370,15 +384,7 @@ class Engine:
             else:
                 price = None
             if price is None:
-                return self._reject(
-                    in_seq,
-                    ts,
-                    account,
-                    coid,
-                    BAD_PRICE,
-                    f"price {price_text!r} is not a positive multiple of the tick {inst.tick}",
-                    symbol,
-                )
+                return self._reject_price(in_seq, ts, account, coid, price_text, inst)
         elif otype == MARKET:
             if price_text is not None:
                 return self._reject(
@@ -391,15 +397,7 @@ class Engine:
                 in_seq, ts, account, coid, MALFORMED, f"bad order type {otype!r}", symbol
             )
         if type(qty) is not int or qty <= 0 or qty % inst.lot or qty > _MAX_INT:
-            return self._reject(
-                in_seq,
-                ts,
-                account,
-                coid,
-                BAD_QTY,
-                f"qty {qty!r} is not a positive multiple of the lot {inst.lot}",
-                symbol,
-            )
+            return self._reject_qty(in_seq, ts, account, coid, qty, inst)
         try:
             clients: dict[str, Order] | None = self._by_client[account]
         except KeyError:
