@@ -134,12 +134,17 @@ _LIST = 0x5B  # "[": format 2
 _FORMATS = frozenset(b"[{")
 
 
+def _parse(body: bytes) -> Any:
+    """orjson, or the stdlib for what orjson refuses (lone surrogates); ValueError if bad."""
+    try:
+        return _loads(body)
+    except orjson.JSONDecodeError:
+        return json.loads(body)
+
+
 def _decode_v2(body: bytes) -> Record | None:
     try:
-        try:
-            obj = _loads(body)
-        except orjson.JSONDecodeError:
-            obj = json.loads(body)  # lone surrogates; raises ValueError if bad
+        obj = _parse(body)
         code = obj[2]
         if code >= _STDLIB:
             obj = json.loads(body)  # big integers
@@ -156,10 +161,7 @@ def _decode_v2(body: bytes) -> Record | None:
 
 def _decode_v1(body: bytes) -> Record | None:
     try:
-        try:
-            obj = _loads(body)
-        except orjson.JSONDecodeError:
-            obj = json.loads(body)  # lone surrogates; raises ValueError if bad
+        obj = _parse(body)
         if type(obj) is dict and obj.get("enc") == "json":
             obj = json.loads(body)  # big integers
         in_seq = obj["inSeq"]
