@@ -45,6 +45,18 @@ def live(conn: Connection, *channels: str) -> None:
         conn.subscriptions[ch] = sub
 
 
+async def stalled(
+    config: HubConfig, *channels: str
+) -> tuple[Connection, RecordingTransport, Metrics]:
+    """A started connection, live on ``channels``, whose client has stopped reading."""
+    conn, transport, metrics, _ = make(config)
+    live(conn, *channels)
+    transport.gate.clear()
+    conn.start()
+    await asyncio.sleep(0)
+    return conn, transport, metrics
+
+
 def make(
     config: HubConfig | None = None,
 ) -> tuple[Connection, RecordingTransport, Metrics, Resyncs]:
@@ -160,11 +172,7 @@ async def test_overflow_conflates_market_data_channel() -> None:
 
 
 async def test_byte_bound_also_conflates() -> None:
-    conn, transport, metrics, _ = make(HubConfig(queue_max_bytes=10_000))
-    live(conn, "book.A")
-    transport.gate.clear()
-    conn.start()
-    await asyncio.sleep(0)
+    conn, _, metrics = await stalled(HubConfig(queue_max_bytes=10_000), "book.A")
     for seq in range(1, 30):
         conn.deliver(env("book.A", seq, size=1000))
     assert metrics.value("quotegate_conflations_total", {"transport": "ws"}) == 1
@@ -172,11 +180,7 @@ async def test_byte_bound_also_conflates() -> None:
 
 
 async def test_orders_overflow_drops_market_data_first() -> None:
-    conn, transport, metrics, _ = make(HubConfig(queue_max_messages=10))
-    live(conn, "book.A", "orders.alice")
-    transport.gate.clear()
-    conn.start()
-    await asyncio.sleep(0)
+    conn, _, metrics = await stalled(HubConfig(queue_max_messages=10), "book.A", "orders.alice")
     for seq in range(1, 10):
         conn.deliver(env("book.A", seq))
     conn.deliver(env("orders.alice", 1))
@@ -188,11 +192,7 @@ async def test_orders_overflow_drops_market_data_first() -> None:
 
 
 async def test_orders_overflow_closes_4008() -> None:
-    conn, transport, metrics, _ = make(HubConfig(queue_max_messages=10))
-    live(conn, "orders.alice")
-    transport.gate.clear()
-    conn.start()
-    await asyncio.sleep(0)
+    conn, transport, metrics = await stalled(HubConfig(queue_max_messages=10), "orders.alice")
     for seq in range(1, 30):
         conn.deliver(env("orders.alice", seq))  # never blocks, never raises
     assert conn.closed
