@@ -205,6 +205,7 @@ class Server:
     def __init__(self, app: Any, config: GatewayConfig) -> None:
         import uvicorn
 
+        self.app = app
         self.port = _free_port()
         kwargs = {**config.uvicorn_kwargs(), "port": self.port, "log_level": "warning"}
         self.server = uvicorn.Server(uvicorn.Config(app, lifespan="on", **kwargs))
@@ -235,6 +236,17 @@ class Server:
         self.server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait_for(self._task, 10)
+
+
+@contextlib.asynccontextmanager
+async def serving(stack: Stack, config: GatewayConfig) -> AsyncIterator[Server]:
+    """The stack's services in an app made with ``config``, on a started :class:`Server`."""
+    srv = Server(create_app(config, services=stack.services, metrics=stack.metrics), config)
+    await srv.start()
+    try:
+        yield srv
+    finally:
+        await srv.stop()
 
 
 @pytest.fixture

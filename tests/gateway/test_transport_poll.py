@@ -16,7 +16,7 @@ from gateway import cursor
 from gateway.app import create_app
 from gateway.config import GatewayConfig, PollConfig
 from gateway.hub import Hub
-from tests.gateway.conftest import EPOCH, Stack, make_config, make_stack
+from tests.gateway.conftest import EPOCH, Stack, make_config, make_stack, serving
 
 WAIT_MAX_S = 0.3
 
@@ -205,14 +205,10 @@ async def test_connection_limit_gives_503_when_waiting(stack: Stack) -> None:
 
 
 async def test_client_leaving_ends_the_long_poll(stack: Stack) -> None:
-    from tests.gateway.conftest import Server
-
-    config = dataclasses.replace(make_config(), poll=PollConfig(wait_max_s=30))
-    app = create_app(config, services=stack.services, metrics=stack.metrics)
-    server = Server(app, config)
-    await server.start()
-    try:
-        hub: Hub = app.state.hub
+    async with serving(
+        stack, dataclasses.replace(make_config(), poll=PollConfig(wait_max_s=30))
+    ) as server:
+        hub: Hub = server.app.state.hub
         async with httpx.AsyncClient(base_url=server.http_url) as client:
             first = (await client.get("/v1/poll", params={"ch": "book.AAPL"})).json()
             params = {"ch": "book.AAPL", "cursor": first["cursor"], "wait": 25}
@@ -230,5 +226,3 @@ async def test_client_leaving_ends_the_long_poll(stack: Stack) -> None:
                 break
             await asyncio.sleep(0.005)
         assert hub.connection_count == 0
-    finally:
-        await server.stop()

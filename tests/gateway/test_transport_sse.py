@@ -15,7 +15,7 @@ from gateway.config import GatewayConfig, SseConfig
 from gateway.envelope import Envelope
 from gateway.hub import Hub
 from gateway.transport_sse import SseTransport
-from tests.gateway.conftest import EPOCH, Server, Stack, make_config
+from tests.gateway.conftest import EPOCH, Server, Stack, make_config, serving
 
 READ_TIMEOUT_S = 5.0
 
@@ -159,40 +159,24 @@ async def test_data_is_the_envelope_bytes(server: Server, stack: Stack, app: Any
 
 
 async def test_heartbeat_on_idle(stack: Stack) -> None:
-    from gateway.app import create_app
-
     config = make_config(heartbeat_interval_s=0.1)
-    app = create_app(config, services=stack.services, metrics=stack.metrics)
-    server = Server(app, config)
-    await server.start()
-    try:
-        async with sse(server, "book.AAPL") as events:
-            await events.data()  # the snapshot
-            for _ in range(10):
-                event = await events.next()
-                if "data" in event and orjson.loads(event["data"])["type"] == "heartbeat":
-                    assert "id" not in event  # heartbeats do not move the cursor
-                    break
-            else:
-                raise AssertionError("no heartbeat")
-    finally:
-        await server.stop()
+    async with serving(stack, config) as server, sse(server, "book.AAPL") as events:
+        await events.data()  # the snapshot
+        for _ in range(10):
+            event = await events.next()
+            if "data" in event and orjson.loads(event["data"])["type"] == "heartbeat":
+                assert "id" not in event  # heartbeats do not move the cursor
+                break
+        else:
+            raise AssertionError("no heartbeat")
 
 
 async def test_stream_heartbeat_when_the_hub_is_quiet(stack: Stack) -> None:
-    from gateway.app import create_app
-
     config = dataclasses.replace(make_config(), sse=SseConfig(heartbeat_interval_s=0.1))
-    app = create_app(config, services=stack.services, metrics=stack.metrics)
-    server = Server(app, config)
-    await server.start()
-    try:
-        async with sse(server, "book.AAPL") as events:
-            await events.data()
-            event = await events.next()
-            assert orjson.loads(event["data"])["type"] == "heartbeat"
-    finally:
-        await server.stop()
+    async with serving(stack, config) as server, sse(server, "book.AAPL") as events:
+        await events.data()
+        event = await events.next()
+        assert orjson.loads(event["data"])["type"] == "heartbeat"
 
 
 async def test_orders_needs_a_token(server: Server, stack: Stack, app: Any) -> None:
@@ -297,16 +281,8 @@ async def test_head_does_not_leak_a_connection(server: Server, app: Any) -> None
 
 
 async def test_connection_limit_gives_503(stack: Stack) -> None:
-    from gateway.app import create_app
-
-    config = make_config(max_connections=0)
-    app = create_app(config, services=stack.services, metrics=stack.metrics)
-    server = Server(app, config)
-    await server.start()
-    try:
+    async with serving(stack, make_config(max_connections=0)) as server:
         async with httpx.AsyncClient(base_url=server.http_url) as client:
             r = await client.get("/v1/sse", params={"ch": "book.AAPL"})
         assert r.status_code == 503
         assert r.json()["error"]["code"] == "unavailable"
-    finally:
-        await server.stop()
