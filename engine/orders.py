@@ -16,6 +16,7 @@ older orders that still rest live in ``_old_open`` (resting orders are never for
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from engine.events import Trade
@@ -173,6 +174,12 @@ class OrderManager:
         """Trades the account took part in, oldest first (a self-trade appears twice: once as
         buyer, once as seller)."""
         return [_tuple_new(Trade, fields) for fields in self._executions.get(account, ())]
+
+    def newest_executions(self, account: str) -> Iterator[Trade]:
+        """:meth:`executions` newest first, built one at a time (a query that wants the newest
+        few does not build all of them)."""
+        for fields in reversed(self._executions.get(account, ())):
+            yield _tuple_new(Trade, fields)
 
     def all_orders(self) -> list[Order]:
         """Every retained order, by id."""

@@ -11,7 +11,7 @@ counterparty's account and client order id are left out).
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from engine.codec import command_from_obj, event_to_json, execution_to_json
@@ -39,7 +39,7 @@ class _Orders(Protocol):
 
     def of_account(self, account: str) -> list[Order]: ...
 
-    def executions(self, account: str) -> list[Trade]: ...
+    def newest_executions(self, account: str) -> Iterator[Trade]: ...
 
 
 class _Wallets(Protocol):
@@ -143,7 +143,7 @@ class EngineOrderService:
         instruments = self._engine.instruments
         out: list[dict[str, Any]] = []
         last_id = -1
-        for trade in reversed(self._engine.orders.executions(account)):  # newest first
+        for trade in self._engine.orders.newest_executions(account):
             if trade.trade_id == last_id:  # a self-trade is listed once per side
                 continue
             last_id = trade.trade_id

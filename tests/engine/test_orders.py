@@ -141,3 +141,21 @@ def test_of_account_lists_retained_orders_by_id() -> None:
     assert [o.client_order_id for o in engine.orders.of_account("a")] == ["c0", "c2", "c3"]
     assert [o.order_id for o in engine.orders.of_account("b")] == [2]
     assert engine.orders.of_account("nobody") == []
+
+
+def test_newest_executions_are_the_executions_reversed() -> None:
+    from engine import Engine
+    from engine.codec import decode_command
+
+    engine = Engine(clock=lambda: 0)
+    engine.submit(decode_command(b'{"op":"instrument","symbol":"X","tick":"1","lot":1}'))
+    engine.submit(decode_command(b'{"op":"deposit","account":"a","asset":"USD","amount":"100"}'))
+    engine.submit(decode_command(b'{"op":"deposit","account":"b","asset":"X","amount":10}'))
+    line = b'{"op":"new","account":"%b","clientOrderId":"c%d","symbol":"X","side":"%b","qty":1,'
+    for k in range(3):
+        engine.submit(decode_command(line % (b"b", k, b"sell") + b'"price":"%d"}' % (k + 1)))
+        engine.submit(decode_command(line % (b"a", k, b"buy") + b'"price":"%d"}' % (k + 1)))
+    trades = engine.orders.executions("a")
+    assert [t.price for t in trades] == [1, 2, 3]
+    assert list(engine.orders.newest_executions("a")) == trades[::-1]
+    assert list(engine.orders.newest_executions("nobody")) == []
