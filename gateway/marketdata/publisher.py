@@ -345,18 +345,9 @@ class Publisher:
         """A conflated stream's feed changed at ``ts``: publish now if its interval has passed
         since its last publication, else leave the change pending (already pending: only its
         ``ts`` moves on; newly pending: it goes on the due heap)."""
-        last = stream.last_emit_us
-        interval = stream.interval_us
-        if ts - last >= interval:
-            stream.pending = False
-            data = stream.take()
-            if data is not None:
-                stream.publish(ts, data, ts)
-            return
-        stream.pending_ts = ts
-        if not stream.pending:
-            stream.pending = True
-            due = last + interval
+        was_pending = stream.pending
+        if stream.offer(ts, ts) and not was_pending:
+            due = stream.last_emit_us + stream.interval_us
             self._tick += 1
             heappush(self._due, (due, self._tick, stream))
             if due < self._next_due:
@@ -372,7 +363,7 @@ class Publisher:
             stream = heappop(heap)[2]
             # an entry is stale when its stream published at an event since (and may be
             # pending again, with a later entry of its own)
-            if stream.pending and stream.last_emit_us + stream.interval_us <= now_us:
+            if stream.pending and stream.due(now_us):
                 stream.flush(now_us)
         self._next_due = heap[0][0] if heap else _NEVER_DUE
 
