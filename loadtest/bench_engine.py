@@ -9,7 +9,10 @@ generation is never timed):
    journal on (fsync ``interval``, ``--fsync-interval-ms``, in a temporary directory), and
    again with the journal off. One untimed-per-command loop, so no timer overhead.
 3. ``latency``: every submit timed with ``time.perf_counter_ns`` (journal on), recorded in an
-   HdrHistogram: p50, p99, p99.9 and max in microseconds.
+   HdrHistogram: p50, p99, p99.9 and max in microseconds. Also where the slowest 1 % comes
+   from (:func:`tail_by_events`): per number of events a command emitted (a proxy for how much
+   matching it did), its share of the commands and of the commands at or above p99, and its own
+   p50 and p99, from the run with the median p99.
 4. ``replay``: lines/s of the ``quotegate replay`` path (JSON in, JSON events out, in-process)
    over the same stream written as a JSON-lines file.
 
@@ -250,23 +253,52 @@ def bench_throughput(
     }
 
 
+def tail_by_events(samples: Sequence[int], events: Sequence[int]) -> list[dict[str, Any]]:
+    """Per number of events a command emitted (0 to 5, then "6+"): ``share_pct`` of the
+    commands, ``tail_pct`` of the commands at or above the overall p99, and the group's own
+    ``p50_us`` and ``p99_us`` (nearest rank)."""
+    if not samples:
+        return []
+    p99 = sorted(samples)[int(len(samples) * 0.99)]
+    groups: dict[int, list[int]] = {}
+    for ns, n in zip(samples, events, strict=True):
+        groups.setdefault(min(n, 6), []).append(ns)
+    tail = sum(1 for ns in samples if ns >= p99)
+    rows = []
+    for key in sorted(groups):
+        values = sorted(groups[key])
+        rows.append(
+            {
+                "events": "6+" if key == 6 else str(key),
+                "share_pct": round(100 * len(values) / len(samples), 2),
+                "tail_pct": round(100 * sum(1 for ns in values if ns >= p99) / tail, 2),
+                "p50_us": values[len(values) // 2] / 1000,
+                "p99_us": values[int(len(values) * 0.99)] / 1000,
+            }
+        )
+    return rows
+
+
 def _latency_run(
     config: EngineBenchConfig, commands: Sequence[Command], directory: str
-) -> dict[str, float]:
+) -> dict[str, Any]:
     journal = _journal(directory, "l.journal", config.fsync_interval_ms)
     engine = _engine(journal)
     submit = engine.submit
     samples = array("q")
+    counts = array("q")
     record = samples.append
+    count = counts.append
     now = time.perf_counter_ns
     gc.collect()
     for cmd in commands:
         t0 = now()
-        submit(cmd)
+        events = submit(cmd)
         record(now() - t0)
+        count(len(events))
     journal.close()
     (Path(directory) / "l.journal").unlink()
-    return _percentiles(samples)
+    return {**_percentiles(samples), "by_events": tail_by_events(samples, counts)}
 
 
 def bench_latency(
@@ -276,10 +308,14 @@ def bench_latency(
     runs = [_latency_run(config, commands, directory) for _ in range(config.repeat)]
     out: dict[str, Any] = {}
     for key in runs[0]:
+        if key == "by_events":
+            continue
         values = [run[key] for run in runs]
         out[f"latency_{key}"] = round(statistics.median(values), 2)
         out[f"latency_{key}_runs"] = [round(v, 2) for v in values]
     out["latency_p99_us_best"] = min(out["latency_p99_us_runs"])
+    median_run = sorted(runs, key=lambda run: run["p99_us"])[(len(runs) - 1) // 2]
+    out["latency_by_events"] = median_run["by_events"]
     return out
 
 
@@ -369,6 +405,12 @@ def _log_mode(log: Callable[[str], None], mode: str, r: dict[str, Any]) -> None:
             f" p99 {r['latency_p99_us']} us (best {r['latency_p99_us_best']}),"
             f" p99.9 {r['latency_p99_9_us']} us, max {r['latency_max_us']} us"
         )
+        groups = "; ".join(
+            f"{g['events']}: {g['share_pct']}% of commands, {g['tail_pct']}% of the tail,"
+            f" p50 {g['p50_us']:.2f} p99 {g['p99_us']:.2f} us"
+            for g in r["latency_by_events"]
+        )
+        log(f"  gc {mode}: latency by events per command (tail: at or above p99): {groups}")
     if "replay_lines_s" in r:
         log(
             f"  gc {mode}: replay {rate('replay_lines_s')} lines/s,"

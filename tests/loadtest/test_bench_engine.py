@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from gateway.cli import main
-from loadtest.bench_engine import PHASES, EngineBenchConfig, run_bench
+from loadtest.bench_engine import PHASES, EngineBenchConfig, run_bench, tail_by_events
 
 TINY = ["--commands", "3000", "--symbols", "4", "--accounts", "3", "--resting", "1500"]
 
@@ -64,6 +64,29 @@ def test_all_phases_report_their_figures() -> None:
         results["throughput_journal_cmd_s"]
         == (results["gc_modes"]["tuned"]["throughput_journal_cmd_s"])
     )
+    # where the tail comes from: every command is in one group, every tail command too
+    groups = results["latency_by_events"]
+    assert sum(g["share_pct"] for g in groups) == pytest.approx(100, abs=0.1)
+    assert sum(g["tail_pct"] for g in groups) == pytest.approx(100, abs=0.1)
+    assert {g["events"] for g in groups} <= {"0", "1", "2", "3", "4", "5", "6+"}
+    assert "latency by events per command" in text
+
+
+def test_tail_by_events_groups_commands_by_their_event_count() -> None:
+    # 101 commands: 90 of one event at 1-90 us, 10 of three events at 100-109 us, and one of
+    # eight events at 500 us; p99 is the sorted sample at index 99 (109 us), so the tail is
+    # the slowest three-event command and the eight-event one, half each
+    samples = [i * 1000 for i in range(1, 91)] + [100_000 + i * 1000 for i in range(10)]
+    events = [1] * 90 + [3] * 10
+    samples.append(500_000)
+    events.append(8)
+    groups = {g["events"]: g for g in tail_by_events(samples, events)}
+    assert list(groups) == ["1", "3", "6+"]
+    assert groups["1"]["share_pct"] == round(100 * 90 / 101, 2) and groups["1"]["tail_pct"] == 0
+    assert groups["3"]["tail_pct"] == groups["6+"]["tail_pct"] == 50.0
+    assert groups["6+"]["p50_us"] == groups["6+"]["p99_us"] == 500.0
+    assert groups["1"]["p50_us"] == 46.0 and groups["3"]["p99_us"] == 109.0
+    assert tail_by_events([], []) == []
 
 
 def test_cli_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
