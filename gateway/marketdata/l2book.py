@@ -19,6 +19,7 @@ Which orders rest, and where, is derived from the events of each command (:mod:`
 
 from __future__ import annotations
 
+import math
 import zlib
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable
@@ -26,7 +27,9 @@ from typing import Any
 
 from gateway.marketdata.prices import PriceTexts
 
-INF = 1 << 62
+INF = math.inf
+"""The boundary of a side with fewer than D levels: above every key (a price may have any
+number of ticks; the engine does not bound it)."""
 CHECKSUM_LEVELS = 10
 
 
@@ -67,7 +70,7 @@ class Side:
         self.level_texts = _LevelTexts(texts, self.levels)
         self.keys: list[int] = []
         self.changed: dict[int, int] = {}  # key -> qty at the last published update
-        self.old_boundary = INF
+        self.old_boundary: float = INF  # the key of the D-th level (an int) or INF
         self.top_text: str | None = ""  # checksum text of the top levels (None: stale)
 
     def add(self, key: int, qty: int) -> None:

@@ -133,3 +133,30 @@ def test_published_snapshot_leaves_pending_changes_out() -> None:
             assert book.published_snapshot() == published
         book.diff()
         assert book.published_snapshot() == book.snapshot()
+
+
+@pytest.mark.parametrize("depth", [1, 2, 50])
+def test_a_price_beyond_64_bits_is_a_level_like_any_other(depth: int) -> None:
+    # found by tests/fuzz/fuzz_publisher.py: the engine rests a sell at 10**25 ticks (prices
+    # are decimal strings with no bound); the "fewer than D levels" boundary was 2**62, so that
+    # level counted as outside the top D and no update ever showed it
+    huge = 10**25
+    book = L2Book(depth, INST.price_text)
+    truth: tuple[dict[int, int], dict[int, int]] = ({}, {})
+    client: dict[str, dict[str, int]] = {"bids": {}, "asks": {}}
+    steps = [(False, huge, 700), (True, huge - 1, 5), (False, 2**62, 1), (False, huge, -700)]
+    for is_bid, ticks, qty in steps:
+        book.add(is_bid, ticks, qty)
+        side = truth[0] if is_bid else truth[1]
+        side[ticks] = side.get(ticks, 0) + qty
+        if not side[ticks]:
+            del side[ticks]
+        data = book.diff()
+        assert data is not None or (qty < 0 and depth == 1)
+        if data is not None:
+            apply(client, data)
+        bids, asks = top(truth[0], True, depth), top(truth[1], False, depth)
+        assert client_sorted(client["bids"], True) == bids
+        assert client_sorted(client["asks"], False) == asks
+        assert book.checksum() == own_checksum(bids, asks)
+    assert client["asks"] == {INST.price_text(2**62): 1}
