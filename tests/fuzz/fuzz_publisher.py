@@ -1,0 +1,212 @@
+"""Coverage-guided fuzzing of the market-data publisher behind the engine (atheris).
+
+The command lines of :mod:`fuzz_gen` run through an engine (tiny or default retention) and
+each command's events through a :class:`~gateway.marketdata.publisher.Publisher` with a depth,
+ring and snapshot sizes and a conflation chosen by the input. Checked:
+
+* nothing raises; every channel's ``seq`` is gap-free from 1; every envelope's JSON parses;
+* without conflation, after every command: the L2 book a client rebuilds from the first book
+  update plus the updates equals the engine's own top-D book, every update's checksum matches
+  it, and a snapshot taken then is the same book; the ticker's last/open/high/low/volume/
+  turnover equal a recomputation from the trade events (UTC-day sessions) and its bid/ask the
+  engine's best prices;
+* with conflation, after ``flush_all``: the same book, checksums on every update;
+* at the end, when trade times never went backwards: each resolution's candles equal a
+  recomputation from the trades.
+
+    .venv/bin/python tests/fuzz/fuzz_publisher.py -max_total_time=600 -max_len=2048 /tmp/corpus
+"""
+
+from __future__ import annotations
+
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+try:
+    import atheris
+except ImportError:  # replay-only mode
+    atheris = None
+
+if atheris is not None:
+    with atheris.instrument_imports(include=["gateway.marketdata"]):
+        import fuzz_checks  # puts the repo root on sys.path
+        import fuzz_gen
+
+        from engine import Engine, EngineConfig
+        from engine.events import Trade
+        from gateway.channels import RESOLUTIONS
+        from gateway.envelope import Envelope
+        from gateway.marketdata.publisher import Publisher, PublisherConfig
+        from gateway.marketdata.ticker import DAY_US, cash_text
+        from tests.gateway.marketdata.flows import ClientBook, open_orders_of
+        from tests.gateway.marketdata.test_publisher_engine import checksum, recompute_candles
+else:
+    import fuzz_checks  # noqa: F401
+    import fuzz_gen
+
+    from engine import Engine, EngineConfig
+    from engine.events import Trade
+    from gateway.channels import RESOLUTIONS
+    from gateway.envelope import Envelope
+    from gateway.marketdata.publisher import Publisher, PublisherConfig
+    from gateway.marketdata.ticker import DAY_US, cash_text
+    from tests.gateway.marketdata.flows import ClientBook, open_orders_of
+    from tests.gateway.marketdata.test_publisher_engine import checksum, recompute_candles
+
+DEPTHS = (1, 2, 3, 5, 50)
+CONFLATE = ({}, {"book": 100, "ticker": 250, "candles": 250}, {"book": 1, "trades": 2_000})
+
+
+class TickerModel:
+    """The ticker recomputed from trade events (see gateway/marketdata/ticker.py)."""
+
+    def __init__(self) -> None:
+        self.day = -1
+        self.open: int | None = None
+        self.high = self.low = self.last = self.volume = self.turnover = 0
+
+    def trade(self, ev: Trade, notional: int) -> None:
+        day = ev.ts // DAY_US
+        if day > self.day or self.open is None:
+            self.day = max(day, self.day)
+            self.open = self.high = self.low = ev.price
+            self.volume = self.turnover = 0
+        self.high = max(self.high, ev.price)
+        self.low = min(self.low, ev.price)
+        self.last = ev.price
+        self.volume += ev.qty
+        self.turnover += notional
+
+
+def engine_top(engine: Engine, symbol: str, depth: int) -> tuple[list[Any], list[Any]]:
+    book = engine.book(symbol)
+    inst = engine.instruments[symbol]
+    assert book is not None
+    return (
+        [(inst.price_text(p), q) for p, q in book.depth("buy", depth)],
+        [(inst.price_text(p), q) for p, q in book.depth("sell", depth)],
+    )
+
+
+def test_one_input(data: bytes) -> None:
+    lines = fuzz_gen.command_lines(data)
+    knobs = fuzz_gen.Reader(data[-4:])
+    depth = knobs.pick(DEPTHS)
+    conflate = knobs.pick(CONFLATE)
+    small = knobs.chance(100)
+    tiny = knobs.chance(128)
+    config = PublisherConfig(
+        epoch="f",
+        book_depth=depth,
+        trades_snapshot_max=2 if small else 50,
+        candles_snapshot_max=1 if small else 300,
+        candle_ring_size=2 if small else 1000,
+        conflate_ms=conflate,
+    )
+    engine = Engine(
+        EngineConfig(finished_orders_max=2, executions_per_account_max=1, compact_every_orders=2)
+        if tiny
+        else None,
+        clock=iter(range(1_700_000_000_000_000, 1 << 62, 1_000)).__next__,
+    )
+    out: list[Envelope] = []
+    pub = Publisher(
+        config,
+        sink=out.append,
+        clock=lambda: 0,
+        open_orders=open_orders_of(engine),
+        instrument_lookup=engine.instruments.get,
+    )
+    seqs: dict[str, int] = {}
+    clients: dict[str, ClientBook] = {}
+    tickers: dict[str, TickerModel] = defaultdict(TickerModel)
+    trades: dict[str, list[Trade]] = defaultdict(list)
+    monotonic = True
+    candle_updates: dict[str, dict[int, Any]] = defaultdict(dict)
+
+    def consume() -> None:
+        for env in out:
+            assert env.seq == seqs.get(env.channel, 0) + 1, env.channel
+            seqs[env.channel] = env.seq
+            payload = env.data()
+            if env.channel.startswith("book."):
+                sym = env.channel[5:]
+                client = clients.setdefault(sym, ClientBook())
+                client.apply(payload)
+                assert payload["checksum"] == checksum(*client.sorted())
+            elif env.channel.startswith("candles."):
+                for c in payload["candles"]:
+                    candle_updates[env.channel][c["t"]] = c
+        out.clear()
+
+    for line in lines:
+        events = engine.submit_line(line)
+        if conflate and events:
+            pub.flush_due(events[0].ts)
+        pub.on_events(events)
+        for ev in events:
+            if type(ev) is Trade:
+                prev = trades[ev.symbol]
+                if prev and ev.ts < prev[-1].ts:
+                    monotonic = False
+                prev.append(ev)
+                notional = engine.instruments[ev.symbol].notional(ev.price, ev.qty)
+                tickers[ev.symbol].trade(ev, notional)
+        consume()
+        if conflate:
+            continue
+        for sym in pub.instruments:
+            top = engine_top(engine, sym, depth)
+            assert clients.get(sym, ClientBook()).sorted() == top, sym
+            snap = pub.snapshot(f"book.{sym}")
+            assert snap is not None and ClientBook(snap.data()).sorted() == top
+            ticker = pub.snapshot(f"ticker.{sym}")
+            assert ticker is not None
+            got = ticker.data()
+            model = tickers[sym]
+            inst = engine.instruments[sym]
+            if model.open is None:
+                assert got["last"] is None and got["volume"] == 0
+            else:
+                want = {
+                    "last": inst.price_text(model.last),
+                    "open": inst.price_text(model.open),
+                    "high": inst.price_text(model.high),
+                    "low": inst.price_text(model.low),
+                    "volume": model.volume,
+                    "turnover": cash_text(model.turnover),
+                }
+                assert {k: got[k] for k in want} == want, (sym, got, want)
+            bids, asks = engine_top(engine, sym, 1)
+            assert got["bid"] == (bids[0][0] if bids else None)
+            assert got["ask"] == (asks[0][0] if asks else None)
+
+    pub.flush_all()
+    consume()
+    for sym in pub.instruments:
+        assert clients.get(sym, ClientBook()).sorted() == engine_top(engine, sym, depth)
+        if not monotonic or small:
+            continue
+        inst = engine.instruments[sym]
+        for res, width in RESOLUTIONS.items():
+            want = recompute_candles(trades[sym], width, inst)
+            got = candle_updates[f"candles.{sym}.{res}"]
+            assert [got[t] for t in sorted(got)] == want, (sym, res)
+            snap = pub.snapshot(f"candles.{sym}.{res}")
+            assert snap is not None and snap.data()["candles"] == want[-300:]
+
+
+def main() -> None:
+    if atheris is None:
+        for name in sys.argv[1:]:
+            test_one_input(Path(name).read_bytes())
+            print(f"{name}: ok")
+        return
+    atheris.Setup(sys.argv, test_one_input)
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    main()
