@@ -4,8 +4,10 @@ clientOrderId; only a resting order can be amended, anything else is ``unknown_o
 ``replace`` takes a new ``price`` and/or ``qty`` (the new open quantity). The same price with a
 qty no larger keeps time priority (``priorityKept``); anything else takes the order out of its
 level and puts it at the back of its (new) level, and a new price that crosses the book
-matches at once. Risk limits and funds are checked against the new values (the band only when
-the price changes) and the reservation is adjusted by the difference.
+matches at once. The ordered qty (filled + the new open qty) must stay within 64 bits, as a
+new order's qty does (else ``bad_qty``). Risk limits and funds are checked against the new
+values (the band only when the price changes) and the reservation is adjusted by the
+difference.
 
 These are the :class:`~engine.core.Engine`'s handlers; they work on its internals.
 """
@@ -138,7 +140,8 @@ def replace(engine: Engine, cmd: ReplaceOrder, in_seq: int, ts: int) -> list[Eve
         price = new_price
     old_qty = order.open_qty
     qty = old_qty if new_qty is None else new_qty
-    if type(qty) is not int or qty <= 0 or qty % inst.lot or qty > _MAX_INT:
+    # the ordered qty (filled + the new open qty) stays a 64-bit integer, as a new order's
+    if type(qty) is not int or qty <= 0 or qty % inst.lot or qty > _MAX_INT - order.filled:
         return engine._reject_qty(in_seq, ts, account, coid, qty, inst)
     if limited:
         failed = risk.check(inst, price, qty, book.last_price, None, check_band=price != old_price)

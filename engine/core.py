@@ -338,7 +338,14 @@ class Engine:
         if type(found) is tuple:
             return self._reject(in_seq, ts, cmd.account, None, found[0], found[1], cmd.asset)
         assert type(found) is int
-        self.wallets.get(cmd.account).credit(cmd.asset, found)
+        asset = cmd.asset
+        if asset in self.instruments:  # shares: a balance stays a 64-bit integer
+            wallet = self.wallets.find(cmd.account)
+            held = 0 if wallet is None else wallet.available(asset) + wallet.held(asset)
+            if found > _MAX_INT - held:
+                message = f"the deposit would take the {asset} balance above {_MAX_INT} shares"
+                return self._reject(in_seq, ts, cmd.account, None, BAD_QTY, message, asset)
+        self.wallets.get(cmd.account).credit(asset, found)
         return []
 
     # -- retention --------------------------------------------------------------------------

@@ -1,5 +1,11 @@
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
+
+from engine.codec import order_to_json
+from engine.commands import Deposit
 from engine.events import (
     Cancelled,
     Done,
@@ -90,3 +96,22 @@ def test_replace_rejections(harness: Harness) -> None:
     order = harness.engine.orders.by_client("a", "b1")
     assert order is not None and order.status == "filled"
     assert reasons(harness.replace("a", "b1", qty=1)) == ["unknown_order"]
+
+
+def test_replace_keeps_the_ordered_qty_within_64_bits(make_harness: Any) -> None:
+    # found by tests/fuzz/fuzz_engine.py: a partly filled order replaced to an open qty of
+    # 2**63 - 1 had an ordered qty (filled + open) beyond 64 bits, which GET /v1/order and the
+    # orders channel could not write as JSON
+    h = make_harness(tick="0.00000001")
+    big = 2**63 - 1
+    h.submit(Deposit("a", "USD", "100000000000"))
+    h.submit(Deposit("b", "ACME", big - 10_000))
+    assert kinds(h.new("a", "b1", "buy", "0.00000001", big)) == ["accepted"]
+    assert kinds(h.new("b", "s1", "sell", "0.00000001", 5)) == ["accepted", "trade", "done"]
+    assert reasons(h.replace("a", "b1", qty=big)) == ["bad_qty"]
+    assert reasons(h.replace("a", "b1", qty=big - 4)) == ["bad_qty"]
+    (ev,) = h.replace("a", "b1", qty=big - 5)
+    assert isinstance(ev, Replaced) and ev.qty == big - 5 and ev.priority_kept
+    order = h.engine.orders.by_client("a", "b1")
+    assert order is not None and (order.qty, order.filled, order.open_qty) == (big, 5, big - 5)
+    orjson.dumps(order_to_json(order, h.engine.instruments["ACME"]))

@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root, f
 
 from engine import Engine
 from engine.book import Level, OrderBook
-from engine.codec import encode_event
+from engine.codec import encode_event, execution_to_json, order_to_json
 from engine.commands import Command, Deposit
 from engine.events import Accepted, Cancelled, Event, Rejected, Replaced, Trade
 from engine.units import CASH_SCALE, parse_cash
@@ -66,6 +66,21 @@ def check_events(engine: Engine, seq_before: int, events: list[Event]) -> list[b
             assert type(obj["reason"]) is str
         out.append(raw)
     return out
+
+
+def check_views(engine: Engine) -> None:
+    """What the REST API renders from the engine's state (orders, executions, balances) is
+    JSON that orjson writes: no integer beyond 64 bits."""
+    instruments = engine.instruments
+    for o in engine.orders.all_orders():
+        orjson.dumps(order_to_json(o, instruments[o.symbol]))
+    for account in engine.orders.accounts():
+        for trade in engine.orders.executions(account):
+            orjson.dumps(execution_to_json(trade, account, instruments))
+    for account in engine.wallets.accounts():
+        for asset, (avail, held) in engine.wallets.balances(account).items():
+            if asset in instruments:  # shares are JSON integers (cash: decimal strings)
+                orjson.dumps([avail, held])
 
 
 def check(engine: Engine, model: Model, cmd: Command, events: list[Event]) -> None:
@@ -128,6 +143,7 @@ def check(engine: Engine, model: Model, cmd: Command, events: list[Event]) -> No
             assert o.open_qty == 0 and o.status in ("filled", "cancelled")
             assert (o.status == "filled") == (o.filled == o.qty)
 
+    check_views(engine)
     accounts = set(engine.wallets.accounts()) | set(engine.orders.accounts())
     open_ids = set()
     for account in accounts:
