@@ -17,10 +17,101 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root, f
 from engine import Engine
 from engine.book import Level, OrderBook
 from engine.codec import encode_event, execution_to_json, order_to_json
-from engine.commands import Command, Deposit
-from engine.events import Accepted, Cancelled, Event, Rejected, Replaced, Trade
+from engine.commands import CancelOrder, Command, Deposit, ReplaceOrder
+from engine.events import Accepted, Cancelled, Done, Event, Rejected, Replaced, Trade
 from engine.units import CASH_SCALE, parse_cash
-from tests.engine.test_invariants import Model
+from tests.engine.test_invariants import Model as _Model
+
+
+class Model(_Model):
+    """What the events say, plus the id counters."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.next_order_id = 1
+        self.next_trade_id = 1
+
+
+Before = tuple[int | None, int, bool] | None  # (price, open qty, resting) of the target order
+
+
+def before(engine: Engine, cmd: Command) -> Before:
+    """The state of the order a cancel or replace targets, before it runs."""
+    if not isinstance(cmd, CancelOrder | ReplaceOrder):
+        return None
+    if type(cmd.account) is not str or type(cmd.client_order_id) is not str:
+        return None
+    order = engine.orders.by_client(cmd.account, cmd.client_order_id)
+    if order is None:
+        return None
+    return order.price, order.open_qty, order.level is not None
+
+
+def check_semantics(engine: Engine, model: Model, pre: Before, events: list[Event]) -> None:
+    """The spec's matching rules, from one command's events: ids count up, trades at the
+    resting price within the aggressor's limit and best price first, FOK all or nothing, IOC
+    and market rests never rest and stop only when nothing more can fill, replace priority."""
+    trades = [e for e in events if isinstance(e, Trade)]
+    for t in trades:
+        assert t.trade_id == model.next_trade_id
+        model.next_trade_id += 1
+    accepted = [e for e in events if isinstance(e, Accepted)]
+    replaced = [e for e in events if isinstance(e, Replaced)]
+    assert len(accepted) + len(replaced) <= 1
+    if replaced:
+        (ev,) = replaced
+        assert pre is not None and pre[2], "replaced an order that was not resting"
+        assert ev.priority_kept == (ev.price == pre[0] and ev.qty <= pre[1])
+    if accepted:
+        (acc,) = accepted
+        assert acc.order_id == model.next_order_id
+        model.next_order_id += 1
+    taker = accepted[0] if accepted else replaced[0] if replaced else None
+    if taker is None:
+        assert not trades
+        return
+    side = accepted[0].side if accepted else engine.orders.get(taker.order_id).side  # type: ignore[union-attr]
+    limit = taker.price
+    prices = [t.price for t in trades]
+    for t in trades:
+        assert t.aggressor == side
+        assert (t.buy_order_id if side == "buy" else t.sell_order_id) == taker.order_id
+        if limit is not None:
+            assert t.price <= limit if side == "buy" else t.price >= limit
+    assert prices == sorted(prices, reverse=side == "sell"), "not best price first"
+    filled = sum(t.qty for t in trades)
+    cancels = [e for e in events if isinstance(e, Cancelled) and e.order_id == taker.order_id]
+    dones = [e for e in events if isinstance(e, Done) and e.order_id == taker.order_id]
+    assert len(cancels) + len(dones) <= 1
+    book = engine.book(taker.symbol)
+    assert book is not None
+    opposite = book.best_ask if side == "buy" else book.best_bid
+    if accepted:
+        acc = accepted[0]
+        if acc.tif == "FOK":
+            assert (filled, len(dones)) == (acc.qty, 1) or (
+                not trades and [c.reason for c in cancels] == ["fok"]
+            ), "FOK neither filled nor killed whole"
+        if cancels:
+            (c,) = cancels
+            assert c.remaining == acc.qty - filled
+            if c.reason == "ioc":  # stopped only when nothing within the limit is left
+                assert limit is not None
+                assert opposite is None or (opposite > limit if side == "buy" else opposite < limit)
+            elif c.reason == "market_unfilled":
+                if side == "sell" or opposite is None:
+                    assert opposite is None
+                else:  # a buy stops when the next lot at the best ask is not affordable
+                    inst = engine.instruments[acc.symbol]
+                    cash = engine.wallets.balances(acc.account).get(inst.currency, (0, 0))[0]
+                    assert cash < inst.notional(opposite, inst.lot), "market buy stopped early"
+            else:
+                assert c.reason == "fok"
+        if dones:
+            assert filled == acc.qty
+        if acc.tif != "GTC":
+            order = engine.orders.get(acc.order_id)
+            assert order is None or order.level is None
 
 
 def deposit_units(engine: Engine, cmd: Deposit) -> tuple[str, int]:

@@ -1,7 +1,8 @@
 """Coverage-guided fuzzing of the engine (atheris / libFuzzer).
 
 Each input becomes 1-40 command lines (:mod:`fuzz_gen`) run through ``Engine.submit_line``
-twice: with tiny retention bounds (compaction every 2 order ids) and with the default config.
+twice: with tiny retention bounds (compaction every 2 order ids) and at most 2 resting orders per
+account, and with the default config.
 After every command :func:`fuzz_checks.check` holds the engine to its invariants and every
 event must encode. The lines are journaled as they run; at the end the journal replays into a
 fresh engine with the same state hash and byte-identical events, the JSON lines re-run give the
@@ -46,7 +47,12 @@ else:
     from engine.snapshot import load_snapshot, write_snapshot
 
 CONFIGS = (
-    EngineConfig(finished_orders_max=3, executions_per_account_max=2, compact_every_orders=2),
+    EngineConfig(
+        finished_orders_max=3,
+        executions_per_account_max=2,
+        compact_every_orders=2,
+        max_open_orders_per_account=2,
+    ),
     EngineConfig(),
 )
 _SHM = "/dev/shm" if os.path.isdir("/dev/shm") else None  # a tmpfs: cheap fsync
@@ -86,9 +92,12 @@ def run_config(config: EngineConfig, lines: list[bytes], snap_at: int) -> None:
             twin = load_snapshot(partial(_factory, config, clock.now), snap_path)
             assert twin.state_hash() == engine.state_hash()
         seq_before = engine.out_seq
+        cmd = decode_command(line)
+        pre = fuzz_checks.before(engine, cmd)
         events = engine.submit_line(line)
         out += fuzz_checks.check_events(engine, seq_before, events)
-        fuzz_checks.check(engine, model, decode_command(line), events)
+        fuzz_checks.check_semantics(engine, model, pre, events)
+        fuzz_checks.check(engine, model, cmd, events)
         if twin is not None:
             twin_out += [encode_event(e, twin.instruments) for e in twin.submit_line(line)]
     assert engine.in_seq == len(lines)

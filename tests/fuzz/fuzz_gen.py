@@ -297,10 +297,10 @@ def setup_lines(g: Generator) -> list[bytes]:
         g.lots[symbol] = lot
         out.append(orjson.dumps(cmd))
     for account in g.accounts:
-        cash = r.pick(("1000000", "1000", "5", "0.01", "123.45678901"))
-        out.append(
-            orjson.dumps({"op": "deposit", "account": account, "asset": "USD", "amount": cash})
-        )
+        cash = r.pick(("1000000", "1000", "5", "0.01", "123.45678901", None))
+        if cash is not None:  # (None: no cash at all, a seller's proceeds open its entry)
+            deposit = {"op": "deposit", "account": account, "asset": "USD", "amount": cash}
+            out.append(orjson.dumps(deposit))
         for symbol in g.symbols:
             shares = g.lots[symbol] * r.pick((1, 10, 100, 1000))
             out.append(
