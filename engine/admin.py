@@ -16,6 +16,18 @@ from engine.units import CASH_SCALE, parse_cash, parse_decimal
 Rejection = tuple[str, str]
 
 
+def is_text(value: str) -> bool:
+    """Whether a string is Unicode text that UTF-8 (and so the JSON output) can carry: no lone
+    surrogate, which only a command built in process can hold (a JSON line cannot)."""
+    if value.isascii():
+        return True
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def build_instrument(
     cmd: DefineInstrument, instruments: Mapping[str, Instrument], currencies: Set[str]
 ) -> Instrument | Rejection:
@@ -23,10 +35,10 @@ def build_instrument(
     ``lot``/``maxQty`` -> ``bad_qty``, anything else (a bad ``band``, a symbol that is also a
     currency) -> ``malformed``. Whether the symbol already exists is the caller's check."""
     symbol = cmd.symbol
-    if type(symbol) is not str or not symbol:
+    if type(symbol) is not str or not symbol or not is_text(symbol):
         return MALFORMED, "field 'symbol' must be a non-empty string"
     currency = cmd.currency
-    if type(currency) is not str or not currency:
+    if type(currency) is not str or not currency or not is_text(currency):
         return MALFORMED, "field 'currency' must be a non-empty string"
     if symbol in currencies or currency in instruments or symbol == currency:
         return MALFORMED, f"symbol {symbol!r} clashes with a currency of the same name"
@@ -70,9 +82,9 @@ def deposit_units(
     whole units) or shares (a symbol: a positive int). A bad amount is ``bad_qty``, an
     unknown asset ``unknown_symbol``."""
     account, asset, amount = cmd.account, cmd.asset, cmd.amount
-    if type(account) is not str or not account:
+    if type(account) is not str or not account or not is_text(account):
         return MALFORMED, "field 'account' must be a string"
-    if type(asset) is not str or not asset:
+    if type(asset) is not str or not asset or not is_text(asset):
         return MALFORMED, "field 'asset' must be a string"
     if asset in currencies:
         if type(amount) is str:

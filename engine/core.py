@@ -19,7 +19,7 @@ from functools import partial
 from typing import Any, Protocol
 
 from engine import risk
-from engine.admin import build_instrument, deposit_units
+from engine.admin import build_instrument, deposit_units, is_text
 from engine.amend import cancel, replace
 from engine.book import OrderBook
 from engine.codec import decode_command
@@ -70,6 +70,10 @@ _object_new = object.__new__
 COMPACT_EVERY_ORDERS = 4_096
 
 
+def _text_or_none(value: object) -> str | None:
+    return value if type(value) is str else None
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EngineConfig:
     """``max_open_orders_per_account``: resting orders one account may have at once (``None``
@@ -100,7 +104,9 @@ class EngineConfig:
 class JournalSink(Protocol):
     """Receives every input after it is stamped and before it is processed. Replaying the
     recorded ``(in_seq, ts, cmd)`` through ``Engine.submit_sequenced`` of a fresh engine gives
-    byte-identical events and the same ``state_hash``."""
+    byte-identical events and the same ``state_hash``. If ``append`` raises ``TypeError`` or
+    ``ValueError`` (a command built in process with a field no JSON encoder writes), the engine
+    records and processes a ``Malformed`` command in its place (a ``rejected`` event)."""
 
     def append(self, in_seq: int, ts: int, cmd: Command) -> None: ...
 
@@ -191,7 +197,16 @@ class Engine:
             ts = sq.clock()
         journal = self._journal
         if journal is not None:
-            journal.append(in_seq, ts, cmd)
+            try:
+                journal.append(in_seq, ts, cmd)
+            except (TypeError, ValueError) as exc:  # a field no JSON encoder writes
+                cmd = Malformed(
+                    f"a field cannot be journaled: {exc}",
+                    _text_or_none(getattr(cmd, "account", None)),
+                    _text_or_none(getattr(cmd, "client_order_id", None)),
+                )
+                handler = self._handlers[Malformed]
+                journal.append(in_seq, ts, cmd)
         return handler(cmd, in_seq, ts)
 
     def submit_line(self, line: bytes | str) -> list[Event]:
@@ -256,16 +271,18 @@ class Engine:
     ) -> list[Event]:
         sq = self._sq
         seq = sq.out_seq = sq.out_seq + 1
+        if not is_text(message):  # (values are quoted with repr: only a message given as is)
+            message = message.encode("utf-8", "backslashreplace").decode()
         return [
             Rejected(
                 seq,
                 in_seq,
                 ts,
-                account if type(account) is str else None,
-                coid if type(coid) is str else None,
+                account if type(account) is str and is_text(account) else None,
+                coid if type(coid) is str and is_text(coid) else None,
                 reason,
                 message,
-                symbol if type(symbol) is str else None,
+                symbol if type(symbol) is str and is_text(symbol) else None,
             )
         ]
 
@@ -284,7 +301,9 @@ class Engine:
         return self._reject(in_seq, ts, account, coid, BAD_QTY, message, inst.symbol)
 
     def _malformed(self, cmd: Malformed, in_seq: int, ts: int) -> list[Event]:
-        reason = cmd.reason if type(cmd.reason) is str and cmd.reason else MALFORMED
+        reason = cmd.reason
+        if type(reason) is not str or not reason or not is_text(reason):
+            reason = MALFORMED
         message = cmd.message if type(cmd.message) is str else repr(cmd.message)
         return self._reject(in_seq, ts, cmd.account, cmd.client_order_id, reason, message)
 
@@ -368,7 +387,14 @@ class Engine:
             return self._reject(
                 in_seq, ts, account, coid, UNKNOWN_SYMBOL, f"unknown symbol {symbol!r}", symbol
             )
-        if type(account) is not str or type(coid) is not str or not account or not coid:
+        if (
+            type(account) is not str
+            or type(coid) is not str
+            or not account
+            or not coid
+            or not (account.isascii() or is_text(account))
+            or not (coid.isascii() or is_text(coid))
+        ):
             return self._reject(
                 in_seq, ts, account, coid, MALFORMED, "account and clientOrderId are required"
             )

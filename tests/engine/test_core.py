@@ -239,3 +239,72 @@ def test_a_share_balance_stays_within_64_bits(harness: Harness) -> None:
     assert "d" not in h.engine.wallets.accounts()  # a rejected deposit opens no wallet
     # cash is a decimal string on the wire: no such bound
     assert h.submit(Deposit("c", "USD", 2**64 - 1)) == []
+
+
+def test_a_command_the_journal_cannot_write_is_malformed_not_a_wedge(tmp_path: Any) -> None:
+    # found by tests/fuzz/fuzz_engine.py (commands submitted as Python values): a field no JSON
+    # encoder writes (bytes, a set, any object) made Journal.append raise out of submit after
+    # in_seq had moved on, so every later command failed with "inSeq N does not follow M"
+    from engine.journal import Journal, JournalConfig, restore
+
+    path = tmp_path / "journal"
+    journal = Journal(JournalConfig(path=path, fsync="never"))
+    engine = Engine(clock=lambda: 5, journal=journal)
+    engine.submit(DefineInstrument("X", "1", 1))
+    engine.submit(Deposit("a", "USD", "100"))
+    out: list[bytes] = []
+    for bad in (b"x", {1, 2}, object()):
+        (ev,) = engine.submit(NewOrder("a", "c", "X", "buy", "limit", "1", bad))  # type: ignore[arg-type]
+        assert isinstance(ev, Rejected) and ev.reason == "malformed"
+        assert (ev.account, ev.client_order_id) == ("a", "c") and "journaled" in ev.message
+        out.append(encode_event(ev, engine.instruments))
+    (ev,) = engine.submit(CancelOrder(b"a", "c"))  # type: ignore[arg-type]
+    assert isinstance(ev, Rejected) and ev.account is None and ev.client_order_id == "c"
+    out.append(encode_event(ev, engine.instruments))
+    events = engine.submit(NewOrder("a", "ok", "X", "buy", "limit", "1", 3))
+    assert kinds(events) == ["accepted"]  # the stream goes on
+    out += [encode_event(e, engine.instruments) for e in events]
+    journal.close()
+    replayed: list[bytes] = []
+    again = restore(
+        lambda journal=None: Engine(clock=lambda: 0, journal=journal),
+        path,
+        on_events=lambda evs: replayed.extend(encode_event(e, engine.instruments) for e in evs),
+    )
+    assert replayed == out and again.state_hash() == engine.state_hash()
+
+
+def test_a_lone_surrogate_never_reaches_an_event(harness: Harness) -> None:
+    # found by tests/fuzz/fuzz_engine.py (commands submitted as Python values): a string with a
+    # lone surrogate (which no JSON line can carry, but a command built in process can) was
+    # accepted as an account, client order id or symbol, or copied into a rejection, and then
+    # encode_event raised (orjson writes only valid UTF-8)
+    bad = "a\ud800"
+    h = harness
+    cmds: list[Any] = [
+        NewOrder(bad, "c1", "ACME", "buy", "limit", "1.00", 1),
+        NewOrder("a", bad, "ACME", "buy", "limit", "1.00", 1),
+        DefineInstrument(bad, "0.01", 1),
+        DefineInstrument("Q", "0.01", 1, currency=bad),
+        Deposit(bad, "USD", "1"),
+        Deposit("a", bad, "1"),
+        CancelOrder("a", bad),
+        ReplaceOrder(bad, "c1", "1.00"),
+        Malformed(bad, bad, bad, None, bad),
+        NewOrder("a", "c2", "ACME", bad, "limit", "1.00", 1),
+    ]
+    for cmd in cmds:
+        (ev,) = h.submit(cmd)
+        assert isinstance(ev, Rejected), cmd
+        assert ev.account != bad and ev.client_order_id != bad and ev.symbol != bad
+        assert ev.reason in ("malformed", "unknown_order", "unknown_symbol"), ev
+        encode_event(ev, h.engine.instruments)
+    assert h.engine.symbols() == ["ACME"] and bad not in h.engine.wallets.accounts()
+    (ev,) = h.submit(Malformed(bad))
+    assert isinstance(ev, Rejected) and ev.message == "a\\ud800"
+    # valid non-ASCII text is fine
+    assert kinds(h.new("\u00e9t\u00e9", "\U0001f600", "buy", "1.00", 1)) == ["rejected"]
+    h.submit(Deposit("\u00e9t\u00e9", "USD", "10"))
+    (ev,) = h.new("\u00e9t\u00e9", "\U0001f600", "buy", "1.00", 1)
+    assert isinstance(ev, Accepted) and ev.client_order_id == "\U0001f600"
+    encode_event(ev, h.engine.instruments)

@@ -142,7 +142,7 @@ def test_one_input(data: bytes) -> None:
         out.clear()
 
     for line in lines:
-        events = engine.submit_line(line)
+        events = fuzz_gen.submit(engine, line)
         if conflate and events:
             pub.flush_due(events[0].ts)
         pub.on_events(events)
