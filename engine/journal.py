@@ -136,8 +136,8 @@ def _walk(
     """The one reader of a journal file: ``(line length, inSeq, record)`` for each good line, in
     order, stopping at the first bad one (torn, corrupt, or a good checksum over a record that
     does not decode). Each line's framing and checksum are checked once (:func:`record_body`);
-    a record of an unknown format or a gap in the ``inSeq`` numbering raises
-    :class:`JournalError`. ``decode_after`` says which records are decoded: ``None`` none (a
+    a record of an unknown format, an ``inSeq`` below 1 or a gap in the ``inSeq`` numbering
+    raises :class:`JournalError`. ``decode_after`` says which records are decoded: ``None`` none (a
     scan; the ``inSeq`` is read from the body's prefix), ``n > 0`` those with ``inSeq > n``,
     ``n <= 0`` all (and the ``inSeq`` is taken from the decoded record); the others are
     yielded as ``None``."""
@@ -152,6 +152,8 @@ def _walk(
             in_seq = in_seq_of_body(body) if rec is None else rec[0]
             if in_seq is None:
                 return
+            if in_seq < 1:  # (never written: the engine numbers its inputs from 1)
+                raise JournalError(f"inSeq {in_seq}: a journal's records are numbered from 1")
             if in_seq != expect and expect is not None:
                 raise JournalError(f"inSeq {in_seq} follows {expect - 1}: the journal has a gap")
             expect = in_seq + 1

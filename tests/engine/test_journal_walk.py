@@ -62,6 +62,25 @@ def test_an_unknown_format_in_the_middle_is_refused(
         _READERS[reader](path)
 
 
+@pytest.mark.parametrize("reader", [*_READERS, "restore"])
+@pytest.mark.parametrize(
+    "first", [b"[0,5,3,", b"[-3,5,3,", b'{"inSeq":0,"ts":5,"cmd":{"op":"cancel",']
+)
+def test_an_in_seq_below_1_is_an_error(tmp_path: Path, reader: str, first: bytes) -> None:
+    # found by tests/fuzz/fuzz_journal.py: a record numbered 0 (or below) with a good checksum
+    # made restore raise ValueError from the sequencer ("input sequence 0 is not after 0")
+    # instead of the documented JournalError; the engine numbers its inputs from 1
+    from engine import Engine
+    from engine.journal import restore
+
+    path = tmp_path / "journal.log"
+    tail = b'"a","b",null]' if first.startswith(b"[") else b'"account":"a","clientOrderId":"b"}}'
+    path.write_bytes(_line(first + tail))
+    read = _READERS.get(reader) or (lambda p: restore(lambda journal=None: Engine(), p))
+    with pytest.raises(JournalError, match="numbered from 1"):
+        read(path)
+
+
 def test_a_good_checksum_over_a_record_that_does_not_decode_ends_the_replay(
     tmp_path: Path,
 ) -> None:
