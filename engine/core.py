@@ -358,12 +358,17 @@ class Engine:
             return self._reject(in_seq, ts, cmd.account, None, found[0], found[1], cmd.asset)
         assert type(found) is int
         asset = cmd.asset
-        if asset in self.instruments:  # shares: a balance stays a 64-bit integer
-            wallet = self.wallets.find(cmd.account)
-            held = 0 if wallet is None else wallet.available(asset) + wallet.held(asset)
-            if found > _MAX_INT - held:
-                message = f"the deposit would take the {asset} balance above {_MAX_INT} shares"
+        if asset in self.instruments:
+            # shares: the symbol's total over all accounts stays a 64-bit integer, and so does
+            # every balance and every order's qty the JSON API writes (trades only move shares)
+            totals = self.__dict__.setdefault("_share_totals", {})  # (absent in old snapshots)
+            total = totals.get(asset)
+            if total is None:
+                total = self.wallets.totals().get(asset, 0)
+            if found > _MAX_INT - total:
+                message = f"the deposit would take the {asset} total above {_MAX_INT} shares"
                 return self._reject(in_seq, ts, cmd.account, None, BAD_QTY, message, asset)
+            totals[asset] = total + found
         self.wallets.get(cmd.account).credit(asset, found)
         return []
 

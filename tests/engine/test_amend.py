@@ -99,9 +99,9 @@ def test_replace_rejections(harness: Harness) -> None:
 
 
 def test_replace_keeps_the_ordered_qty_within_64_bits(make_harness: Any) -> None:
-    # found by tests/fuzz/fuzz_engine.py: a partly filled order replaced to an open qty of
-    # 2**63 - 1 had an ordered qty (filled + open) beyond 64 bits, which GET /v1/order and the
-    # orders channel could not write as JSON
+    # found while fuzzing (tests/fuzz, the REST-view check): a partly filled order replaced
+    # to an open qty of 2**63 - 1 had an ordered qty (filled + open) beyond 64 bits, which
+    # GET /v1/order and the orders channel could not write as JSON
     h = make_harness(tick="0.00000001")
     big = 2**63 - 1
     h.submit(Deposit("a", "USD", "100000000000"))
