@@ -139,6 +139,8 @@ class Engine:
         self._executions = self.orders._executions
         self._wallet_map = self.wallets._wallets
         self._currencies: set[str] = {"USD"}
+        # symbol -> shares deposited over all accounts (kept within 64 bits, see _deposit)
+        self._share_totals: dict[str, int] = {}
         self._sq = Sequencer(clock)
         self._journal = journal
         self._next_order_id = 1
@@ -361,7 +363,7 @@ class Engine:
         if asset in self.instruments:
             # shares: the symbol's total over all accounts stays a 64-bit integer, and so does
             # every balance and every order's qty the JSON API writes (trades only move shares)
-            totals = self.__dict__.setdefault("_share_totals", {})  # (absent in old snapshots)
+            totals = self.__dict__.setdefault("_share_totals", {})  # (not in older snapshots)
             total = totals.get(asset)
             if total is None:
                 total = self.wallets.totals().get(asset, 0)
