@@ -11,6 +11,9 @@ ring and snapshot sizes and a conflation chosen by the input. Checked:
   turnover equal a recomputation from the trade events (UTC-day sessions) and its bid/ask the
   engine's best prices;
 * with conflation, after ``flush_all``: the same book, checksums on every update;
+* a late joiner at a command chosen by the input: the book snapshot (at the published state,
+  its seq the last update's) plus the later updates gives the same book, and the trades
+  snapshot is the tail of what the updates published; every trade is published once, in order;
 * at the end, when trade times never went backwards: each resolution's candles equal a
   recomputation from the trades.
 
@@ -125,6 +128,8 @@ def test_one_input(data: bytes) -> None:
     trades: dict[str, list[Trade]] = defaultdict(list)
     monotonic = True
     candle_updates: dict[str, dict[int, Any]] = defaultdict(dict)
+    late: dict[str, ClientBook] = {}
+    published: dict[str, list[int]] = defaultdict(list)  # trade ids in the trades updates
 
     def consume() -> None:
         for env in out:
@@ -136,12 +141,31 @@ def test_one_input(data: bytes) -> None:
                 client = clients.setdefault(sym, ClientBook())
                 client.apply(payload)
                 assert payload["checksum"] == checksum(*client.sorted())
+                if sym in late:
+                    late[sym].apply(payload)
+                    assert payload["checksum"] == checksum(*late[sym].sorted())
+            elif env.channel.startswith("trades."):
+                published[env.channel[7:]] += [t["id"] for t in payload["trades"]]
             elif env.channel.startswith("candles."):
                 for c in payload["candles"]:
                     candle_updates[env.channel][c["t"]] = c
         out.clear()
 
-    for line in lines:
+    join_at = data[0] % len(lines) if data else 0
+    for i, line in enumerate(lines):
+        if i == join_at:  # late joiners: a snapshot now (at the published state), then updates
+            for sym in pub.instruments:
+                snap = pub.snapshot(f"book.{sym}")
+                assert snap is not None and snap.seq == seqs.get(f"book.{sym}", 0)
+                data_ = snap.data()
+                late[sym] = ClientBook(data_)
+                assert data_["checksum"] == checksum(*late[sym].sorted())
+                assert late[sym].sorted() == clients.get(sym, ClientBook()).sorted()
+                tsnap = pub.snapshot(f"trades.{sym}")
+                assert tsnap is not None and tsnap.seq == seqs.get(f"trades.{sym}", 0)
+                got = [t["id"] for t in tsnap.data()["trades"]]
+                want = published[sym][len(published[sym]) - len(got) :] if got else []
+                assert got == want, (sym, got, published[sym])
         events = fuzz_gen.submit(engine, line)
         if conflate and events:
             pub.flush_due(events[0].ts)
@@ -186,7 +210,11 @@ def test_one_input(data: bytes) -> None:
     pub.flush_all()
     consume()
     for sym in pub.instruments:
-        assert clients.get(sym, ClientBook()).sorted() == engine_top(engine, sym, depth)
+        top = engine_top(engine, sym, depth)
+        assert clients.get(sym, ClientBook()).sorted() == top
+        if sym in late:
+            assert late[sym].sorted() == top
+        assert published[sym] == [t.trade_id for t in trades[sym]]
         if not monotonic or small:
             continue
         inst = engine.instruments[sym]
