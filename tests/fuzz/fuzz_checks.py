@@ -19,6 +19,7 @@ from engine.book import Level, OrderBook
 from engine.codec import encode_event, execution_to_json, order_to_json
 from engine.commands import CancelOrder, Command, Deposit, ReplaceOrder
 from engine.events import Accepted, Cancelled, Done, Event, Rejected, Replaced, Trade
+from engine.instruments import BAND_DECIMALS
 from engine.units import CASH_SCALE, parse_cash
 from tests.engine.test_invariants import Model as _Model
 
@@ -32,25 +33,39 @@ class Model(_Model):
         self.next_trade_id = 1
 
 
-Before = tuple[int | None, int, bool] | None  # (price, open qty, resting) of the target order
+Target = tuple[int | None, int, bool] | None  # (price, open qty, resting) of the target order
+Before = tuple[Target, dict[str, int | None]]  # and each symbol's last trade price
 
 
 def before(engine: Engine, cmd: Command) -> Before:
-    """The state of the order a cancel or replace targets, before it runs."""
+    """What a command's checks need from before it runs: the state of the order a cancel or
+    replace targets, and the last trade prices."""
+    last = {symbol: engine.last_price(symbol) for symbol in engine.symbols()}
     if not isinstance(cmd, CancelOrder | ReplaceOrder):
-        return None
+        return None, last
     if type(cmd.account) is not str or type(cmd.client_order_id) is not str:
-        return None
+        return None, last
     order = engine.orders.by_client(cmd.account, cmd.client_order_id)
     if order is None:
-        return None
-    return order.price, order.open_qty, order.level is not None
+        return None, last
+    return (order.price, order.open_qty, order.level is not None), last
 
 
-def check_semantics(engine: Engine, model: Model, pre: Before, events: list[Event]) -> None:
+def check_risk(engine: Engine, symbol: str, price: int | None, qty: int, last: int | None) -> None:
+    """An accepted order (or a replace's new values) is within its instrument's limits."""
+    inst = engine.instruments[symbol]
+    assert inst.max_qty is None or qty <= inst.max_qty
+    if price is not None:
+        assert inst.max_notional is None or inst.notional(price, qty) <= inst.max_notional
+        if inst.band is not None and last is not None:
+            assert abs(price - last) * 10**BAND_DECIMALS <= inst.band * last, "outside the band"
+
+
+def check_semantics(engine: Engine, model: Model, state: Before, events: list[Event]) -> None:
     """The spec's matching rules, from one command's events: ids count up, trades at the
     resting price within the aggressor's limit and best price first, FOK all or nothing, IOC
     and market rests never rest and stop only when nothing more can fill, replace priority."""
+    pre, last = state
     trades = [e for e in events if isinstance(e, Trade)]
     for t in trades:
         assert t.trade_id == model.next_trade_id
@@ -62,10 +77,13 @@ def check_semantics(engine: Engine, model: Model, pre: Before, events: list[Even
         (ev,) = replaced
         assert pre is not None and pre[2], "replaced an order that was not resting"
         assert ev.priority_kept == (ev.price == pre[0] and ev.qty <= pre[1])
+        band_last = last.get(ev.symbol) if ev.price != pre[0] else None
+        check_risk(engine, ev.symbol, ev.price, ev.qty, band_last)
     if accepted:
         (acc,) = accepted
         assert acc.order_id == model.next_order_id
         model.next_order_id += 1
+        check_risk(engine, acc.symbol, acc.price, acc.qty, last.get(acc.symbol))
     taker = accepted[0] if accepted else replaced[0] if replaced else None
     if taker is None:
         assert not trades
