@@ -2,7 +2,7 @@
 
 A snapshot file is::
 
-    <crc32 hex8> {"version":2,"inSeq":N,"outSeq":M,"stateHash":"..","bytes":K}\\n
+    <crc32 hex8> {"version":3,"inSeq":N,"outSeq":M,"stateHash":"..","bytes":K}\\n
     <K bytes: the pickled engine>
 
 written to a temporary file, synced and renamed into place, so a crash leaves either the old
@@ -17,8 +17,10 @@ of truth), it falls back to a full :func:`engine.journal.restore`.
 
 Format versions: 2 adds order retention (the order manager's id offset ``_base``, its older
 resting orders ``_old_open`` and the engine's next compaction point, all part of the state
-hash). A version 1 snapshot is refused with a :class:`SnapshotError` naming the version, and
-:func:`restore_with_snapshot` then replays the whole journal, which rebuilds the same state.
+hash); 3 adds the engine's per-symbol share totals (``_deposit``) and pickles the engine as
+a slotted object. An older snapshot is refused with a :class:`SnapshotError` naming its
+version, and :func:`restore_with_snapshot` then replays the whole journal, which rebuilds the
+same state.
 
 Snapshots are pickles: only load files this process (or a trusted one) wrote.
 """
@@ -40,7 +42,11 @@ from engine.book import Level
 from engine.journal import Journal, JournalError, replay, restore
 from engine.orders import Order
 
-VERSION = 2
+VERSION = 3
+_OLDER = {
+    1: "order retention (format 2)",
+    2: "the engine's share totals and its slotted layout (format 3)",
+}
 
 
 class SnapshotError(Exception):
@@ -197,9 +203,9 @@ def _read(path: str | os.PathLike[str]) -> tuple[SnapshotInfo, bytes]:
     except (ValueError, orjson.JSONDecodeError) as exc:
         raise SnapshotError(f"snapshot header is damaged: {exc}") from exc
     version = meta.get("version")
-    if version == 1:
+    if version in _OLDER:
         raise SnapshotError(
-            "snapshot format 1 predates order retention (format 2); restore from the journal"
+            f"snapshot format {version} predates {_OLDER[version]}; restore from the journal"
         )
     if version != VERSION:
         raise SnapshotError(f"unknown snapshot version {version!r}")
