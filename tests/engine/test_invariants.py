@@ -33,6 +33,7 @@ from engine.commands import (
     ReplaceOrder,
 )
 from engine.events import Accepted, Cancelled, Event, Replaced, Trade
+from engine.orders import Order
 from engine.units import parse_cash
 
 ACCOUNTS = ("a", "b", "c")
@@ -111,6 +112,35 @@ def _deposit_units(engine: Engine, cmd: Deposit) -> tuple[str, int]:
     return cmd.asset, units
 
 
+def check_order(
+    engine: Engine,
+    model: Model,
+    o: Order,
+    resting: set[int],
+    reserved: dict[tuple[str, str], int],
+) -> None:
+    """One retained order against the model: filled = its trades, ordered = filled + open +
+    cancelled, resting exactly when the books hold it; a resting order's reservation is added
+    to ``reserved`` (account, asset)."""
+    assert o.filled == model.traded.get(o.order_id, 0)
+    assert o.qty == o.filled + o.open_qty + model.cancelled.get(o.order_id, 0)
+    assert 0 <= o.filled <= o.qty
+    assert (o.level is not None) == (o.order_id in resting)
+    if o.order_id in resting:
+        assert o.status in ("new", "partially_filled")
+        inst = engine.instruments[o.symbol]
+        if o.side == "buy":
+            assert o.price is not None
+            key = (o.account, inst.currency)
+            amount = inst.notional(o.price, o.open_qty)
+        else:
+            key, amount = (o.account, o.symbol), o.open_qty
+        reserved[key] = reserved.get(key, 0) + amount
+    else:
+        assert o.open_qty == 0 and o.status in ("filled", "cancelled")
+        assert (o.status == "filled") == (o.filled == o.qty)
+
+
 def check(engine: Engine, model: Model, cmd: Command, events: list[Event]) -> None:
     if isinstance(cmd, Deposit) and not events:
         asset, units = _deposit_units(engine, cmd)
@@ -150,23 +180,7 @@ def check(engine: Engine, model: Model, cmd: Command, events: list[Event]) -> No
 
     reserved: dict[tuple[str, str], int] = {}
     for o in engine.orders.all_orders():
-        assert o.filled == model.traded.get(o.order_id, 0)
-        assert o.qty == o.filled + o.open_qty + model.cancelled.get(o.order_id, 0)
-        assert 0 <= o.filled <= o.qty
-        assert (o.level is not None) == (o.order_id in resting)
-        if o.order_id in resting:
-            assert o.status in ("new", "partially_filled")
-            inst = engine.instruments[o.symbol]
-            if o.side == "buy":
-                assert o.price is not None
-                key = (o.account, inst.currency)
-                amount = inst.notional(o.price, o.open_qty)
-            else:
-                key, amount = (o.account, o.symbol), o.open_qty
-            reserved[key] = reserved.get(key, 0) + amount
-        else:
-            assert o.open_qty == 0 and o.status in ("filled", "cancelled")
-            assert (o.status == "filled") == (o.filled == o.qty)
+        check_order(engine, model, o, resting, reserved)
 
     open_ids = {o.order_id for acct in ACCOUNTS for o in engine.orders.open_orders(acct)}
     assert open_ids == resting

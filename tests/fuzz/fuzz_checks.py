@@ -8,7 +8,9 @@ events' wire form and conservation of every asset against the deposits.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -22,6 +24,7 @@ from engine.events import Accepted, Cancelled, Done, Event, Rejected, Replaced, 
 from engine.instruments import BAND_DECIMALS
 from engine.units import CASH_SCALE, parse_cash
 from tests.engine.test_invariants import Model as _Model
+from tests.engine.test_invariants import check_order
 
 
 class Model(_Model):
@@ -233,24 +236,9 @@ def check(engine: Engine, model: Model, cmd: Command, events: list[Event]) -> No
     for o in engine.orders.all_orders():
         assert engine.orders.get(o.order_id) is o
         assert engine.orders.by_client(o.account, o.client_order_id) is o
-        assert o.filled == model.traded.get(o.order_id, 0)
-        assert o.qty == o.filled + o.open_qty + model.cancelled.get(o.order_id, 0)
-        assert 0 <= o.filled <= o.qty
-        assert (o.level is not None) == (o.order_id in resting)
+        check_order(engine, model, o, resting, reserved)
         if o.order_id in resting:
             opened[o.account] = opened.get(o.account, 0) + 1
-            assert o.status in ("new", "partially_filled")
-            inst = engine.instruments[o.symbol]
-            if o.side == "buy":
-                assert o.price is not None
-                key = (o.account, inst.currency)
-                amount = inst.notional(o.price, o.open_qty)
-            else:
-                key, amount = (o.account, o.symbol), o.open_qty
-            reserved[key] = reserved.get(key, 0) + amount
-        else:
-            assert o.open_qty == 0 and o.status in ("filled", "cancelled")
-            assert (o.status == "filled") == (o.filled == o.qty)
 
     check_views(engine)
     accounts = set(engine.wallets.accounts()) | set(engine.orders.accounts())
@@ -267,3 +255,15 @@ def check(engine: Engine, model: Model, cmd: Command, events: list[Event]) -> No
             assert held == reserved.get((account, asset), 0), (account, asset)
     totals = {k: v for k, v in engine.wallets.totals().items() if v}
     assert totals == {k: v for k, v in sorted(model.deposits.items()) if v}
+
+
+def fuzz_main(test_one_input: Callable[[bytes], None], atheris: Any) -> None:
+    """A harness's entry point: libFuzzer's loop under atheris, or without atheris (``None``)
+    a replay of the input files named on the command line (a crash file, say)."""
+    if atheris is None:
+        for name in sys.argv[1:]:
+            test_one_input(Path(name).read_bytes())
+            print(f"{name}: ok")
+        return
+    atheris.Setup(sys.argv, test_one_input)
+    atheris.Fuzz()

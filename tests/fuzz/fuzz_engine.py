@@ -18,7 +18,6 @@ Without atheris installed, the script replays the files given as arguments.
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 from functools import partial
 from pathlib import Path
@@ -154,15 +153,5 @@ def test_one_input(data: bytes) -> None:
         run_config(config, lines, snap_at)
 
 
-def main() -> None:
-    if atheris is None:
-        for name in sys.argv[1:]:
-            test_one_input(Path(name).read_bytes())
-            print(f"{name}: ok")
-        return
-    atheris.Setup(sys.argv, test_one_input)
-    atheris.Fuzz()
-
-
 if __name__ == "__main__":
-    main()
+    fuzz_checks.fuzz_main(test_one_input, atheris)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import sys
 import tempfile
 import zlib
 from pathlib import Path
@@ -48,7 +47,7 @@ if atheris is not None:
             record_body,
         )
 else:
-    import fuzz_checks  # noqa: F401
+    import fuzz_checks
 
     from engine import Engine
     from engine.commands import CancelOrder
@@ -164,15 +163,5 @@ def test_one_input(data: bytes) -> None:
     check_file(data)
 
 
-def main() -> None:
-    if atheris is None:
-        for name in sys.argv[1:]:
-            test_one_input(Path(name).read_bytes())
-            print(f"{name}: ok")
-        return
-    atheris.Setup(sys.argv, test_one_input)
-    atheris.Fuzz()
-
-
 if __name__ == "__main__":
-    main()
+    fuzz_checks.fuzz_main(test_one_input, atheris)

@@ -22,9 +22,7 @@ ring and snapshot sizes and a conflation chosen by the input. Checked:
 
 from __future__ import annotations
 
-import sys
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 try:
@@ -46,7 +44,7 @@ if atheris is not None:
         from tests.gateway.marketdata.flows import ClientBook, open_orders_of
         from tests.gateway.marketdata.test_publisher_engine import checksum, recompute_candles
 else:
-    import fuzz_checks  # noqa: F401
+    import fuzz_checks
     import fuzz_gen
 
     from engine import Engine, EngineConfig
@@ -226,15 +224,5 @@ def test_one_input(data: bytes) -> None:
             assert snap is not None and snap.data()["candles"] == want[-300:]
 
 
-def main() -> None:
-    if atheris is None:
-        for name in sys.argv[1:]:
-            test_one_input(Path(name).read_bytes())
-            print(f"{name}: ok")
-        return
-    atheris.Setup(sys.argv, test_one_input)
-    atheris.Fuzz()
-
-
 if __name__ == "__main__":
-    main()
+    fuzz_checks.fuzz_main(test_one_input, atheris)
