@@ -6,7 +6,7 @@ conflated: ``accepted``, ``rejected``, ``cancelled``, ``replaced`` and ``done`` 
 ``engine.codec.event_to_json`` renders them, and for a ``trade`` one *execution record* per side
 the account took part in (both, when an account traded with itself). An execution record names
 only the account's own order: never the counterparty's account, order or client order id.
-A ``rejected`` event without an account (a malformed line) goes nowhere.
+A ``rejected`` event without an account (a malformed line) or with an empty one goes nowhere.
 
 The snapshot is ``{"open":[orders]}`` from the ``open_orders(account)`` callable (the engine's
 open orders rendered by ``engine.codec.order_to_json``); an empty list without one.
@@ -180,10 +180,11 @@ class OrderStreams:
 
     def event(self, ev: Event) -> None:
         """Any event as the codec renders it (rejected, replaced; any kind is correct here)
-        on the event's account stream; without an account (a malformed line) it goes
-        nowhere."""
+        on the event's account stream; without an account (a malformed line), or with an
+        empty one (a malformed ``account`` field: no client is that account, and
+        ``orders.`` has no snapshot), it goes nowhere."""
         account = getattr(ev, "account", None)
-        if account is not None:
+        if account:
             self._stream(account).publish(ev.ts, event_to_json(ev, self._instruments))
 
     def trade(self, ev: Trade, texts: Mapping[int, bytes]) -> None:

@@ -142,3 +142,22 @@ def test_template_records_escape_like_orjson() -> None:
             want.append(orjson.dumps(event_to_json(ev, inst)))
     assert [e.payload[e.payload.index(b'"data":') + 7 : -1] for e in out] == want
     assert [e.channel for e in out][:4] == [f"orders.{odd_account}"] * 4
+
+
+def test_a_rejection_for_an_empty_account_goes_nowhere() -> None:
+    """Fuzz finding (tests/fuzz/fuzz_orders.py): the engine rejects ``"account": ""`` as
+    malformed with the empty account in the event; its record went to ``orders.``, a stream
+    no client can subscribe to and ``Publisher.snapshot`` has no snapshot for."""
+    from engine import Engine
+
+    engine = Engine()
+    events = engine.submit_line(b'{"op":"replace","account":"","clientOrderId":"o0","qty":6}')
+    assert [(type(e), getattr(e, "account", None)) for e in events] == [(Rejected, "")]
+    s, out = streams()
+    for ev in events:
+        s.on_event(ev)
+    s.event(events[0])
+    s.on_event(Rejected(2, 2, 20, "", "x", "unknown_symbol", "no", "AAPL"))
+    assert out == [] and s.channels() == []
+    s.on_event(Rejected(3, 3, 30, "bob", "x", "unknown_symbol", "no", "AAPL"))
+    assert [e.channel for e in out] == ["orders.bob"]
