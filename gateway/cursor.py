@@ -22,8 +22,10 @@ import orjson
 from gateway.channels import parse_channel
 
 VERSION_PREFIX = "v1."
-MAX_CURSOR_CHARS = 8192
-"""Longest cursor accepted (about 100 channels); longer input decodes to ``None``."""
+MAX_CURSOR_CHARS = 32 * 1024
+"""Longest cursor accepted; longer input decodes to ``None``. Room for what the gateway itself
+writes for 100 channels (``WsConfig.max_subscriptions``) of the longest names and epochs
+(64 characters each) at 64-bit seqs: about 21,000 characters."""
 MAX_EPOCH_CHARS = 64
 
 Position = tuple[str, int]

@@ -69,6 +69,17 @@ def test_garbage_decodes_to_none() -> None:
         assert cursor.decode(value) is None, value
 
 
+def test_a_cursor_of_100_long_channels_decodes() -> None:
+    # 100 channels of symbols of about 28 characters or more already made a cursor past the old
+    # limit of 8192 characters: the gateway wrote SSE ids and poll cursors it then refused
+    names = [f"candles.{'S' * 51}{i:02d}.1m" for i in range(100)]
+    positions = {name: ("e" * 64, 2**63 - 1) for name in names}
+    assert max(len(n) for n in names) == 64
+    text = cursor.encode(positions)
+    assert len(text) > 8192
+    assert cursor.decode(text) == positions
+
+
 def test_empty_cursor_is_valid() -> None:
     assert cursor.decode(cursor.encode({})) == {}
 
