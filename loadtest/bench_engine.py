@@ -15,6 +15,9 @@ generation is never timed):
    p50 and p99, from the run with the median p99.
 4. ``replay``: lines/s of the ``quotegate replay`` path (JSON in, JSON events out, in-process)
    over the same stream written as a JSON-lines file.
+5. ``journal`` (not run unless named): where the journal's cost per command goes, sink by
+   sink, from a no-op ``append`` to the real group-committed journal
+   (:mod:`loadtest.journal_cost`).
 
 Fairness: the pre-generated stream is collected and frozen (``gc.collect(); gc.freeze()``)
 before any timing, so the million command tuples are not walked by every full collection (a
@@ -50,11 +53,12 @@ from typing import Any
 
 import orjson
 
-from engine import Engine, EngineConfig
+from engine import Engine, EngineConfig, JournalSink
 from engine.commands import Command
 from engine.journal import Journal, JournalConfig
 from loadtest.args import EXIT_BAD_ARGUMENTS, ArgumentCheck
 from loadtest.cmdgen import CmdGenConfig, generate, resting, write_jsonl
+from loadtest.journal_cost import bench_journal_cost, describe
 
 TARGETS = {
     "throughput_cmd_s": 300_000,
@@ -78,7 +82,8 @@ class EngineBenchConfig:
     repeat: int = 3
 
 
-PHASES = ("resting", "throughput", "latency", "replay")
+PHASES = ("resting", "throughput", "latency", "replay", "journal")
+DEFAULT_PHASES = ("resting", "throughput", "latency", "replay")
 GC_MODES = ("default", "tuned", "off")
 TUNED_GEN0_THRESHOLD = 50_000
 
@@ -94,8 +99,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fsync-interval-ms", type=float, default=5.0)
     parser.add_argument(
         "--phases",
-        default=",".join(PHASES),
-        help=f"comma-separated subset of {','.join(PHASES)}",
+        default=",".join(DEFAULT_PHASES),
+        help=f"comma-separated subset of {','.join(PHASES)} (default: all but journal)",
     )
     parser.add_argument("--profile", action="store_true", help="print cProfile's hot spots")
     parser.add_argument(
@@ -135,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- engine plumbing
 
 
-def _engine(journal: Journal | None) -> Engine:
+def _engine(journal: JournalSink | None) -> Engine:
     """A fresh engine with no cap on open orders per account (the resting phase puts 10,000
     on each account) and a counting clock (the generated commands carry their own ts)."""
     ticks = [0]
@@ -416,6 +421,8 @@ def _log_mode(log: Callable[[str], None], mode: str, r: dict[str, Any]) -> None:
             f"  gc {mode}: replay {rate('replay_lines_s')} lines/s,"
             f" {rate('replay_lines_cpu_s')} per CPU second ({r['replay_events']:,} events)"
         )
+    if "journal_cost" in r:
+        log(f"  gc {mode}: {describe(r['journal_cost'])}")
 
 
 def _run_phases(
@@ -460,6 +467,16 @@ def _run_phases(
                 r.update(bench_latency(config, commands, directory))
             if "replay" in config.phases:
                 r.update(bench_replay(commands, directory, config.repeat))
+            if "journal" in config.phases:
+                r.update(
+                    bench_journal_cost(
+                        _engine,
+                        commands,
+                        directory,
+                        repeat=config.repeat,
+                        fsync_interval_ms=config.fsync_interval_ms,
+                    )
+                )
             by_mode[mode] = r
             _log_mode(log, mode, r)
         results.update(by_mode[config.gc_modes[0]])

@@ -109,4 +109,4 @@ def test_bad_phase_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "engine", *TINY, "--gc", "sometimes"]) == 2
     assert "sometimes" in capsys.readouterr().err
     assert main(["bench", "engine", *TINY, "--repeat", "0"]) == 2
-    assert set(PHASES) == {"resting", "throughput", "latency", "replay"}
+    assert set(PHASES) == {"resting", "throughput", "latency", "replay", "journal"}
