@@ -319,6 +319,18 @@ async def drain(client: Client) -> None:
     raise AssertionError("the writer stalled with items queued")
 
 
+async def drain_checked(client: Client, *, updates_only: bool = False) -> None:
+    """:func:`drain`, then check every message the client got; ``updates_only``: there may
+    be envelopes only (the bystander sends nothing after subscribing)."""
+    await drain(client)
+    for msg in client.new_messages():
+        if isinstance(msg, Envelope):
+            client.check_envelope(msg)
+        else:
+            assert not updates_only, msg
+            client.check_control(msg)
+
+
 async def send_op(client: Client, session: WsSession, data: str | bytes, id_: Any) -> None:
     """Send one message; check its single reply and everything else that arrived."""
     sent = dict(parse_ws(data))
@@ -449,11 +461,20 @@ def check_error_response(resp: Response) -> None:
     assert err["code"] in HTTP_CODES and isinstance(err["message"], str), err
 
 
-async def do_poll(app: Any, inp: Input) -> None:
+async def get_ok(app: Any, inp: Input, endpoint: Any, path: str) -> Any:
+    """``endpoint`` of a GET of ``path`` with the input's query and headers: its response if
+    200, else ``None`` after checking the error response."""
     qs, headers = query(inp)
-    resp = await poll(request(app, "/v1/poll", qs, headers))
+    resp = await endpoint(request(app, path, qs, headers))
     if resp.status_code != 200:
         check_error_response(resp)
+        return None
+    return resp
+
+
+async def do_poll(app: Any, inp: Input) -> None:
+    resp = await get_ok(app, inp, poll, "/v1/poll")
+    if resp is None:
         return
     body = orjson.loads(resp.body)
     assert cursor.decode(body["cursor"]) is not None, body
@@ -462,10 +483,8 @@ async def do_poll(app: Any, inp: Input) -> None:
 
 
 async def do_sse(app: Any, inp: Input) -> None:
-    qs, headers = query(inp)
-    resp = await sse(request(app, "/v1/sse", qs, headers))
-    if resp.status_code != 200:
-        check_error_response(resp)
+    resp = await get_ok(app, inp, sse, "/v1/sse")
+    if resp is None:
         return
     stream: Any = resp.body_iterator if isinstance(resp, StreamingResponse) else None
     stream = getattr(resp, "body_iterator", stream)  # an EventSourceResponse's
@@ -542,12 +561,7 @@ async def run(data: bytes) -> None:
             elif what < 13:
                 ch = inp.pick(["book.AAPL", "book.MSFT", "trades.AAPL", "ticker.MSFT"])
                 pub.emit_many(ch if inp.byte() % 4 else "orders.alice", 1 + inp.byte() % 6)
-                await drain(client)
-                for msg in client.new_messages():
-                    if isinstance(msg, Envelope):
-                        client.check_envelope(msg)
-                    else:
-                        client.check_control(msg)
+                await drain_checked(client)
             elif what < 15:
                 await do_poll(app, inp)
             elif inp.byte() % 4:
@@ -558,16 +572,8 @@ async def run(data: bytes) -> None:
                 pub.seqs = {}
                 for ch in SEEDED:
                     pub.emit(ch)
-                await drain(client)
-                for msg in client.new_messages():
-                    if isinstance(msg, Envelope):
-                        client.check_envelope(msg)
-                    else:
-                        client.check_control(msg)
-            await drain(bystander)
-            for msg in bystander.new_messages():
-                assert isinstance(msg, Envelope), msg
-                bystander.check_envelope(msg)
+                await drain_checked(client)
+            await drain_checked(bystander, updates_only=True)
             if client.conn.closed:
                 # only the documented case: `orders` past the send queue's bound
                 assert client.conn.close_code == WS_CLOSE_SLOW, client.conn.close_code
@@ -576,10 +582,7 @@ async def run(data: bytes) -> None:
             await probe(client, session, (pub.epoch, pub.seqs["book.MSFT"]))
         # the bystander got every update of its channels, gap-free (unless it was closed as
         # slow: a burst of `orders` past its queue bound)
-        await drain(bystander)
-        for msg in bystander.new_messages():
-            assert isinstance(msg, Envelope), msg
-            bystander.check_envelope(msg)
+        await drain_checked(bystander, updates_only=True)
         if bystander.conn.closed:
             assert bystander.conn.close_code == WS_CLOSE_SLOW, bystander.conn.close_code
         else:

@@ -11,7 +11,8 @@ every command:
 * the ``orders.*`` envelopes of the command are, in order, exactly one per event for each
   account it concerns: ``event_to_json`` of an accepted, rejected (with an account),
   cancelled, replaced or done event; for a trade the execution record of each side
-  (``event``/``seq``/``inSeq``/``account`` then ``execution_to_json`` for that side), buy side
+  (``execution_record``: ``event``/``seq``/``inSeq``/``account`` then ``execution_to_json``
+  for that side, the dict form the publisher's byte templates must equal), buy side
   first, both for a self-trade; a rejection without an account, or with the empty account
   of a malformed ``account`` field, on no stream;
 * each one on ``orders.<its account>``, wire ``ch`` ``orders``, its ``ts`` the event's, its
@@ -42,22 +43,24 @@ if atheris is not None:
         import fuzz_gen
 
         from engine import Engine, EngineConfig
-        from engine.codec import event_to_json, execution_to_json, order_to_json
+        from engine.codec import event_to_json, order_to_json
         from engine.events import Event, Trade
         from gateway.channels import orders_channel
         from gateway.embedded import EmbeddedRuntime
         from gateway.envelope import Envelope
+        from gateway.marketdata.orders import execution_record
         from gateway.marketdata.publisher import Publisher, PublisherConfig
 else:
     import fuzz_checks
     import fuzz_gen
 
     from engine import Engine, EngineConfig
-    from engine.codec import event_to_json, execution_to_json, order_to_json
+    from engine.codec import event_to_json, order_to_json
     from engine.events import Event, Trade
     from gateway.channels import orders_channel
     from gateway.embedded import EmbeddedRuntime
     from gateway.envelope import Envelope
+    from gateway.marketdata.orders import execution_record
     from gateway.marketdata.publisher import Publisher, PublisherConfig
 
 DEPTHS = (1, 3, 50)
@@ -76,14 +79,7 @@ def expected_records(engine: Engine, events: list[Event]) -> list[tuple[str, dic
     for ev in events:
         if type(ev) is Trade:
             for side, account in (("buy", ev.buy_account), ("sell", ev.sell_account)):
-                rec: dict[str, Any] = {
-                    "event": "trade",
-                    "seq": ev.seq,
-                    "inSeq": ev.in_seq,
-                    "account": account,
-                }
-                rec.update(execution_to_json(ev, account, instruments, side=side))
-                want.append((account, rec))
+                want.append((account, execution_record(ev, side, instruments)))
         else:
             owner: str | None = getattr(ev, "account", None)
             if owner:  # none or empty (a malformed account field): no stream
