@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, rule
 
 from engine import Engine
+from engine.book import Level, OrderBook
 from engine.codec import command_to_json, encode_event
 from engine.commands import (
     CancelOrder,
@@ -34,7 +35,7 @@ from engine.commands import (
 )
 from engine.events import Accepted, Cancelled, Event, Replaced, Trade
 from engine.orders import Order
-from engine.units import parse_cash
+from engine.units import CASH_SCALE, parse_cash
 
 ACCOUNTS = ("a", "b", "c")
 SYMBOLS = ("X", "Y")
@@ -102,14 +103,79 @@ class Model:
         self.traded: dict[int, int] = {}
         self.deposits: dict[str, int] = {}
 
+    def apply(self, engine: Engine, cmd: Command, events: list[Event]) -> None:
+        """Take in what ``cmd`` and its ``events`` say: an accepted deposit, each order's
+        fills and cancelled remainder, and the arrival order within levels (a replace that
+        loses priority arrives again)."""
+        if isinstance(cmd, Deposit) and not events:
+            asset, units = deposit_units(engine, cmd)
+            self.deposits[asset] = self.deposits.get(asset, 0) + units
+        for ev in events:
+            if isinstance(ev, Trade):
+                assert ev.qty > 0 and ev.price > 0
+                for oid in (ev.buy_order_id, ev.sell_order_id):
+                    self.traded[oid] = self.traded.get(oid, 0) + ev.qty
+            elif isinstance(ev, Cancelled):
+                assert ev.remaining > 0
+                self.cancelled[ev.order_id] = self.cancelled.get(ev.order_id, 0) + ev.remaining
+            if isinstance(ev, Accepted) or (isinstance(ev, Replaced) and not ev.priority_kept):
+                self.clock += 1
+                self.arrival[ev.order_id] = self.clock
 
-def _deposit_units(engine: Engine, cmd: Deposit) -> tuple[str, int]:
+
+def deposit_units(engine: Engine, cmd: Deposit) -> tuple[str, int]:
+    """What an accepted deposit credited: shares as given, cash in units."""
     if cmd.asset in engine.instruments:
         assert type(cmd.amount) is int
         return cmd.asset, cmd.amount
+    if type(cmd.amount) is int:
+        return cmd.asset, cmd.amount * CASH_SCALE
     units = parse_cash(cmd.amount)
     assert units is not None
     return cmd.asset, units
+
+
+def check_level(level: Level, book: OrderBook, side: str) -> None:
+    """The level's doubly linked list, count and quantity agree with its orders."""
+    assert level.book is book and level.side == side
+    orders = []
+    prev = None
+    node = level.head
+    while node is not None:
+        assert node.prev is prev, "prev link broken"
+        assert node.level is level
+        orders.append(node)
+        prev = node
+        node = node.next
+        assert len(orders) <= level.count, "level list longer than its count (cycle?)"
+    assert level.tail is prev, "tail is not the last order"
+    assert orders and level.count == len(orders)
+    assert level.qty == sum(o.open_qty for o in orders)
+
+
+def check_books(engine: Engine, model: Model) -> set[int]:
+    """Every defined symbol's book: not crossed, levels in price order (each price once) with
+    the best first, each level's list consistent (:func:`check_level`) and FIFO by arrival,
+    every order a GTC limit of that symbol, side and price. Returns the resting order ids."""
+    resting: set[int] = set()
+    for symbol in engine.symbols():
+        book = engine.book(symbol)
+        assert book is not None
+        assert not book.is_crossed()
+        for side in ("buy", "sell"):
+            prices_seen = [lv.price for lv in book.levels(side)]
+            assert prices_seen == sorted(prices_seen, reverse=side == "buy")
+            assert len(set(prices_seen)) == len(prices_seen)
+            assert book.best(side) == (prices_seen[0] if prices_seen else None)
+            for level in book.levels(side):
+                check_level(level, book, side)
+                stamps = [model.arrival[o.order_id] for o in level.orders()]
+                assert stamps == sorted(stamps), "FIFO broken"
+                for o in level.orders():
+                    assert o.price == level.price and o.side == side and o.open_qty > 0
+                    assert o.symbol == symbol and o.tif == "GTC" and o.type == "limit"
+                    resting.add(o.order_id)
+    return resting
 
 
 def check_order(
@@ -142,41 +208,8 @@ def check_order(
 
 
 def check(engine: Engine, model: Model, cmd: Command, events: list[Event]) -> None:
-    if isinstance(cmd, Deposit) and not events:
-        asset, units = _deposit_units(engine, cmd)
-        model.deposits[asset] = model.deposits.get(asset, 0) + units
-    for ev in events:
-        if isinstance(ev, Trade):
-            for oid in (ev.buy_order_id, ev.sell_order_id):
-                model.traded[oid] = model.traded.get(oid, 0) + ev.qty
-        elif isinstance(ev, Cancelled):
-            model.cancelled[ev.order_id] = model.cancelled.get(ev.order_id, 0) + ev.remaining
-        if isinstance(ev, Accepted) or (isinstance(ev, Replaced) and not ev.priority_kept):
-            model.clock += 1
-            model.arrival[ev.order_id] = model.clock
-
-    resting: set[int] = set()
-    for symbol in SYMBOLS:
-        book = engine.book(symbol)
-        if book is None:
-            continue  # not defined yet (setup)
-        assert not book.is_crossed()
-        for side in ("buy", "sell"):
-            prices_seen = [lv.price for lv in book.levels(side)]
-            assert prices_seen == sorted(prices_seen, reverse=side == "buy")
-            if prices_seen:
-                assert book.best(side) == prices_seen[0]
-            else:
-                assert book.best(side) is None
-            for level in book.levels(side):
-                orders = list(level.orders())
-                assert orders and level.count == len(orders)
-                assert level.qty == sum(o.open_qty for o in orders)
-                stamps = [model.arrival[o.order_id] for o in orders]
-                assert stamps == sorted(stamps), "FIFO broken"
-                for o in orders:
-                    assert o.price == level.price and o.side == side and o.open_qty > 0
-                    resting.add(o.order_id)
+    model.apply(engine, cmd, events)
+    resting = check_books(engine, model)
 
     reserved: dict[tuple[str, str], int] = {}
     for o in engine.orders.all_orders():

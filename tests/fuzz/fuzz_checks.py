@@ -1,8 +1,9 @@
 """Engine invariants checked after every command by the fuzz harnesses.
 
-The same invariants as ``tests/engine/test_invariants.py`` (its ``Model`` is reused), over
-whatever symbols and accounts the fuzz input created, plus the book's linked lists, the
-events' wire form and conservation of every asset against the deposits.
+The same invariants as ``tests/engine/test_invariants.py`` (its ``Model``, book walk and
+per-order checks are reused), over whatever symbols and accounts the fuzz input created, plus
+the matching rules, the events' wire form, the REST views and conservation of every asset
+against the deposits.
 """
 
 from __future__ import annotations
@@ -17,14 +18,12 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root, for tests.*
 
 from engine import Engine
-from engine.book import Level, OrderBook
 from engine.codec import encode_event, execution_to_json, order_to_json
-from engine.commands import CancelOrder, Command, Deposit, ReplaceOrder
+from engine.commands import CancelOrder, Command, ReplaceOrder
 from engine.events import Accepted, Cancelled, Done, Event, Rejected, Replaced, Trade
 from engine.instruments import BAND_DECIMALS
-from engine.units import CASH_SCALE, parse_cash
 from tests.engine.test_invariants import Model as _Model
-from tests.engine.test_invariants import check_order
+from tests.engine.test_invariants import check_books, check_order
 
 
 class Model(_Model):
@@ -135,36 +134,6 @@ def check_semantics(engine: Engine, model: Model, state: Before, events: list[Ev
             assert order is None or order.level is None
 
 
-def deposit_units(engine: Engine, cmd: Deposit) -> tuple[str, int]:
-    """What an accepted deposit credited."""
-    if cmd.asset in engine.instruments:
-        assert type(cmd.amount) is int
-        return cmd.asset, cmd.amount
-    if type(cmd.amount) is int:
-        return cmd.asset, cmd.amount * CASH_SCALE
-    units = parse_cash(cmd.amount)
-    assert units is not None
-    return cmd.asset, units
-
-
-def check_level(level: Level, book: OrderBook, side: str) -> None:
-    """The level's doubly linked list, count and quantity agree with its orders."""
-    assert level.book is book and level.side == side
-    orders = []
-    prev = None
-    node = level.head
-    while node is not None:
-        assert node.prev is prev, "prev link broken"
-        assert node.level is level
-        orders.append(node)
-        prev = node
-        node = node.next
-        assert len(orders) <= level.count, "level list longer than its count (cycle?)"
-    assert level.tail is prev, "tail is not the last order"
-    assert orders and level.count == len(orders)
-    assert level.qty == sum(o.open_qty for o in orders)
-
-
 def check_events(engine: Engine, seq_before: int, events: list[Event]) -> list[bytes]:
     """Gap-free ``seq``, one ``inSeq``, and every event encodes to JSON that parses."""
     assert [e.seq for e in events] == list(range(seq_before + 1, engine.out_seq + 1))
@@ -197,39 +166,8 @@ def check_views(engine: Engine) -> None:
 
 def check(engine: Engine, model: Model, cmd: Command, events: list[Event]) -> None:
     """Every invariant of the engine's state after ``cmd`` produced ``events``."""
-    if isinstance(cmd, Deposit) and not events:
-        asset, units = deposit_units(engine, cmd)
-        model.deposits[asset] = model.deposits.get(asset, 0) + units
-    for ev in events:
-        if isinstance(ev, Trade):
-            assert ev.qty > 0 and ev.price > 0
-            for oid in (ev.buy_order_id, ev.sell_order_id):
-                model.traded[oid] = model.traded.get(oid, 0) + ev.qty
-        elif isinstance(ev, Cancelled):
-            assert ev.remaining > 0
-            model.cancelled[ev.order_id] = model.cancelled.get(ev.order_id, 0) + ev.remaining
-        if isinstance(ev, Accepted) or (isinstance(ev, Replaced) and not ev.priority_kept):
-            model.clock += 1
-            model.arrival[ev.order_id] = model.clock
-
-    resting: set[int] = set()
-    for symbol in engine.symbols():
-        book = engine.book(symbol)
-        assert book is not None
-        assert not book.is_crossed()
-        for side in ("buy", "sell"):
-            prices_seen = [lv.price for lv in book.levels(side)]
-            assert prices_seen == sorted(prices_seen, reverse=side == "buy")
-            assert len(set(prices_seen)) == len(prices_seen)
-            assert book.best(side) == (prices_seen[0] if prices_seen else None)
-            for level in book.levels(side):
-                check_level(level, book, side)
-                stamps = [model.arrival[o.order_id] for o in level.orders()]
-                assert stamps == sorted(stamps), "FIFO broken"
-                for o in level.orders():
-                    assert o.price == level.price and o.side == side and o.open_qty > 0
-                    assert o.symbol == symbol and o.tif == "GTC" and o.type == "limit"
-                    resting.add(o.order_id)
+    model.apply(engine, cmd, events)
+    resting = check_books(engine, model)
 
     reserved: dict[tuple[str, str], int] = {}
     opened: dict[str, int] = {}
