@@ -167,7 +167,8 @@ class Engine:
         self._executions = self.orders._executions
         self._wallet_map = self.wallets._wallets
         self._currencies: set[str] = {"USD"}
-        # symbol -> shares deposited over all accounts (kept within 64 bits, see _deposit)
+        # symbol -> shares deposited over all accounts (kept within 64 bits, see _deposit):
+        # deposits are the only way shares enter, so this is every symbol's total
         self._share_totals: dict[str, int] = {}
         self._sq = Sequencer(clock)
         self._journal = journal
@@ -392,9 +393,7 @@ class Engine:
             # shares: the symbol's total over all accounts stays a 64-bit integer, and so does
             # every balance and every order's qty the JSON API writes (trades only move shares)
             totals = self._share_totals
-            total = totals.get(asset)
-            if total is None:
-                total = self.wallets.totals().get(asset, 0)
+            total = totals.get(asset, 0)
             if found > _MAX_INT - total:
                 message = f"the deposit would take the {asset} total above {_MAX_INT} shares"
                 return self._reject(in_seq, ts, cmd.account, None, BAD_QTY, message, asset)
