@@ -68,6 +68,12 @@ TARGETS = {
 }
 
 
+PHASES = ("resting", "throughput", "latency", "replay", "journal")
+DEFAULT_PHASES = ("resting", "throughput", "latency", "replay")
+GC_MODES = ("default", "tuned", "off")
+TUNED_GEN0_THRESHOLD = 50_000
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EngineBenchConfig:
     commands: int = 1_000_000
@@ -76,16 +82,10 @@ class EngineBenchConfig:
     seed: int = 1
     resting_orders: int = 1_000_000
     fsync_interval_ms: float = 5.0
-    phases: tuple[str, ...] = ("resting", "throughput", "latency", "replay")
+    phases: tuple[str, ...] = DEFAULT_PHASES
     profile: bool = False
     gc_modes: tuple[str, ...] = ("tuned", "default")
     repeat: int = 3
-
-
-PHASES = ("resting", "throughput", "latency", "replay", "journal")
-DEFAULT_PHASES = ("resting", "throughput", "latency", "replay")
-GC_MODES = ("default", "tuned", "off")
-TUNED_GEN0_THRESHOLD = 50_000
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -205,16 +205,17 @@ def bench_resting(config: EngineBenchConfig) -> dict[str, Any]:
     }
 
 
-def _throughput(commands: Sequence[Command], journal: Journal | None) -> tuple[float, float]:
+def _throughput(commands: Sequence[Command], journal: JournalSink | None) -> tuple[float, float]:
     """Commands/s by the wall clock and by the process's CPU time (which includes the
-    journal's sync thread but not other processes competing for the two cores)."""
+    journal's sync thread but not other processes competing for the two cores); a
+    :class:`Journal` is closed (written and synced) inside the timing."""
     engine = _engine(journal)
     submit = engine.submit
     gc.collect()
     started, cpu_started = time.perf_counter(), time.process_time()
     for cmd in commands:
         submit(cmd)
-    if journal is not None:
+    if isinstance(journal, Journal):
         journal.close()
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
     return len(commands) / wall, len(commands) / cpu
@@ -470,7 +471,7 @@ def _run_phases(
             if "journal" in config.phases:
                 r.update(
                     bench_journal_cost(
-                        _engine,
+                        _throughput,
                         commands,
                         directory,
                         repeat=config.repeat,

@@ -22,20 +22,22 @@ working set competing for the caches, which is more than the same step costs in 
 
 from __future__ import annotations
 
-import gc
 import statistics
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from engine import Engine, JournalSink
+from engine import JournalSink
 from engine.commands import Command
 from engine.journal import OP_CODES, FsyncPolicy, Journal, JournalConfig, encode_record
 
 SINKS = ("none", "call", "encode", "record", "never", "interval")
+
+Throughput = Callable[[Sequence[Command], JournalSink | None], tuple[float, float]]
+"""Runs the commands through a fresh engine with a journal sink: commands/s by the wall clock
+and per CPU second (``loadtest.bench_engine._throughput``)."""
 
 _dumps = orjson.dumps
 
@@ -74,24 +76,8 @@ def _sink(name: str, path: Path, interval_ms: float) -> JournalSink | None:
     return Journal(JournalConfig(path=path, fsync=fsync, fsync_interval_ms=interval_ms))
 
 
-def _run(
-    engine_factory: Callable[[JournalSink | None], Engine],
-    commands: Sequence[Command],
-    sink: JournalSink | None,
-) -> float:
-    """Wall-clock microseconds per command, the journal's close included."""
-    submit = engine_factory(sink).submit
-    gc.collect()
-    started = time.perf_counter()
-    for cmd in commands:
-        submit(cmd)
-    if isinstance(sink, Journal):
-        sink.close()
-    return (time.perf_counter() - started) * 1e6 / len(commands)
-
-
 def bench_journal_cost(
-    engine_factory: Callable[[JournalSink | None], Engine],
+    throughput: Throughput,
     commands: Sequence[Command],
     directory: str,
     *,
@@ -99,13 +85,16 @@ def bench_journal_cost(
     fsync_interval_ms: float,
 ) -> dict[str, Any]:
     """``{"journal_cost": [{"sink", "us_per_cmd", "over_none_us", "runs"}, ...]}`` in
-    :data:`SINKS` order; ``us_per_cmd`` is the median over ``repeat`` interleaved rounds."""
+    :data:`SINKS` order; ``us_per_cmd`` is the median over ``repeat`` interleaved rounds of
+    ``throughput`` (the ``throughput`` phase's own timing: a fresh engine, the journal's close
+    included), by the wall clock."""
     runs: dict[str, list[float]] = {name: [] for name in SINKS}
     path = Path(directory) / "cost.journal"
     for _ in range(repeat):
         for name in SINKS:
             path.unlink(missing_ok=True)
-            runs[name].append(_run(engine_factory, commands, _sink(name, path, fsync_interval_ms)))
+            wall_rate, _ = throughput(commands, _sink(name, path, fsync_interval_ms))
+            runs[name].append(1e6 / wall_rate)
     path.unlink(missing_ok=True)
     base = statistics.median(runs["none"])
     rows = []

@@ -7,14 +7,16 @@ from pathlib import Path
 import pytest
 
 from gateway.cli import main
-from loadtest.bench_engine import DEFAULT_PHASES, _engine
+from loadtest.bench_engine import DEFAULT_PHASES, _throughput
 from loadtest.cmdgen import CmdGenConfig, generate
 from loadtest.journal_cost import SINKS, bench_journal_cost, describe
 
 
 def test_every_sink_is_timed_against_no_journal(tmp_path: Path) -> None:
     commands = list(generate(CmdGenConfig(seed=3, symbols=3, accounts=3), 1_500))
-    results = bench_journal_cost(_engine, commands, str(tmp_path), repeat=3, fsync_interval_ms=1.0)
+    results = bench_journal_cost(
+        _throughput, commands, str(tmp_path), repeat=3, fsync_interval_ms=1.0
+    )
     rows = results["journal_cost"]
     assert [row["sink"] for row in rows] == list(SINKS)
     for row in rows:
