@@ -426,6 +426,7 @@ class Engine:
             or type(coid) is not str
             or not account
             or not coid
+            # (is_text checks isascii first too; inline here, an ASCII id costs no call)
             or not (account.isascii() or is_text(account))
             or not (coid.isascii() or is_text(coid))
         ):
