@@ -17,7 +17,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repo root, for tests.*
 
-from engine import Engine
+from engine import Engine, EngineConfig
 from engine.codec import encode_event, execution_to_json, order_to_json
 from engine.commands import CancelOrder, Command, ReplaceOrder
 from engine.events import Accepted, Cancelled, Done, Event, Rejected, Replaced, Trade
@@ -193,6 +193,18 @@ def check(engine: Engine, model: Model, cmd: Command, events: list[Event]) -> No
             assert held == reserved.get((account, asset), 0), (account, asset)
     totals = {k: v for k, v in engine.wallets.totals().items() if v}
     assert totals == {k: v for k, v in sorted(model.deposits.items()) if v}
+
+
+def publisher_engine(*, tiny: bool) -> Engine:
+    """The engine behind a publisher harness: a deterministic clock (1 ms a command) and, with
+    ``tiny``, retention bounds that forget finished orders and executions almost at once."""
+    config = EngineConfig(
+        finished_orders_max=2, executions_per_account_max=1, compact_every_orders=2
+    )
+    return Engine(
+        config if tiny else None,
+        clock=iter(range(1_700_000_000_000_000, 1 << 62, 1_000)).__next__,
+    )
 
 
 def fuzz_main(test_one_input: Callable[[bytes], None], atheris: Any) -> None:

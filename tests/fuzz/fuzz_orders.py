@@ -42,7 +42,7 @@ if atheris is not None:
         import fuzz_checks  # puts the repo root on sys.path
         import fuzz_gen
 
-        from engine import Engine, EngineConfig
+        from engine import Engine
         from engine.codec import event_to_json, order_to_json
         from engine.events import Event, Trade
         from gateway.channels import orders_channel
@@ -54,7 +54,7 @@ else:
     import fuzz_checks
     import fuzz_gen
 
-    from engine import Engine, EngineConfig
+    from engine import Engine
     from engine.codec import event_to_json, order_to_json
     from engine.events import Event, Trade
     from gateway.channels import orders_channel
@@ -108,12 +108,7 @@ def test_one_input(data: bytes) -> None:
     depth = knobs.pick(DEPTHS)
     conflate = knobs.pick(CONFLATE)
     tiny = knobs.chance(128)
-    engine = Engine(
-        EngineConfig(finished_orders_max=2, executions_per_account_max=1, compact_every_orders=2)
-        if tiny
-        else None,
-        clock=iter(range(1_700_000_000_000_000, 1 << 62, 1_000)).__next__,
-    )
+    engine = fuzz_checks.publisher_engine(tiny=tiny)
     runtime: Any = SimpleNamespace(engine=engine)  # what EmbeddedRuntime._open_orders reads
 
     def open_orders(account: str) -> list[dict[str, Any]]:

@@ -35,7 +35,7 @@ if atheris is not None:
         import fuzz_checks  # puts the repo root on sys.path
         import fuzz_gen
 
-        from engine import Engine, EngineConfig
+        from engine import Engine
         from engine.events import Trade
         from gateway.channels import RESOLUTIONS
         from gateway.envelope import Envelope
@@ -47,7 +47,7 @@ else:
     import fuzz_checks
     import fuzz_gen
 
-    from engine import Engine, EngineConfig
+    from engine import Engine
     from engine.events import Trade
     from gateway.channels import RESOLUTIONS
     from gateway.envelope import Envelope
@@ -106,12 +106,7 @@ def test_one_input(data: bytes) -> None:
         candle_ring_size=2 if small else 1000,
         conflate_ms=conflate,
     )
-    engine = Engine(
-        EngineConfig(finished_orders_max=2, executions_per_account_max=1, compact_every_orders=2)
-        if tiny
-        else None,
-        clock=iter(range(1_700_000_000_000_000, 1 << 62, 1_000)).__next__,
-    )
+    engine = fuzz_checks.publisher_engine(tiny=tiny)
     out: list[Envelope] = []
     pub = Publisher(
         config,
