@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 from typing import Any
 from urllib.parse import quote
@@ -53,23 +54,8 @@ _GATEWAY = [
     "gateway.errors",
 ]
 
-if atheris is not None:
-    with atheris.instrument_imports(include=_GATEWAY):
-        import fuzz_checks  # puts the repo root on sys.path
-        import orjson
-
-        from gateway import cursor
-        from gateway.app import create_app
-        from gateway.config import GatewayConfig, HubConfig, PollConfig, SseConfig, WsConfig
-        from gateway.connection import Connection, Mode
-        from gateway.envelope import SNAPSHOT, UPDATE, Envelope
-        from gateway.errors import WS_CLOSE_SLOW
-        from gateway.transport_poll import poll
-        from gateway.transport_sse import sse
-        from gateway.transport_ws import TokenBucket, WsSession
-        from tests.gateway.conftest import EPOCH, SYMBOLS, TOKENS, RecordingTransport, make_stack
-else:
-    import fuzz_checks
+with atheris.instrument_imports(include=_GATEWAY) if atheris else contextlib.nullcontext():
+    import fuzz_checks  # puts the repo root on sys.path
     import orjson
 
     from gateway import cursor
@@ -82,7 +68,6 @@ else:
     from gateway.transport_sse import sse
     from gateway.transport_ws import TokenBucket, WsSession
     from tests.gateway.conftest import EPOCH, SYMBOLS, TOKENS, RecordingTransport, make_stack
-
 
 SPEC_CODES = {
     "bad_request",

@@ -17,6 +17,7 @@ Without atheris installed, the script replays the files given as arguments.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from functools import partial
@@ -28,17 +29,7 @@ try:
 except ImportError:  # replay-only mode
     atheris = None
 
-if atheris is not None:
-    with atheris.instrument_imports(include=["engine"]):
-        import fuzz_checks
-        import fuzz_gen
-
-        from engine import Engine, EngineConfig
-        from engine.codec import encode_event
-        from engine.commands import Command
-        from engine.journal import Journal, JournalConfig, encode_record, restore
-        from engine.snapshot import load_snapshot, write_snapshot
-else:
+with atheris.instrument_imports(include=["engine"]) if atheris else contextlib.nullcontext():
     import fuzz_checks
     import fuzz_gen
 

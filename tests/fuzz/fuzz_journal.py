@@ -32,22 +32,8 @@ try:
 except ImportError:  # replay-only mode
     atheris = None
 
-if atheris is not None:
-    with atheris.instrument_imports(include=["engine"]):
-        import fuzz_checks  # puts the repo root on sys.path
-
-        from engine import Engine
-        from engine.commands import CancelOrder
-        from engine.journal import Journal, JournalConfig, JournalError, replay, restore, scan
-        from engine.journal_format import (
-            decode_body,
-            decode_record,
-            encode_record,
-            in_seq_of_body,
-            record_body,
-        )
-else:
-    import fuzz_checks
+with atheris.instrument_imports(include=["engine"]) if atheris else contextlib.nullcontext():
+    import fuzz_checks  # puts the repo root on sys.path
 
     from engine import Engine
     from engine.commands import CancelOrder

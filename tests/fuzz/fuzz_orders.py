@@ -27,6 +27,7 @@ every command:
 
 from __future__ import annotations
 
+import contextlib
 from types import SimpleNamespace
 from typing import Any
 
@@ -37,21 +38,12 @@ try:
 except ImportError:  # replay-only mode
     atheris = None
 
-if atheris is not None:
-    with atheris.instrument_imports(include=["gateway.marketdata", "gateway.order_service"]):
-        import fuzz_checks  # puts the repo root on sys.path
-        import fuzz_gen
-
-        from engine import Engine
-        from engine.codec import event_to_json, order_to_json
-        from engine.events import Event, Trade
-        from gateway.channels import orders_channel
-        from gateway.embedded import EmbeddedRuntime
-        from gateway.envelope import Envelope
-        from gateway.marketdata.orders import execution_record
-        from gateway.marketdata.publisher import Publisher, PublisherConfig
-else:
-    import fuzz_checks
+with (
+    atheris.instrument_imports(include=["gateway.marketdata", "gateway.order_service"])
+    if atheris
+    else contextlib.nullcontext()
+):
+    import fuzz_checks  # puts the repo root on sys.path
     import fuzz_gen
 
     from engine import Engine

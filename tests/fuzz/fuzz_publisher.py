@@ -22,6 +22,7 @@ ring and snapshot sizes and a conflation chosen by the input. Checked:
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 from typing import Any
 
@@ -30,21 +31,12 @@ try:
 except ImportError:  # replay-only mode
     atheris = None
 
-if atheris is not None:
-    with atheris.instrument_imports(include=["gateway.marketdata"]):
-        import fuzz_checks  # puts the repo root on sys.path
-        import fuzz_gen
-
-        from engine import Engine
-        from engine.events import Trade
-        from gateway.channels import RESOLUTIONS
-        from gateway.envelope import Envelope
-        from gateway.marketdata.publisher import Publisher, PublisherConfig
-        from gateway.marketdata.ticker import DAY_US, cash_text
-        from tests.gateway.marketdata.flows import ClientBook, open_orders_of
-        from tests.gateway.marketdata.test_publisher_engine import checksum, recompute_candles
-else:
-    import fuzz_checks
+with (
+    atheris.instrument_imports(include=["gateway.marketdata"])
+    if atheris
+    else contextlib.nullcontext()
+):
+    import fuzz_checks  # puts the repo root on sys.path
     import fuzz_gen
 
     from engine import Engine
