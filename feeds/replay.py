@@ -21,7 +21,7 @@ from typing import Any
 
 from engine.codec import decode_command
 from engine.commands import Command
-from gateway.tasks import cancel_and_wait
+from runtime.tasks import cancel_and_wait
 
 Submit = Callable[[Command], Any]
 

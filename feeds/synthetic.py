@@ -41,7 +41,7 @@ from engine.commands import (
 )
 from engine.events import Cancelled, Done, Rejected
 from engine.instruments import Instrument
-from gateway.tasks import cancel_and_wait
+from runtime.tasks import cancel_and_wait
 
 DEFAULT_SYMBOLS = ("AAPL", "MSFT", "TSLA")
 

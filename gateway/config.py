@@ -81,7 +81,7 @@ class RestConfig:
 
 @dataclass(kw_only=True, frozen=True)
 class GatewayConfig:
-    """The ASGI app (:func:`gateway.app.create_app`) and the server in front of it."""
+    """The ASGI app (:func:`gateway.edge.app.create_app`) and the server in front of it."""
 
     host: str = "127.0.0.1"
     port: int = 8000

@@ -24,7 +24,7 @@ before any timing, so the million command tuples are not walked by every full co
 process serving live input does not hold them). Each timed phase runs ``--repeat`` times (3 by
 default) under each ``--gc`` setting, ``tuned,default`` by default: ``tuned`` is what
 ``quotegate run`` does (frozen start-up state, generation-0 threshold 50,000, see
-:mod:`gateway.embedded`), ``default`` is Python's thresholds; ``off`` disables the collector.
+:mod:`gateway.roots.embedded`), ``default`` is Python's thresholds; ``off`` disables the collector.
 Rates are reported per wall second and per CPU second of the process, as the median and the
 best of the repeats (the runs are listed too), so that the noise of a shared machine is
 visible. The flat result keys are the first ``--gc`` setting's medians; ``results["gc_modes"]``
@@ -326,7 +326,7 @@ def bench_latency(
 
 
 def _replay_run(path: Path, out: Path) -> tuple[int, float, float]:
-    from gateway.replay import replay_stream
+    from gateway.roots.replay import replay_stream
 
     gc.collect()
     started, cpu_started = time.perf_counter(), time.process_time()

@@ -178,8 +178,8 @@ class _RedisCounters:
 async def run_bench(config: StoreBenchConfig, url: str, log: Any = print) -> dict[str, Any]:
     import redis.asyncio as aioredis
 
-    from gateway.store_config import RedisStoreConfig
-    from gateway.store_redis import RedisSnapshotStore
+    from gateway.seams.store_config import RedisStoreConfig
+    from gateway.seams.store_redis import RedisSnapshotStore
 
     paced_events = int(config.rate_events_s * config.paced_s)
     log(
@@ -443,8 +443,8 @@ async def _delete_prefix(client: Any, prefix: str) -> None:
 
 
 async def _reads(config: StoreBenchConfig, url: str, prefix: str, pub: Any) -> dict[str, Any]:
-    from gateway.store_config import RedisStoreConfig
-    from gateway.store_redis import RedisSnapshotStore
+    from gateway.seams.store_config import RedisStoreConfig
+    from gateway.seams.store_redis import RedisSnapshotStore
 
     reader = RedisSnapshotStore(RedisStoreConfig(url=url, key_prefix=prefix))
     await reader.start()

@@ -22,9 +22,9 @@ import orjson
 from engine.codec import event_to_json, execution_to_json
 from engine.events import Accepted, Cancelled, Done, Event, Trade
 from engine.instruments import Instrument
-from gateway.channels import ORDERS, orders_channel
 from gateway.marketdata.prices import Memo
 from gateway.marketdata.sequencing import Sink, Stream
+from gateway.wire.channels import ORDERS, orders_channel
 
 OpenOrders = Callable[[str], list[dict[str, Any]]]
 

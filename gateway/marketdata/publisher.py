@@ -28,8 +28,6 @@ from typing import Any
 
 from engine.events import Accepted, Cancelled, Done, Event, Replaced, Trade
 from engine.instruments import Instrument
-from gateway.channels import BOOK, CANDLES, ORDERS, RESOLUTIONS, TICKER, TRADES
-from gateway.envelope import Envelope
 from gateway.marketdata.candles import CandleSeries, CandleSet
 from gateway.marketdata.l2book import L2Book
 from gateway.marketdata.orders import OpenOrders, OrderStreams, price_json
@@ -38,6 +36,8 @@ from gateway.marketdata.resting import RestingOrders
 from gateway.marketdata.sequencing import Sink, Stream, new_epoch
 from gateway.marketdata.ticker import Ticker
 from gateway.marketdata.trades import TradeTape
+from gateway.wire.channels import BOOK, CANDLES, ORDERS, RESOLUTIONS, TICKER, TRADES
+from gateway.wire.envelope import Envelope
 
 _NEVER_DUE = 1 << 62
 _NO_SYMBOL = object()

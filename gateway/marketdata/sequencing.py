@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from gateway.envelope import SNAPSHOT, UPDATE, Envelope
+from gateway.wire.envelope import SNAPSHOT, UPDATE, Envelope
 
 Sink = Callable[[Envelope], None]
 Render = Callable[[], Any]

@@ -4,7 +4,7 @@ Each input is a sequence of client inputs driven in process into a gateway app (
 ``create_app`` over the in-memory bus and snapshot store, fed by the gateway tests'
 ``FakePublisher``, its lifespan running):
 
-* WebSocket ops through :class:`gateway.transport_ws.WsSession` over a hub connection whose
+* WebSocket ops through :class:`gateway.edge.ws.WsSession` over a hub connection whose
   transport records what it is sent: ``subscribe``/``unsubscribe``/``auth``/``ping`` with
   mutated fields (wrong types, huge or odd ids, unknown or overlong channels, very many
   channels, odd ``since`` epochs and seqs), unknown ops, non-JSON, non-object JSON, oversize
@@ -44,29 +44,29 @@ except ImportError:  # replay-only mode
     atheris = None
 
 _GATEWAY = [
-    "gateway.transport_ws",
-    "gateway.transport_poll",
-    "gateway.transport_sse",
-    "gateway.hub",
-    "gateway.connection",
-    "gateway.cursor",
-    "gateway.channels",
-    "gateway.errors",
+    "gateway.edge.ws",
+    "gateway.edge.poll",
+    "gateway.edge.sse",
+    "gateway.fanout.hub",
+    "gateway.fanout.connection",
+    "gateway.wire.cursor",
+    "gateway.wire.channels",
+    "gateway.wire.errors",
 ]
 
 with atheris.instrument_imports(include=_GATEWAY) if atheris else contextlib.nullcontext():
     import fuzz_checks  # puts the repo root on sys.path
     import orjson
 
-    from gateway import cursor
-    from gateway.app import create_app
     from gateway.config import GatewayConfig, HubConfig, PollConfig, SseConfig, WsConfig
-    from gateway.connection import Connection, Mode
-    from gateway.envelope import SNAPSHOT, UPDATE, Envelope
-    from gateway.errors import WS_CLOSE_SLOW
-    from gateway.transport_poll import poll
-    from gateway.transport_sse import sse
-    from gateway.transport_ws import TokenBucket, WsSession
+    from gateway.edge.app import create_app
+    from gateway.edge.poll import poll
+    from gateway.edge.sse import sse
+    from gateway.edge.ws import TokenBucket, WsSession
+    from gateway.fanout.connection import Connection, Mode
+    from gateway.wire import cursor
+    from gateway.wire.envelope import SNAPSHOT, UPDATE, Envelope
+    from gateway.wire.errors import WS_CLOSE_SLOW
     from tests.gateway.conftest import EPOCH, SYMBOLS, TOKENS, RecordingTransport, make_stack
 
 SPEC_CODES = {

@@ -39,7 +39,7 @@ except ImportError:  # replay-only mode
     atheris = None
 
 with (
-    atheris.instrument_imports(include=["gateway.marketdata", "gateway.order_service"])
+    atheris.instrument_imports(include=["gateway.marketdata", "gateway.trading.order_service"])
     if atheris
     else contextlib.nullcontext()
 ):
@@ -49,11 +49,11 @@ with (
     from engine import Engine
     from engine.codec import event_to_json, order_to_json
     from engine.events import Event, Trade
-    from gateway.channels import orders_channel
-    from gateway.embedded import EmbeddedRuntime
-    from gateway.envelope import Envelope
     from gateway.marketdata.orders import execution_record
     from gateway.marketdata.publisher import Publisher, PublisherConfig
+    from gateway.roots.embedded import EmbeddedRuntime
+    from gateway.wire.channels import orders_channel
+    from gateway.wire.envelope import Envelope
 
 DEPTHS = (1, 3, 50)
 CONFLATE: tuple[dict[str, int], ...] = (

@@ -41,10 +41,10 @@ with (
 
     from engine import Engine
     from engine.events import Trade
-    from gateway.channels import RESOLUTIONS
-    from gateway.envelope import Envelope
     from gateway.marketdata.publisher import Publisher, PublisherConfig
     from gateway.marketdata.ticker import DAY_US, cash_text
+    from gateway.wire.channels import RESOLUTIONS
+    from gateway.wire.envelope import Envelope
     from tests.gateway.marketdata.flows import ClientBook, open_orders_of
     from tests.gateway.marketdata.test_publisher_engine import checksum, recompute_candles
 

@@ -1,4 +1,4 @@
-"""The MarketDataBus contract (gateway/bus.py) as a reusable test class.
+"""The MarketDataBus contract (gateway/seams/bus.py) as a reusable test class.
 
 An implementation's test module subclasses :class:`BusContract` and provides the ``bus_pair``
 fixture: a :class:`BusPair` whose ``publisher`` and ``subscriber`` are buses of two nodes (the
@@ -13,8 +13,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from gateway.bus import MarketDataBus
-from gateway.envelope import UPDATE, Envelope
+from gateway.seams.bus import MarketDataBus
+from gateway.wire.envelope import UPDATE, Envelope
 
 
 async def _no_settle() -> None:

@@ -19,15 +19,15 @@ from typing import Any
 import orjson
 import pytest
 
-from gateway.app import create_app
-from gateway.bus_memory import MemoryBus
 from gateway.config import GatewayConfig, HubConfig, WsConfig
-from gateway.envelope import SNAPSHOT, UPDATE, Envelope
-from gateway.metrics import Metrics
-from gateway.services import Services
-from gateway.store_config import StoreConfig
-from gateway.store_memory import MemorySnapshotStore
-from gateway.transport import Outgoing
+from gateway.edge.app import create_app
+from gateway.edge.metrics import Metrics
+from gateway.fanout.transport import Outgoing
+from gateway.seams.bus_memory import MemoryBus
+from gateway.seams.services import Services
+from gateway.seams.store_config import StoreConfig
+from gateway.seams.store_memory import MemorySnapshotStore
+from gateway.wire.envelope import SNAPSHOT, UPDATE, Envelope
 from tests.services import free_port as _free_port
 
 SYMBOLS = ("AAPL", "MSFT")

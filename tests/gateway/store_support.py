@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from gateway.envelope import SNAPSHOT, UPDATE, Envelope
-from gateway.store import SnapshotStore
+from gateway.seams.store import SnapshotStore
+from gateway.wire.envelope import SNAPSHOT, UPDATE, Envelope
 
 
 class Publisher:
@@ -81,15 +81,15 @@ async def store_factory(kind: str, redis_url: str | None) -> AsyncIterator[Store
     ) -> SnapshotStore:
         store: SnapshotStore
         if kind == "memory":
-            from gateway.store_config import StoreConfig
-            from gateway.store_memory import MemorySnapshotStore
+            from gateway.seams.store_config import StoreConfig
+            from gateway.seams.store_memory import MemorySnapshotStore
 
             store = MemorySnapshotStore(
                 StoreConfig(history_max=history_max), snapshot_provider=snapshot_provider
             )
         else:
-            from gateway.store_config import RedisStoreConfig
-            from gateway.store_redis import RedisSnapshotStore
+            from gateway.seams.store_config import RedisStoreConfig
+            from gateway.seams.store_redis import RedisSnapshotStore
 
             assert redis_url is not None
             config = RedisStoreConfig(url=redis_url, history_max=history_max, **options)

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from gateway.candle_buffer import BufferedCandleArchive
-from gateway.candles_redis import RedisCandleArchive, RedisCandleConfig
-from gateway.candles_sqlite import SqliteCandleArchive, SqliteCandleConfig
+from gateway.seams.candle_buffer import BufferedCandleArchive
+from gateway.seams.candles_redis import RedisCandleArchive, RedisCandleConfig
+from gateway.seams.candles_sqlite import SqliteCandleArchive, SqliteCandleConfig
 
 NEVER_MS = 3_600_000
 Open = Callable[..., Awaitable[BufferedCandleArchive]]
@@ -86,7 +86,7 @@ async def test_retention_keeps_each_series_behind_its_newest_candle(open_archive
 
 
 def test_retention_settings_are_checked() -> None:
-    from gateway.candle_buffer import check_retention, parse_retention_s
+    from gateway.seams.candle_buffer import check_retention, parse_retention_s
 
     assert parse_retention_s("1s=86400, 1m=2592000") == {"1s": 86_400_000, "1m": 2_592_000_000}
     assert parse_retention_s("") == {}

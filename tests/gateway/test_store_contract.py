@@ -1,4 +1,4 @@
-"""One contract suite for every SnapshotStore (gateway/store.py): memory and a real Redis."""
+"""One contract suite for every SnapshotStore (gateway/seams/store.py): memory and a real Redis."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from gateway.envelope import SNAPSHOT, Envelope
-from gateway.store import Resume, SnapshotStore
+from gateway.seams.store import Resume, SnapshotStore
+from gateway.wire.envelope import SNAPSHOT, Envelope
 from tests.gateway.store_support import Publisher, StoreFactory, store_factory
 
 CH = "book.AAPL"

@@ -10,7 +10,7 @@ import httpx
 import orjson
 from websockets.asyncio.client import connect
 
-from gateway.hub import Hub
+from gateway.fanout.hub import Hub
 from tests.gateway.conftest import Server, Stack
 
 CHANNELS = ["book.AAPL", "trades.AAPL", "book.MSFT"]

@@ -7,7 +7,7 @@ import argparse
 
 import pytest
 
-from gateway.cli import main
+from gateway.roots.cli import main
 from loadtest.args import EXIT_BAD_ARGUMENTS, ArgumentCheck, option
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from gateway.cli import main
+from gateway.roots.cli import main
 from loadtest.bench_engine import PHASES, EngineBenchConfig, run_bench, tail_by_events
 
 TINY = ["--commands", "3000", "--symbols", "4", "--accounts", "3", "--resting", "1500"]

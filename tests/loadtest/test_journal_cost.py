@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.cli import main
+from gateway.roots.cli import main
 from loadtest.bench_engine import DEFAULT_PHASES, _throughput
 from loadtest.cmdgen import CmdGenConfig, generate
 from loadtest.journal_cost import SINKS, bench_journal_cost, describe

@@ -9,8 +9,8 @@ from typing import Any
 from engine.codec import order_to_json
 from engine.core import Engine
 from engine.events import Event
-from gateway.envelope import Envelope
 from gateway.marketdata.publisher import Publisher, PublisherConfig
+from gateway.wire.envelope import Envelope
 from loadtest.cmdgen import CmdGenConfig, generate
 
 

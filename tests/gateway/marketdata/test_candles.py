@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from engine.instruments import Instrument
-from gateway.channels import RESOLUTIONS
 from gateway.marketdata.candles import CandleSeries, CandleSet
 from gateway.marketdata.prices import PriceTexts
+from gateway.wire.channels import RESOLUTIONS
 
 INST = Instrument.define(symbol="X", tick="0.01", lot=1)
 TEXTS = PriceTexts(INST.price_text)

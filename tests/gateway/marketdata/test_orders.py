@@ -9,8 +9,8 @@ import orjson
 
 from engine.events import Accepted, Rejected, Replaced, Trade
 from engine.instruments import Instrument
-from gateway.envelope import Envelope
 from gateway.marketdata.orders import OrderStreams, execution_record
+from gateway.wire.envelope import Envelope
 
 INST = {"AAPL": Instrument.define(symbol="AAPL", tick="0.01", lot=1)}
 TRADE = Trade(9, 4, 50, 3, "AAPL", 12_345, 7, "sell", 11, 12, "alice", "bob", "a-1", "b-1")

@@ -9,8 +9,8 @@ import pytest
 
 from engine.events import Accepted, Cancelled, Done, Trade
 from engine.instruments import Instrument
-from gateway.envelope import Envelope
 from gateway.marketdata.publisher import Publisher, PublisherConfig, parse_conflate_ms
+from gateway.wire.envelope import Envelope
 
 AAPL = Instrument.define(symbol="AAPL", tick="0.01", lot=1)
 

@@ -13,9 +13,9 @@ import pytest
 
 from engine.events import Event, Trade
 from engine.instruments import Instrument
-from gateway.channels import RESOLUTIONS
-from gateway.envelope import Envelope
 from gateway.marketdata.publisher import PublisherConfig
+from gateway.wire.channels import RESOLUTIONS
+from gateway.wire.envelope import Envelope
 
 from .flows import ClientBook, Flow, run_flow
 

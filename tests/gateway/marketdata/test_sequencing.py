@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.envelope import Envelope
 from gateway.marketdata.sequencing import NEVER, Stream, new_epoch
+from gateway.wire.envelope import Envelope
 
 
 class Feed:

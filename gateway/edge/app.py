@@ -1,0 +1,157 @@
+"""The ASGI application factory: :func:`create_app`.
+
+The lifespan starts the services (bus, store, candle archive), builds the :class:`Hub` over
+them and keeps everything on ``app.state``: ``config``, ``services``, ``hub``, ``metrics``.
+Routes come from the transport and route modules, each exposing ``routes()``; the web UI is
+served from ``config.web_dir`` at ``/``. Errors never reach a client as a traceback: a
+:class:`~gateway.wire.errors.GatewayError` becomes its JSON error, anything else a JSON 500.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Mount
+from starlette.staticfiles import StaticFiles
+
+from gateway.config import GatewayConfig
+from gateway.edge.metrics import Metrics
+from gateway.fanout.hub import Hub
+from gateway.seams.services import Services
+from gateway.wire import errors
+from gateway.wire.errors import GatewayError, error_response
+
+log = logging.getLogger(__name__)
+
+ServicesSource = (
+    Services
+    | Callable[[], Awaitable[Services]]
+    | Callable[[], AbstractAsyncContextManager[Services]]
+)
+"""Ready services, an async factory, or a factory of an async context manager (whose exit
+stops what it started: engine, feed, ...)."""
+
+ROUTE_MODULES = (
+    "gateway.edge.ws",
+    "gateway.edge.sse",
+    "gateway.edge.poll",
+    "gateway.edge.routes_marketdata",
+    "gateway.edge.routes_orders",
+)
+"""Modules whose ``routes()`` are mounted, in this order (missing modules are skipped)."""
+
+_STATUS_CODES = {
+    400: errors.BAD_REQUEST,
+    401: errors.UNAUTHORIZED,
+    403: errors.FORBIDDEN,
+    404: errors.NOT_FOUND,
+    405: errors.BAD_REQUEST,
+    409: errors.CONFLICT,
+    413: errors.TOO_LARGE,
+    429: errors.RATE_LIMITED,
+    503: errors.UNAVAILABLE,
+}
+
+
+def collect_routes(modules: Sequence[str] = ROUTE_MODULES) -> list[BaseRoute]:
+    """``routes()`` of every module of ``modules`` that exists."""
+    found: list[BaseRoute] = []
+    for name in modules:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue
+            raise
+        found.extend(module.routes())
+    return found
+
+
+async def _enter(stack: AsyncExitStack, source: ServicesSource) -> tuple[Services, bool]:
+    """The services, and whether their source owns their lifetime (a context manager whose
+    exit stops its producers first and then closes the bus, store and archive it started)."""
+    if isinstance(source, Services):
+        return source, False
+    made: Any = source()
+    if hasattr(made, "__aenter__"):
+        services: Services = await stack.enter_async_context(made)
+        return services, True
+    result: Services = await made
+    return result, False
+
+
+def create_app(
+    config: GatewayConfig | None = None,
+    *,
+    services: ServicesSource,
+    metrics: Metrics | None = None,
+    extra_routes: Sequence[BaseRoute] = (),
+) -> Starlette:
+    """The gateway app. ``services`` are started in the lifespan (bus, store, candles) and
+    closed in reverse order at shutdown, by the lifespan for ready services and async
+    factories, by the context manager's exit for a context-manager factory; ``metrics``
+    defaults to a fresh registry."""
+    config = config or GatewayConfig()
+    metrics = metrics or Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            svc, owned = await _enter(stack, services)
+            # start() is idempotent; when a context manager owns the services, its exit
+            # closes them after stopping what feeds them (closing the store under a running
+            # feed would lose its last writes), so the lifespan does not close them itself.
+            for component in (svc.bus, svc.store, svc.candles):
+                if component is not None:
+                    await component.start()
+                    if not owned:
+                        stack.push_async_callback(component.close)
+            hub = Hub(config.hub, bus=svc.bus, store=svc.store, metrics=metrics)
+            await hub.start()
+            stack.push_async_callback(hub.close)
+            app.state.services = svc
+            app.state.hub = hub
+            yield
+
+    routes: list[BaseRoute] = [*collect_routes(), *extra_routes]
+    if config.web_dir is not None and os.path.isdir(config.web_dir):
+        routes.append(Mount("/", app=StaticFiles(directory=config.web_dir, html=True), name="web"))
+
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={
+            GatewayError: _gateway_error,
+            HTTPException: _http_error,
+            Exception: _internal_error,
+        },
+    )
+    app.state.config = config
+    app.state.metrics = metrics
+    return app
+
+
+async def _gateway_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, GatewayError)
+    return error_response(exc.status, exc.code, exc.message)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = _STATUS_CODES.get(exc.status_code, errors.BAD_REQUEST)
+    headers = dict(exc.headers) if exc.headers else None
+    return error_response(exc.status_code, code, str(exc.detail), headers=headers)
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, errors.INTERNAL, "internal error")

@@ -1,0 +1,49 @@
+"""The ``quotegate`` console script: one entry point, a subcommand per job.
+
+Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
+``run(args) -> int``. Only the chosen subcommand's module is imported, so ``quotegate replay``
+does not pay for the web stack and a missing optional dependency of one subcommand does not
+break the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from types import ModuleType
+
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("gateway.roots.run", "run everything in one process (engine, feed, gateway, web UI)"),
+    "replay": ("gateway.roots.replay", "run a command file through a fresh engine"),
+    "bench": ("loadtest.bench", "benchmarks: engine, publisher, store"),
+}
+
+
+def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only ``chosen``'s module is imported to add its arguments."""
+    parser = argparse.ArgumentParser(prog="quotegate", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:
+            module: ModuleType = importlib.import_module(module_name)
+            module.add_arguments(p)
+            p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    args = build_parser(chosen if chosen in SUBCOMMANDS else None).parse_args(argv)
+    try:
+        return int(args._module.run(args))
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

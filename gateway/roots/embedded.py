@@ -1,0 +1,515 @@
+"""The embedded runtime: everything of ``quotegate run`` except the HTTP server.
+
+One engine, one publisher, one process. Every command, from the feed or from REST order entry,
+goes through :meth:`EmbeddedRuntime.submit`, the single sequencing point (the event loop is the
+only thread that touches the engine)::
+
+    command -> engine.submit -> publisher.on_events(events) -> sink(envelope):
+                                                             store.record + bus.publish
+
+A periodic task calls ``publisher.flush_due(now)`` for conflated channels. The snapshot store
+is in memory, or Redis with ``redis_url``; closed candles go to a SQLite archive.
+
+With a journal (``journal``, :mod:`gateway.roots.run_journal`) every command is journaled by the
+engine; ``start()`` first replays an existing journal (engine and publisher rebuilt, the
+replayed envelopes recorded in the store but not published on the bus), then skips the setup
+commands the journal already holds (instruments defined, accounts funded), cancels the orders
+the synthetic feed's previous run left open and starts the feed at the last prices with fresh
+client order ids. After setup the runtime freezes the GC's view of the long-lived state and
+raises the generation-0 threshold (``gc_threshold``): collections then stay short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import gc
+import logging
+import re
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine import Engine, EngineConfig
+from engine.commands import CancelOrder, Command, DefineInstrument, Deposit, NewOrder, ReplaceOrder
+from engine.events import Cancelled, Done, Event, Rejected
+from engine.journal import JournalError
+from engine.sequencer import wall_clock_us
+from feeds.replay import ReplayConfig, ReplayFeed, read_commands
+from feeds.synthetic import DEFAULT_SYMBOLS, SyntheticConfig, SyntheticFeed
+from gateway.marketdata.publisher import Publisher, PublisherConfig
+from gateway.roots.run_journal import RunJournal, RunJournalConfig
+from gateway.seams.bus_memory import MemoryBus
+from gateway.seams.candle_buffer import DEFAULT_RETENTION_MS
+from gateway.seams.candles_sqlite import SqliteCandleArchive, SqliteCandleConfig
+from gateway.seams.services import CandleArchive, Services
+from gateway.seams.store import SnapshotStore
+from gateway.seams.store_config import RedisStoreConfig, SnapshotProvider, StoreConfig
+from gateway.seams.store_memory import MemorySnapshotStore
+from gateway.trading.accounts import Accounts
+from gateway.trading.order_service import EngineOrderService, order_to_json
+from gateway.wire.channels import orders_channel, symbol_channels
+from gateway.wire.envelope import Envelope
+from gateway.wire.errors import UNAVAILABLE, GatewayError
+from runtime.tasks import cancel_and_wait
+
+FEEDS = ("synthetic", "replay", "none")
+_SYMBOL_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")  # no dots: symbols are parts of channel names
+REPLAY_SCAN_LINES = 10_000
+_ORDER_COMMANDS = (NewOrder, CancelOrder, ReplaceOrder)
+_FEEDBACK_EVENTS = (Done, Cancelled, Rejected)  # what the synthetic feed observes
+log = logging.getLogger("quotegate.run")
+
+
+@dataclass(kw_only=True)
+class EmbeddedConfig:
+    """The embedded runtime. ``feed``: ``synthetic``, ``replay`` (``replay_file``) or
+    ``none``; ``rate_orders_per_s`` paces the synthetic feed; ``replay_speed`` the replay
+    (0 = as fast as possible). ``accounts_file``: see :mod:`gateway.trading.accounts` (without
+    one, a ``demo`` account with ``demo_api_key`` or a random key). ``redis_url``: keep snapshots in
+    Redis (``store_flush_interval_ms``: its write batching); ``candles_db``: SQLite file of
+    closed candles (``None``: in memory), ``candles_retention_ms`` how long it keeps each
+    resolution (:mod:`gateway.seams.candle_buffer`). ``journal``: journal every command and
+    restore from it at start (``None``: nothing is written). ``gc_threshold``: the GC's generation-0
+    threshold after setup, when the long-lived state is also frozen (``gc.freeze``); 0 leaves
+    the GC alone."""
+
+    symbols: Sequence[str] = DEFAULT_SYMBOLS
+    feed: str = "synthetic"
+    rate_orders_per_s: float = 200.0
+    seed: int = 1
+    tick: str = "0.01"
+    lot: int = 1
+    replay_file: str | None = None
+    replay_speed: float = 1.0
+    accounts_file: str | None = None
+    demo_api_key: str | None = None
+    redis_url: str | None = None
+    candles_db: str | None = None
+    candles_retention_ms: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_RETENTION_MS))
+    flush_interval_ms: int = 20
+    store_history_max: int = 1000
+    store_flush_interval_ms: int = 50
+    journal: RunJournalConfig | None = None
+    gc_threshold: int = 50_000
+    publisher: PublisherConfig | None = None  # None: the publisher's defaults
+    engine: EngineConfig = field(default_factory=EngineConfig)  # retention, open-order cap
+    synthetic: dict[str, Any] = field(default_factory=dict)  # extra SyntheticConfig fields
+
+    def __post_init__(self) -> None:
+        if self.feed not in FEEDS:
+            raise ValueError(f"feed must be one of {', '.join(FEEDS)}, not {self.feed!r}")
+        if self.feed == "replay" and not self.replay_file:
+            raise ValueError("the replay feed needs a replay file (--replay-file)")
+        if self.rate_orders_per_s < 0:
+            raise ValueError("the feed rate must be >= 0")
+        if self.flush_interval_ms < 1:
+            raise ValueError("flush_interval_ms must be at least 1")
+        if self.store_flush_interval_ms < 1:
+            raise ValueError("store_flush_interval_ms must be at least 1")
+        if self.store_history_max < 1:
+            raise ValueError("store_history_max must be at least 1")
+        if self.gc_threshold < 0:
+            raise ValueError("gc_threshold must be >= 0 (0: leave the GC alone)")
+        symbols = list(dict.fromkeys(s.strip() for s in self.symbols if s.strip()))
+        if not symbols and self.feed != "replay":
+            raise ValueError("at least one symbol is needed")
+        for symbol in symbols:
+            if not _SYMBOL_RE.fullmatch(symbol):
+                raise ValueError(f"bad symbol {symbol!r}: 1-32 characters of A-Z a-z 0-9 _ -")
+        self.symbols = symbols
+
+
+class EmbeddedRuntime:
+    """Owns the engine, publisher, bus, store, candle archive, feed and their tasks."""
+
+    def __init__(self, config: EmbeddedConfig, *, clock: Callable[[], int] = wall_clock_us):
+        self.config = config
+        self._clock = clock
+        self._replay_instruments: list[DefineInstrument] = []
+        if config.feed == "replay":
+            assert config.replay_file is not None
+            self._replay_instruments = _leading_instruments(config.replay_file)
+        symbols = (
+            [i.symbol for i in self._replay_instruments]
+            if config.feed == "replay"
+            else list(config.symbols)
+        )
+        self.accounts = (
+            Accounts.load(config.accounts_file)
+            if config.accounts_file
+            else Accounts.demo(symbols, api_key=config.demo_api_key)
+        )
+        # opened last among the checks above: it cuts a torn tail, starts its sync thread
+        self.journal = RunJournal(config.journal) if config.journal is not None else None
+        try:
+            self._build(config, clock)
+        except BaseException:
+            if self.journal is not None:
+                self.journal.journal.close()
+            raise
+
+    def _build(self, config: EmbeddedConfig, clock: Callable[[], int]) -> None:
+        journal = self.journal
+        pub_cfg = config.publisher or PublisherConfig()
+        if journal is not None and pub_cfg.epoch is None:
+            # conflated seqs depend on timer timing, which a replay does not reproduce: a
+            # restart then starts a new history (new epoch)
+            reuse = not any(pub_cfg.conflate_ms.values())
+            pub_cfg = dataclasses.replace(pub_cfg, epoch=journal.epoch(reuse=reuse))
+        self._coid_prefix = journal.coid_prefix if journal is not None else ""
+        self._replaying = False
+        self._replay_tail: dict[str, deque[Envelope]] = {}
+        self.engine = Engine(
+            config.engine, clock=clock, journal=journal.journal if journal is not None else None
+        )
+        self.bus = MemoryBus()
+        self.archive = _candle_archive(config.candles_db, config.candles_retention_ms)
+        self.publisher = Publisher(
+            pub_cfg,
+            sink=self._sink,
+            clock=clock,
+            on_candle_closed=self.archive.append,
+            open_orders=self._open_orders,
+            instrument_lookup=self.engine.instruments.get,
+        )
+        self.store: SnapshotStore = _snapshot_store(config, self.publisher.snapshot)
+        self.order_service = EngineOrderService(self.engine, self.submit)
+        self.feed: SyntheticFeed | ReplayFeed | None = None
+        if config.feed == "synthetic":
+            synth = SyntheticConfig(
+                symbols=config.symbols,
+                orders_per_s=config.rate_orders_per_s,
+                seed=config.seed,
+                tick=config.tick,
+                lot=config.lot,
+                **config.synthetic,
+            )
+            self.feed = SyntheticFeed(synth, self._feed_submit)
+            clash = sorted(set(self.feed.market.accounts) & set(self.accounts.names))
+            if clash:
+                raise ValueError(
+                    f"account(s) {', '.join(clash)} belong to the synthetic feed; rename them"
+                )
+        elif config.feed == "replay":
+            assert config.replay_file is not None
+            self.feed = ReplayFeed(
+                ReplayConfig(path=config.replay_file, speed=config.replay_speed),
+                self._feed_submit,
+            )
+        self.services = Services(
+            bus=self.bus,
+            store=self.store,
+            candles=self.archive,
+            orders=self.order_service,
+            authenticate=self.accounts.authenticate,
+            symbols=self.symbols,
+            extra={"runtime": self},
+        )
+        self._flush_task: asyncio.Task[None] | None = None
+        self._started = False
+        self._closers: list[Callable[[], Awaitable[None]]] = []
+        self.commands = 0
+        self.sink_errors = 0
+        self.restored_commands = 0
+        self.journal_error: JournalError | None = None
+        self._gc_saved: tuple[int, int, int] | None = None
+
+    # -- the sequencing point -------------------------------------------------------------
+
+    def submit(self, cmd: Command) -> list[Event]:
+        """Run one command through the engine and publish what it changed. Once the journal
+        fails to take a command, every command is refused (``GatewayError`` ``unavailable``):
+        the runtime never runs what it could not make durable."""
+        if self.journal_error is not None:
+            raise GatewayError(UNAVAILABLE, "commands are refused: the journal cannot be written")
+        self.commands += 1
+        try:
+            events: list[Event] = self.engine.submit(cmd)
+        except JournalError as exc:  # durability lost: refuse everything from now on
+            self.journal_error = exc
+            log.error("journal failed, refusing commands from now on: %s", exc)
+            raise GatewayError(UNAVAILABLE, "the journal cannot be written") from exc
+        if type(cmd) is DefineInstrument:
+            self._defined(cmd)
+        if events:
+            self.publisher.on_events(events)
+        return events
+
+    def _defined(self, cmd: DefineInstrument) -> None:
+        inst = self.engine.instruments.get(cmd.symbol)
+        if inst is not None and inst.symbol not in self.publisher.instruments:
+            self.publisher.add_instrument(inst)
+            self._record_snapshots(symbol_channels(inst.symbol))
+
+    def _feed_submit(self, cmd: Command) -> list[Event]:
+        """A feed's way in: setup the journal already holds is skipped; after a restart its
+        client order ids carry the run's prefix (and lose it again in the events it sees)."""
+        if self.restored_commands:
+            if isinstance(cmd, DefineInstrument) and cmd.symbol in self.engine.instruments:
+                return []
+            if isinstance(cmd, Deposit) and (cmd.account, cmd.asset) in self._funded():
+                return []
+        prefix = self._coid_prefix
+        if not prefix or not isinstance(cmd, _ORDER_COMMANDS):
+            return self.submit(cmd)
+        coid = cmd.client_order_id
+        if type(coid) is not str:
+            return self.submit(cmd)
+        events = self.submit(cmd._replace(client_order_id=prefix + coid))
+        n = len(prefix)
+        out: list[Event] = []
+        for ev in events:
+            if isinstance(ev, _FEEDBACK_EVENTS):
+                theirs = ev.client_order_id
+                if theirs is not None and theirs.startswith(prefix):
+                    ev = ev._replace(client_order_id=theirs[n:])
+            out.append(ev)
+        return out
+
+    def _funded(self) -> set[tuple[str, str]]:
+        return self.journal.funded if self.journal is not None else set()
+
+    def _record_snapshots(self, channels: Iterable[str]) -> None:
+        """Give the store a snapshot of channels that have none yet (a new symbol or account),
+        so that REST and subscribers find them before their first update."""
+        for channel in channels:
+            envelope = self.publisher.snapshot(channel)
+            if envelope is not None:
+                self.store.record_snapshot(envelope)
+
+    def _sink(self, envelope: Envelope) -> None:
+        if self._replaying:  # replayed history is for the store (resumes), not live
+            tail = self._replay_tail.get(envelope.channel)
+            if tail is None:
+                tail = self._replay_tail[envelope.channel] = deque(
+                    maxlen=self.config.store_history_max
+                )
+            tail.append(envelope)
+            return
+        try:
+            self.store.record(envelope)
+        except Exception:
+            self.sink_errors += 1
+        self.bus.publish(envelope)
+
+    def _open_orders(self, account: str) -> list[dict[str, Any]]:
+        instruments = self.engine.instruments
+        return [order_to_json(o, instruments) for o in self.engine.orders.open_orders(account)]
+
+    def symbols(self) -> list[dict[str, Any]]:
+        """``GET /v1/symbols`` entries: the engine's instruments."""
+        return [
+            {"symbol": i.symbol, "tick": i.tick, "lot": i.lot, "currency": i.currency}
+            for i in self.engine.instruments.values()
+        ]
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start storage, restore the journal, define instruments, make the opening deposits,
+        start the feed and the flush task. Idempotent."""
+        if self._started:
+            return
+        self._started = True
+        cfg = self.config
+        for component in (self.archive, self.store, self.bus):
+            await component.start()
+            self._closers.append(component.close)
+        self._raise_gc_threshold()  # the restore builds a large long-lived state
+        if self.journal is not None:
+            self._restore(self.journal)
+            await self.journal.start()
+            self._closers.append(self.journal.close)
+        if isinstance(self.feed, SyntheticFeed):
+            if self.restored_commands:
+                self._restart_synthetic(self.feed)
+            self.feed.submit_setup()  # instruments first: deposits of shares need them
+        elif cfg.feed == "replay":
+            for cmd in self._replay_instruments:
+                self._feed_submit(cmd._replace(ts=None))
+        else:
+            for symbol in cfg.symbols:
+                if symbol not in self.engine.instruments:
+                    self.submit(DefineInstrument(symbol=symbol, tick=cfg.tick, lot=cfg.lot))
+        funded = self._funded()
+        for deposit in self.accounts.deposit_commands():
+            if (deposit.account, deposit.asset) not in funded:
+                self.submit(deposit)
+        self._record_snapshots(orders_channel(a) for a in self.accounts.names)
+        self._freeze_gc()
+        self._flush_task = asyncio.create_task(self._flush_loop(), name="publisher-flush")
+        if self.feed is not None:
+            await self.feed.start()
+            self._closers.append(self.feed.close)
+
+    def _restore(self, journal: RunJournal) -> None:
+        """Replay the journal: the engine and the publisher (its envelopes go to the store,
+        not the bus) come back to the state of the last recorded command."""
+        if not journal.restored_records:
+            return
+        started = time.perf_counter()
+        publisher = self.publisher
+        on_events = publisher.on_events
+        conflated = any(publisher.config.conflate_ms.values())
+
+        def replayed(ts: int, cmd: Command, events: list[Event]) -> None:
+            if type(cmd) is DefineInstrument:
+                self._defined(cmd)
+            if events:
+                on_events(events)
+            if conflated:
+                publisher.flush_due(ts)
+
+        self._replaying = True
+        try:
+            self.restored_commands = journal.replay(self.engine.submit_sequenced, replayed)
+            publisher.flush_all()
+        finally:
+            self._replaying = False
+        # the store gets what it would keep of the replayed updates: each channel's last
+        # history_max (older ones would only be dropped again)
+        tails, self._replay_tail = self._replay_tail, {}
+        record = self.store.record
+        for tail in tails.values():
+            for envelope in tail:
+                try:
+                    record(envelope)
+                except Exception:
+                    self.sink_errors += 1
+        log.info(
+            "journal %s: restored %d commands in %.2f s (state %s)",
+            journal.config.path,
+            self.restored_commands,
+            time.perf_counter() - started,
+            self.engine.state_hash()[:16],
+        )
+
+    def _restart_synthetic(self, feed: SyntheticFeed) -> None:
+        """After a restore: cancel the quotes the feed's previous run left open (the new run
+        does not know them) and continue the market from the last trade prices."""
+        market = feed.market
+        for account in market.accounts:
+            for order in self.engine.orders.open_orders(account):
+                self.submit(CancelOrder(account, order.client_order_id))
+        prices = dict(feed.config.start_prices)
+        for symbol in market.symbols:
+            last = self.engine.last_price(symbol)
+            inst = self.engine.instruments.get(symbol)
+            if last is not None and inst is not None:
+                prices[symbol] = inst.price_text(last)
+        try:
+            restarted = dataclasses.replace(feed.config, start_prices=prices)
+            self.feed = SyntheticFeed(restarted, self._feed_submit)
+        except ValueError:  # a price off the feed's tick (the journal defined it otherwise)
+            pass
+
+    def _raise_gc_threshold(self) -> None:
+        threshold = self.config.gc_threshold
+        if threshold and self._gc_saved is None:
+            self._gc_saved = saved = gc.get_threshold()
+            gc.set_threshold(threshold, saved[1], saved[2])
+
+    def _freeze_gc(self) -> None:
+        """Move the state built so far (setup, restore) out of the collector's view, with the
+        generation-0 threshold raised: GC pauses dominate the engine's tail latency otherwise."""
+        if self.config.gc_threshold and self._gc_saved is not None:
+            gc.collect()
+            gc.freeze()
+
+    def _unfreeze_gc(self) -> None:
+        saved, self._gc_saved = self._gc_saved, None
+        if saved is not None:
+            gc.set_threshold(*saved)
+            gc.unfreeze()
+
+    async def stop_feed(self) -> None:
+        """Stop the order flow (the feed) and the flush task and publish what is pending;
+        storage stays open (a server calls this before its own shutdown). Idempotent."""
+        if self.feed is not None and self.feed.close in self._closers:
+            self._closers.remove(self.feed.close)
+            await self.feed.close()
+        task, self._flush_task = self._flush_task, None
+        if task is not None:
+            await cancel_and_wait(task)
+            self.publisher.flush_all()
+
+    async def close(self) -> None:
+        """Stop the feed, publish what is pending, close storage (in reverse order of start).
+        Idempotent."""
+        await self.stop_feed()
+        closers, self._closers = self._closers, []
+        for close in reversed(closers):
+            with contextlib.suppress(Exception):
+                await close()
+        if self.journal is not None:  # also when never started (opened at construction)
+            with contextlib.suppress(Exception):
+                await self.journal.close()
+        self._unfreeze_gc()
+
+    async def _flush_loop(self) -> None:
+        interval_s = self.config.flush_interval_ms / 1000
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                self.publisher.flush_due(self._clock())
+            except Exception:
+                self.sink_errors += 1
+
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[Services]:
+        """Started services for ``create_app(services=runtime.session)``; closed at exit."""
+        try:
+            await self.start()
+            yield self.services
+        finally:
+            await self.close()
+
+
+async def embedded_services(config: EmbeddedConfig) -> EmbeddedRuntime:
+    """A started runtime; serve ``runtime.services`` and ``await runtime.close()`` at the end."""
+    runtime = EmbeddedRuntime(config)
+    try:
+        await runtime.start()
+    except BaseException:
+        await runtime.close()
+        raise
+    return runtime
+
+
+def _leading_instruments(path: str) -> list[DefineInstrument]:
+    """Instrument definitions among the first lines of a replay file (defined before the
+    opening deposits, which may be in shares of them)."""
+    out: list[DefineInstrument] = []
+    for i, cmd in enumerate(read_commands(path)):
+        if i >= REPLAY_SCAN_LINES:
+            break
+        if isinstance(cmd, DefineInstrument):
+            out.append(cmd)
+    return out
+
+
+def _snapshot_store(config: EmbeddedConfig, provider: SnapshotProvider) -> SnapshotStore:
+    if config.redis_url:
+        from gateway.seams.store_redis import RedisSnapshotStore  # imports redis: only when asked
+
+        return RedisSnapshotStore(
+            RedisStoreConfig(
+                url=config.redis_url,
+                history_max=config.store_history_max,
+                flush_interval_ms=config.store_flush_interval_ms,
+            ),
+            snapshot_provider=provider,
+        )
+    return MemorySnapshotStore(
+        StoreConfig(history_max=config.store_history_max), snapshot_provider=provider
+    )
+
+
+def _candle_archive(path: str | None, retention_ms: dict[str, int]) -> CandleArchive:
+    return SqliteCandleArchive(
+        SqliteCandleConfig(path=path or ":memory:", retention_ms=retention_ms)
+    )

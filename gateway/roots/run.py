@@ -1,0 +1,276 @@
+"""``quotegate run``: everything in one process (engine, feed, gateway, live page).
+
+Each flag has a ``QUOTEGATE_*`` environment variable; a flag wins over the environment, the
+environment over the default. The gateway's own tuning (``QUOTEGATE_WS_*``, ``QUOTEGATE_HUB_*``,
+...) is read by :meth:`gateway.config.GatewayConfig.from_env`. See ``docs/running.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+DEFAULT_SYMBOLS = "AAPL,MSFT,TSLA"
+DEFAULT_CANDLES_DB = "data/candles.sqlite3"
+
+# flag dest -> (environment variable, default)
+ENV: dict[str, tuple[str, Any]] = {
+    "host": ("QUOTEGATE_HOST", "127.0.0.1"),
+    "port": ("QUOTEGATE_PORT", 8000),
+    "symbols": ("QUOTEGATE_SYMBOLS", DEFAULT_SYMBOLS),
+    "feed": ("QUOTEGATE_FEED", "synthetic"),
+    "rate": ("QUOTEGATE_RATE", 200.0),
+    "seed": ("QUOTEGATE_SEED", 1),
+    "replay_file": ("QUOTEGATE_REPLAY_FILE", None),
+    "replay_speed": ("QUOTEGATE_REPLAY_SPEED", 1.0),
+    "accounts": ("QUOTEGATE_ACCOUNTS", None),
+    "demo_key": ("QUOTEGATE_DEMO_KEY", None),
+    "redis": ("QUOTEGATE_REDIS", None),
+    "candles_db": ("QUOTEGATE_CANDLES_DB", DEFAULT_CANDLES_DB),
+    "candles_retention_s": ("QUOTEGATE_CANDLES_RETENTION_S", "1s=86400"),
+    "web_dir": ("QUOTEGATE_WEB_DIR", None),
+    "log_level": ("QUOTEGATE_LOG_LEVEL", "info"),
+    "journal": ("QUOTEGATE_JOURNAL", None),
+    "fsync": ("QUOTEGATE_FSYNC", "interval"),
+    "fsync_interval_ms": ("QUOTEGATE_FSYNC_INTERVAL_MS", 5.0),
+    "book_depth": ("QUOTEGATE_BOOK_DEPTH", 50),
+    "conflate_ms": ("QUOTEGATE_CONFLATE_MS", ""),
+    "history_max": ("QUOTEGATE_HISTORY_MAX", 1000),
+    "store_flush_interval_ms": ("QUOTEGATE_STORE_FLUSH_INTERVAL_MS", 50),
+    "gc_threshold": ("QUOTEGATE_GC_THRESHOLD", 50_000),
+    "finished_orders_max": ("QUOTEGATE_FINISHED_ORDERS_MAX", 1_000_000),
+    "executions_max": ("QUOTEGATE_EXECUTIONS_MAX", 100_000),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``quotegate run`` (defaults ``None``: then the environment, then ``ENV``)."""
+    a = parser.add_argument
+    a("--host", help="address to bind (QUOTEGATE_HOST, default 127.0.0.1)")
+    a("--port", type=int, help="port (QUOTEGATE_PORT, default 8000)")
+    a("--symbols", help=f"comma-separated symbols (QUOTEGATE_SYMBOLS, default {DEFAULT_SYMBOLS})")
+    a(
+        "--feed",
+        choices=("synthetic", "replay", "none"),
+        help="order flow (QUOTEGATE_FEED, default synthetic)",
+    )
+    a("--rate", type=float, help="synthetic orders per second (QUOTEGATE_RATE, default 200)")
+    a("--seed", type=int, help="synthetic feed seed (QUOTEGATE_SEED, default 1)")
+    a("--replay-file", help="commands JSON-lines file for --feed replay (QUOTEGATE_REPLAY_FILE)")
+    a(
+        "--replay-speed",
+        type=float,
+        help="replay speed: 1 = recorded, 10 = ten times faster, 0 = as fast as possible "
+        "(QUOTEGATE_REPLAY_SPEED, default 1)",
+    )
+    a("--accounts", metavar="FILE", help="accounts, API keys and deposits (QUOTEGATE_ACCOUNTS)")
+    a("--demo-key", help="API key of the demo account when no --accounts (QUOTEGATE_DEMO_KEY)")
+    a("--redis", metavar="URL", help="keep snapshots in Redis (QUOTEGATE_REDIS)")
+    a(
+        "--candles-db",
+        metavar="PATH",
+        help=f"SQLite file of closed candles, ':memory:' for none on disk "
+        f"(QUOTEGATE_CANDLES_DB, default {DEFAULT_CANDLES_DB})",
+    )
+    a(
+        "--candles-retention-s",
+        metavar="RES=S,...",
+        help="how far behind the newest candle each resolution is kept in the candles db, in "
+        "seconds; resolutions not named are kept forever, '' keeps all "
+        "(QUOTEGATE_CANDLES_RETENTION_S, default 1s=86400)",
+    )
+    a("--web-dir", help="directory served at / (QUOTEGATE_WEB_DIR, default the repo's web/)")
+    a("--log-level", help="debug, info, warning, error (QUOTEGATE_LOG_LEVEL, default info)")
+    a(
+        "--journal",
+        metavar="PATH",
+        help="journal every command to PATH and restore from it at start (QUOTEGATE_JOURNAL; "
+        "default none: nothing is written)",
+    )
+    a(
+        "--fsync",
+        choices=("every", "interval", "never"),
+        help="when the journal reaches the disk (QUOTEGATE_FSYNC, default interval)",
+    )
+    a(
+        "--fsync-interval-ms",
+        type=float,
+        help="group-commit interval of --fsync interval (QUOTEGATE_FSYNC_INTERVAL_MS, default 5)",
+    )
+    a("--book-depth", type=int, help="book levels per side (QUOTEGATE_BOOK_DEPTH, default 50)")
+    a(
+        "--conflate-ms",
+        metavar="KIND=MS,...",
+        help="publish interval per channel kind, e.g. book=100,ticker=250 (kinds: book, "
+        "ticker, candles, trades; QUOTEGATE_CONFLATE_MS, default none: every change)",
+    )
+    a(
+        "--history-max",
+        type=int,
+        help="updates kept per channel for resuming (QUOTEGATE_HISTORY_MAX, default 1000)",
+    )
+    a(
+        "--store-flush-interval-ms",
+        type=int,
+        help="Redis store write batching (QUOTEGATE_STORE_FLUSH_INTERVAL_MS, default 50)",
+    )
+    a(
+        "--gc-threshold",
+        type=int,
+        help="GC generation-0 threshold after setup, 0 leaves the GC alone "
+        "(QUOTEGATE_GC_THRESHOLD, default 50000)",
+    )
+    a(
+        "--finished-orders-max",
+        type=int,
+        help="finished orders the engine keeps for lookup, by newest order id; 0 keeps all "
+        "(QUOTEGATE_FINISHED_ORDERS_MAX, default 1000000)",
+    )
+    a(
+        "--executions-max",
+        type=int,
+        help="executions each account keeps, the newest; 0 keeps all "
+        "(QUOTEGATE_EXECUTIONS_MAX, default 100000)",
+    )
+
+
+def settings(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Flag, else environment, else default, converted to the default's type."""
+    env = os.environ if env is None else env
+    out: dict[str, Any] = {}
+    for dest, (var, default) in ENV.items():
+        value = getattr(args, dest, None)
+        if value is None:
+            raw = env.get(var)
+            if raw is None or raw == "":
+                value = default
+            else:
+                try:
+                    value = type(default)(raw) if isinstance(default, int | float) else raw
+                except ValueError:
+                    raise ValueError(f"{var}={raw!r} is not a valid {dest}") from None
+        out[dest] = value
+    return out
+
+
+def default_web_dir() -> str | None:
+    """The repository's ``web/`` (a source checkout), else ``gateway/static`` (installed)."""
+    package = Path(__file__).resolve().parents[1]  # gateway/
+    for candidate in (package.parent / "web", package / "static"):
+        if (candidate / "index.html").is_file():
+            return str(candidate)
+    return None
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    # uvicorn captures SIGTERM, shuts down cleanly, then raises it again: exit 0 then.
+    raise SystemExit(0)
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from engine import EngineConfig
+    from engine.journal import JournalError
+    from gateway.config import GatewayConfig
+    from gateway.edge.app import create_app
+    from gateway.marketdata.publisher import PublisherConfig, parse_conflate_ms
+    from gateway.roots.embedded import EmbeddedConfig, EmbeddedRuntime
+    from gateway.roots.run_journal import RunJournalConfig
+    from gateway.seams.candle_buffer import parse_retention_s
+    from gateway.trading.accounts import AccountsError
+
+    try:
+        s = settings(args)
+        logging.basicConfig(
+            level=str(s["log_level"]).upper(),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
+        embedded = EmbeddedConfig(
+            symbols=[x for x in str(s["symbols"]).split(",") if x.strip()],
+            feed=s["feed"],
+            rate_orders_per_s=s["rate"],
+            seed=s["seed"],
+            replay_file=s["replay_file"],
+            replay_speed=s["replay_speed"],
+            accounts_file=s["accounts"],
+            demo_api_key=s["demo_key"],
+            redis_url=s["redis"],
+            candles_db=s["candles_db"],
+            candles_retention_ms=parse_retention_s(str(s["candles_retention_s"])),
+            store_history_max=s["history_max"],
+            store_flush_interval_ms=s["store_flush_interval_ms"],
+            publisher=PublisherConfig(
+                book_depth=s["book_depth"],
+                history_max=s["history_max"],
+                conflate_ms=parse_conflate_ms(str(s["conflate_ms"])),
+            ),
+            journal=(
+                RunJournalConfig(
+                    path=s["journal"], fsync=s["fsync"], fsync_interval_ms=s["fsync_interval_ms"]
+                )
+                if s["journal"]
+                else None
+            ),
+            gc_threshold=s["gc_threshold"],
+            engine=EngineConfig(
+                finished_orders_max=s["finished_orders_max"] or None,
+                executions_per_account_max=s["executions_max"] or None,
+            ),
+        )
+        gateway = GatewayConfig.from_env(
+            overrides={
+                "host": s["host"],
+                "port": s["port"],
+                "log_level": s["log_level"],
+                "web_dir": s["web_dir"] or default_web_dir(),
+            }
+        )
+        runtime = EmbeddedRuntime(embedded)
+    except (AccountsError, JournalError, ValueError, OSError) as exc:
+        print(f"quotegate run: {exc}", file=sys.stderr)
+        return 2
+
+    app = create_app(gateway, services=runtime.session)
+    config = uvicorn.Config(
+        app,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        **gateway.uvicorn_kwargs(),
+    )
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            # stop the order flow before the app's lifespan closes the stores it writes to
+            await runtime.stop_feed()
+            await super().shutdown(sockets)
+
+    server = Server(config)
+    host = gateway.host if ":" not in gateway.host else f"[{gateway.host}]"
+    symbols = "(from the replay file)" if embedded.feed == "replay" else ",".join(embedded.symbols)
+    banner = [
+        f"quotegate: feed={embedded.feed} symbols={symbols} "
+        f"accounts={embedded.accounts_file or 'demo'}",
+        f"quotegate: open http://{host}:{gateway.port}/",
+    ]
+    if runtime.journal is not None:
+        jc = runtime.journal.config
+        banner.append(
+            f"quotegate: journal {jc.path} (fsync={jc.fsync}, "
+            f"{runtime.journal.restored_records} commands to restore)"
+        )
+    if runtime.accounts.demo_key is not None:
+        banner.append(f"quotegate: demo account 'demo', API key: {runtime.accounts.demo_key}")
+    print("\n".join(banner), file=sys.stderr, flush=True)  # always shown, whatever the level
+    signal.signal(signal.SIGTERM, _terminate)
+    server.run()
+    return 0 if server.started else 1

@@ -1,0 +1,166 @@
+"""create_app: lifespan (services started and closed, hub on app.state), route mounting,
+static web UI, JSON errors without tracebacks."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from gateway.config import GatewayConfig
+from gateway.edge.app import collect_routes, create_app
+from gateway.fanout.hub import Hub
+from gateway.seams.services import Services
+from gateway.wire.errors import NOT_FOUND, GatewayError
+from tests.gateway.conftest import Stack, make_stack
+
+
+def test_client(app: Any) -> Any:
+    with warnings.catch_warnings():
+        from starlette.exceptions import StarletteDeprecationWarning
+
+        warnings.simplefilter("ignore", StarletteDeprecationWarning)
+        from starlette.testclient import TestClient
+    return TestClient(app, raise_server_exceptions=False)
+
+
+test_client.__test__ = False  # type: ignore[attr-defined]
+
+
+class Tracking:
+    """Records start/close of a bus or store (wrapping the real one)."""
+
+    def __init__(self, inner: Any, log: list[str], name: str) -> None:
+        self.inner, self.log, self.name = inner, log, name
+
+    async def start(self) -> None:
+        self.log.append(f"start {self.name}")
+        await self.inner.start()
+
+    async def close(self) -> None:
+        self.log.append(f"close {self.name}")
+        await self.inner.close()
+
+    def __getattr__(self, item: str) -> Any:
+        return getattr(self.inner, item)
+
+
+def tracked(stack: Stack, log: list[str]) -> Services:
+    return Services(
+        bus=Tracking(stack.bus, log, "bus"),
+        store=Tracking(stack.store, log, "store"),
+        authenticate=stack.services.authenticate,
+        symbols=stack.services.symbols,
+    )
+
+
+def test_lifespan_starts_and_closes_in_reverse(stack: Stack) -> None:
+    log: list[str] = []
+    app = create_app(GatewayConfig(), services=tracked(stack, log))
+    with test_client(app):
+        assert log == ["start bus", "start store"]
+        assert isinstance(app.state.hub, Hub)
+        assert app.state.services.bus.name == "bus"
+        assert app.state.config.port == 8000
+        assert app.state.metrics is not None
+    assert log == ["start bus", "start store", "close store", "close bus"]
+
+
+def test_services_from_async_factory_and_context_manager() -> None:
+    stack = make_stack()
+
+    async def factory() -> Services:
+        return stack.services
+
+    app = create_app(services=factory)
+    with test_client(app):
+        assert app.state.services is stack.services
+
+    events: list[str] = []
+
+    @asynccontextmanager
+    async def managed() -> AsyncIterator[Services]:
+        events.append("enter")
+        yield stack.services
+        events.append("exit")
+
+    app = create_app(services=managed)
+    with test_client(app):
+        assert events == ["enter"]
+    assert events == ["enter", "exit"]
+
+
+def test_routes_of_every_present_module_are_mounted() -> None:
+    paths = {getattr(r, "path", None) for r in collect_routes()}
+    assert "/v1/ws" in paths
+    assert collect_routes(["gateway.no_such_module"]) == []
+
+
+@pytest.fixture
+def web_dir(tmp_path: Path) -> Path:
+    (tmp_path / "index.html").write_text("<h1>quotegate</h1>")
+    return tmp_path
+
+
+def test_static_web_ui_at_root(stack: Stack, web_dir: Path) -> None:
+    app = create_app(GatewayConfig(web_dir=str(web_dir)), services=stack.services)
+    with test_client(app) as client:
+        page = client.get("/")
+        assert page.status_code == 200 and "<h1>quotegate</h1>" in page.text
+        missing = client.get("/nope.js")
+        assert missing.status_code == 404
+
+
+@pytest.fixture
+def erring_app(stack: Stack) -> Iterator[Any]:
+    async def boom(request: Request) -> Response:
+        raise RuntimeError("secret detail in a traceback")
+
+    async def gone(request: Request) -> Response:
+        raise GatewayError(NOT_FOUND, "no such order")
+
+    app = create_app(
+        services=stack.services,
+        extra_routes=[Route("/boom", boom), Route("/gone", gone)],
+    )
+    with test_client(app) as client:
+        yield client
+
+
+def test_unhandled_error_is_a_json_500_without_traceback(erring_app: Any) -> None:
+    with warnings.catch_warnings():
+        response = erring_app.get("/boom")
+    assert response.status_code == 500
+    assert response.headers["content-type"].startswith("application/json")
+    assert orjson.loads(response.content) == {
+        "error": {"code": "internal", "message": "internal error"}
+    }
+    assert "secret" not in response.text and "Traceback" not in response.text
+
+
+def test_gateway_error_and_http_errors_are_json(erring_app: Any) -> None:
+    response = erring_app.get("/gone")
+    assert response.status_code == 404
+    assert orjson.loads(response.content) == {
+        "error": {"code": "not_found", "message": "no such order"}
+    }
+    response = erring_app.get("/no/such/path")
+    assert response.status_code == 404
+    assert orjson.loads(response.content)["error"]["code"] == "not_found"
+    response = erring_app.post("/gone")
+    assert response.status_code == 405
+    assert orjson.loads(response.content)["error"]["code"] == "bad_request"
+
+
+def test_websocket_served_by_the_app(client: Any) -> None:
+    with client.websocket_connect("/v1/ws") as ws:
+        ws.send_text('{"op":"ping","id":1}')
+        assert orjson.loads(ws.receive_text()) == {"type": "pong", "id": 1}
