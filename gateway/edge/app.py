@@ -24,8 +24,8 @@ from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
 from gateway.config import GatewayConfig
-from gateway.edge.metrics import Metrics
 from gateway.fanout.hub import Hub
+from gateway.metrics import Metrics
 from gateway.seams.services import Services
 from gateway.wire import errors
 from gateway.wire.errors import GatewayError, error_response

@@ -31,7 +31,7 @@ from gateway.wire.envelope import Envelope
 from gateway.wire.errors import BAD_REQUEST, NOT_FOUND, UNAVAILABLE, error_response
 
 if TYPE_CHECKING:
-    from gateway.edge.metrics import Metrics
+    from gateway.metrics import Metrics
 
 JSON = "application/json"
 BOOK_DEPTH_MAX = 1000

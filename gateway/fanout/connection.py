@@ -36,7 +36,7 @@ from gateway.wire.errors import WS_CLOSE_SLOW
 
 if TYPE_CHECKING:
     from gateway.config import HubConfig
-    from gateway.edge.metrics import TransportMetrics
+    from gateway.metrics import TransportMetrics
 
 Resync = Callable[["Connection", dict[str, tuple[str, int] | None]], Awaitable[None]]
 """The hub's resync of stale channels: per channel a fresh snapshot (``None``) or the updates

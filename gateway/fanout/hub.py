@@ -26,8 +26,8 @@ from gateway.wire.errors import UNAVAILABLE, TooManyConnections, error_message
 
 if TYPE_CHECKING:
     from gateway.config import HubConfig
-    from gateway.edge.metrics import Metrics
     from gateway.fanout.transport import Transport
+    from gateway.metrics import Metrics
     from gateway.seams.bus import MarketDataBus
     from gateway.seams.store import SnapshotStore
 

@@ -21,8 +21,8 @@ import pytest
 
 from gateway.config import GatewayConfig, HubConfig, WsConfig
 from gateway.edge.app import create_app
-from gateway.edge.metrics import Metrics
 from gateway.fanout.transport import Outgoing
+from gateway.metrics import Metrics
 from gateway.seams.bus_memory import MemoryBus
 from gateway.seams.services import Services
 from gateway.seams.store_config import StoreConfig

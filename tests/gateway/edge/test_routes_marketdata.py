@@ -10,7 +10,7 @@ from starlette.applications import Starlette
 
 from gateway.config import GatewayConfig
 from gateway.edge import routes_marketdata
-from gateway.edge.metrics import Metrics
+from gateway.metrics import Metrics
 from gateway.seams.bus_memory import MemoryBus
 from gateway.seams.candles_sqlite import SqliteCandleArchive, SqliteCandleConfig
 from gateway.seams.services import Services

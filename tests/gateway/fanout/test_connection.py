@@ -8,9 +8,9 @@ from collections.abc import Sequence
 import pytest
 
 from gateway.config import HubConfig
-from gateway.edge.metrics import Metrics
 from gateway.fanout.connection import Connection, Mode, Subscription
 from gateway.fanout.transport import Outgoing
+from gateway.metrics import Metrics
 from gateway.wire.envelope import SNAPSHOT, UPDATE, Envelope
 from tests.gateway.conftest import RecordingTransport
 

@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from gateway.config import HubConfig
-from gateway.edge.metrics import Metrics
 from gateway.fanout.hub import Hub
+from gateway.metrics import Metrics
 from gateway.seams.store import Resume
 from gateway.seams.store_memory import MemorySnapshotStore
 from gateway.wire.envelope import SNAPSHOT, UPDATE, Envelope

@@ -6,7 +6,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.edge.metrics import Metrics
+from gateway.metrics import Metrics
 from tests.gateway.conftest import Stack
 
 
