@@ -26,12 +26,12 @@ from loadtest.redis_server import (
 
 __all__ = [
     "KafkaBroker",
-    "missing_service",
     "RedisServer",
     "RedisServerConfig",
     "find_redis_binary",
     "find_tansu_binary",
     "free_port",
+    "missing_service",
     "wait_for_port",
 ]
 
