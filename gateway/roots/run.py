@@ -266,7 +266,8 @@ def run(args: argparse.Namespace) -> int:
         jc = runtime.journal.config
         banner.append(
             f"quotegate: journal {jc.path} (fsync={jc.fsync}, "
-            f"{runtime.journal.restored_records} commands to restore)"
+            f"{runtime.journal.restored_records} commands to restore; "
+            f"{runtime.journal.epoch_reason or 'epoch given'})"
         )
     if runtime.accounts.demo_key is not None:
         banner.append(f"quotegate: demo account 'demo', API key: {runtime.accounts.demo_key}")
