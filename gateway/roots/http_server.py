@@ -19,10 +19,17 @@ Each refusal is the API's JSON error body (``{"error":{"code":"too_large",..}}``
 read and dropped (never buffered) and it is closed after :data:`LINGER_S`. A request httptools
 cannot parse at all gets ``400 bad_request`` in the same JSON form, not uvicorn's plain-text
 400. The limits apply to every request, including the WebSocket upgrade.
+
+API keys passed as ``token=`` in a stream URL (``/v1/sse``, ``/v1/poll``, ``/v1/ws``) would
+otherwise reach uvicorn's access log (``uvicorn.access``; WebSocket handshakes are logged on
+``uvicorn.error``): :func:`install_log_redaction` puts a :class:`RedactTokens` filter on both
+loggers that rewrites ``token=<key>`` to ``token=[redacted]`` in every logged argument.
 """
 
 from __future__ import annotations
 
+import logging
+import re
 from typing import Any
 
 import httptools
@@ -159,3 +166,41 @@ def uvicorn_config_kwargs(config: GatewayConfig) -> dict[str, Any]:
         "http": limited_protocol(config.http),
         "loop": "uvloop",
     }
+
+
+_TOKEN_RE = re.compile(r"(?i)((?:^|[?&;])token=)[^&;#\s\"]*")
+REDACTED = "[redacted]"
+REDACTED_LOGGERS = ("uvicorn.access", "uvicorn.error")
+
+
+def redact_tokens(text: str) -> str:
+    """``text`` with every ``token=<value>`` query parameter's value replaced."""
+    if "oken=" not in text and "OKEN=" not in text:
+        return text
+    return _TOKEN_RE.sub(r"\g<1>" + REDACTED, text)
+
+
+class RedactTokens(logging.Filter):
+    """Rewrites ``token=`` values in a record's message and string arguments (the request
+    line uvicorn logs)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact_tokens(record.msg)
+        args = record.args
+        if isinstance(args, tuple):
+            record.args = tuple(redact_tokens(a) if isinstance(a, str) else a for a in args)
+        elif isinstance(args, dict):
+            record.args = {
+                k: redact_tokens(v) if isinstance(v, str) else v for k, v in args.items()
+            }
+        return True
+
+
+def install_log_redaction() -> None:
+    """Put a :class:`RedactTokens` filter on uvicorn's loggers (once; call it after
+    ``uvicorn.Config`` configured logging)."""
+    for name in REDACTED_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactTokens) for f in logger.filters):
+            logger.addFilter(RedactTokens())

@@ -204,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
     from gateway.edge.app import create_app
     from gateway.marketdata.publisher import PublisherConfig, parse_conflate_ms
     from gateway.roots.embedded import EmbeddedConfig, EmbeddedRuntime
-    from gateway.roots.http_server import uvicorn_config_kwargs
+    from gateway.roots.http_server import install_log_redaction, uvicorn_config_kwargs
     from gateway.roots.run_journal import RunJournalConfig
     from gateway.seams.candle_buffer import parse_retention_s
     from gateway.trading.accounts import AccountsError
@@ -266,6 +266,7 @@ def run(args: argparse.Namespace) -> int:
 
     app = create_app(gateway, services=runtime.session)
     config = uvicorn.Config(app, lifespan="on", **uvicorn_config_kwargs(gateway))
+    install_log_redaction()  # after uvicorn.Config has configured its loggers
 
     class Server(uvicorn.Server):
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:

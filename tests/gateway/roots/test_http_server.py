@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 import orjson
@@ -15,7 +16,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.config import GatewayConfig, HttpConfig
-from gateway.roots.http_server import uvicorn_config_kwargs
+from gateway.roots.http_server import (
+    RedactTokens,
+    install_log_redaction,
+    redact_tokens,
+    uvicorn_config_kwargs,
+)
 from tests.services import free_port
 
 LIMITS = HttpConfig(
@@ -117,3 +123,52 @@ def test_limits_come_from_the_environment_and_are_checked() -> None:
     assert config.uvicorn_kwargs()["h11_max_incomplete_event_size"] == 1234 + 65536
     with pytest.raises(ValueError, match="max_header_bytes"):
         HttpConfig(max_header_bytes=0)
+
+
+def test_tokens_are_redacted_from_logged_request_lines() -> None:
+    assert redact_tokens("/v1/sse?ch=orders&token=sk-123&cursor=x") == (
+        "/v1/sse?ch=orders&token=[redacted]&cursor=x"
+    )
+    assert redact_tokens("/v1/poll?token=abc") == "/v1/poll?token=[redacted]"
+    assert redact_tokens("/v1/poll?mytoken=abc") == "/v1/poll?mytoken=abc"
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:1", "GET", "/v1/poll?ch=orders&token=secret-key", "1.1", 200),
+        None,
+    )
+    assert RedactTokens().filter(record)
+    assert "secret-key" not in record.getMessage() and "[redacted]" in record.getMessage()
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+async def test_the_access_log_of_a_real_server_has_no_token() -> None:
+    collect = _Collect()
+    access = logging.getLogger("uvicorn.access")
+    async with _serving() as port:
+        install_log_redaction()  # after uvicorn.Config configured its loggers, as run.py does
+        access.addHandler(collect)
+        saved = access.level
+        access.setLevel(logging.INFO)
+        try:
+            status, _ = await _request(
+                port, b"GET /echo?token=very-secret-key HTTP/1.1\r\nConnection: close\r\n\r\n"
+            )
+            await asyncio.sleep(0.05)
+        finally:
+            access.removeHandler(collect)
+            access.setLevel(saved)
+    assert status == 200
+    assert collect.lines and all("very-secret-key" not in x for x in collect.lines)
+    assert any("token=[redacted]" in x for x in collect.lines)
