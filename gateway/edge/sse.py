@@ -13,6 +13,12 @@ hands each batch to :class:`SseTransport`, which renders it as one chunk: one wr
 writer (whose queue then conflates, see :mod:`gateway.fanout.connection`). Heartbeats come from the
 hub on idle links; the stream adds its own if nothing at all was written for
 ``SseConfig.heartbeat_interval_s``.
+
+A channel the snapshot store cannot serve (Redis down) is never left silent: the hub sends an
+``unavailable`` error and drops the channel, and the stream then ends after that event, so the
+client reconnects (``retry:``) and resumes every channel from its ``Last-Event-ID``. While the
+store stays down each reconnect gets the same: a ``200`` stream with the ``unavailable`` event,
+then its end (not a ``503``: an ``EventSource`` gives up for good on an error status).
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from gateway.fanout.hub import Hub
 from gateway.fanout.transport import Outgoing
 from gateway.wire import cursor
 from gateway.wire.envelope import Envelope
-from gateway.wire.errors import GatewayError, error_response
+from gateway.wire.errors import GatewayError, gateway_error_response
 
 _END = b""
 
@@ -107,6 +113,7 @@ async def _stream(
     try:
         yield retry_field(config.sse.retry_ms)
         await hub.subscribe(conn, list(req.channels.values()), since=req.internal_since())
+        wanted = len(req.channels)
         idle_s = config.sse.heartbeat_interval_s
         while not conn.closed or transport.pending():
             chunk = await transport.next_chunk(idle_s)
@@ -116,6 +123,11 @@ async def _stream(
                 return
             else:
                 yield chunk
+            if len(conn.subscriptions) < wanted and not transport.pending():
+                # the hub dropped a channel the snapshot store could not serve (its
+                # ``unavailable`` error is in what was just sent): end the stream, so that the
+                # EventSource reconnects after ``retry`` and resumes from its Last-Event-ID
+                return
     finally:
         transport.closed = True
         await hub.disconnect(conn)
@@ -132,7 +144,7 @@ async def sse(request: Request) -> Response:
         transport = SseTransport(req.positions)
         conn = hub.connect(transport, account=req.account)
     except GatewayError as exc:
-        return error_response(exc.status, exc.code, exc.message)
+        return gateway_error_response(exc)
     return EventSourceResponse(
         _stream(hub, conn, transport, req, config),
         ping=0,
