@@ -23,7 +23,9 @@ cannot parse at all gets ``400 bad_request`` in the same JSON form, not uvicorn'
 API keys passed as ``token=`` in a stream URL (``/v1/sse``, ``/v1/poll``, ``/v1/ws``) would
 otherwise reach uvicorn's access log (``uvicorn.access``; WebSocket handshakes are logged on
 ``uvicorn.error``): :func:`install_log_redaction` puts a :class:`RedactTokens` filter on both
-loggers that rewrites ``token=<key>`` to ``token=[redacted]`` in every logged argument.
+loggers that rewrites ``token=<key>`` to ``token=[redacted]`` in every logged argument, and a
+:class:`NoClientTracebacks` filter that keeps uvicorn from logging a stack trace for a frame a
+client got wrong (invalid UTF-8: one warning line instead).
 """
 
 from __future__ import annotations
@@ -197,10 +199,27 @@ class RedactTokens(logging.Filter):
         return True
 
 
+CLIENT_FAULTS = frozenset({"Invalid UTF-8 sequence received from client."})
+"""uvicorn messages about what a client sent, logged with a traceback (``logger.exception``):
+one line is enough, or every bad frame a client sends writes a stack into the log."""
+
+
+class NoClientTracebacks(logging.Filter):
+    """Drops the traceback of the :data:`CLIENT_FAULTS` records (the line stays)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.msg in CLIENT_FAULTS:
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 def install_log_redaction() -> None:
-    """Put a :class:`RedactTokens` filter on uvicorn's loggers (once; call it after
-    ``uvicorn.Config`` configured logging)."""
+    """Put the :class:`RedactTokens` and :class:`NoClientTracebacks` filters on uvicorn's
+    loggers (once; call it after ``uvicorn.Config`` configured logging)."""
     for name in REDACTED_LOGGERS:
         logger = logging.getLogger(name)
-        if not any(isinstance(f, RedactTokens) for f in logger.filters):
-            logger.addFilter(RedactTokens())
+        for kind in (RedactTokens, NoClientTracebacks):
+            if not any(isinstance(f, kind) for f in logger.filters):
+                logger.addFilter(kind())

@@ -271,6 +271,40 @@ def client_frame(opcode: int, payload: bytes) -> bytes:
     return head + b"\0\0\0\0" + payload
 
 
+def read_close_code(sock: socket.socket, timeout_s: float = 5.0) -> int | None:
+    """Read server frames until a close frame: its code (``None`` if the connection ended
+    without one). Server frames are not masked."""
+    sock.settimeout(timeout_s)
+    buf = b""
+
+    def need(n: int) -> bool:
+        nonlocal buf
+        while len(buf) < n:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return False
+            buf += chunk
+        return True
+
+    while need(2):
+        opcode, n = buf[0] & 0x0F, buf[1] & 0x7F
+        at = 2
+        if n == 126:
+            if not need(4):
+                return None
+            n, at = int.from_bytes(buf[2:4], "big"), 4
+        elif n == 127:
+            if not need(10):
+                return None
+            n, at = int.from_bytes(buf[2:10], "big"), 10
+        if not need(at + n):
+            return None
+        payload, buf = buf[at : at + n], buf[at + n :]
+        if opcode == 0x8:
+            return int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
+    return None
+
+
 def http_head_response(sock: socket.socket, timeout_s: float) -> tuple[int, dict[str, str], bytes]:
     """Read one HTTP response (status, lower-case headers, body by Content-Length)."""
     sock.settimeout(timeout_s)

@@ -1,10 +1,13 @@
-"""A huge request header and a huge URL against ``quotegate run``, with a bystander streaming.
+"""Hostile requests against ``quotegate run``: a huge header, a huge URL, broken WebSocket
+frames.
 
 Each is refused with the API's JSON error (``431`` / ``414 too_large``) after about the
 configured limits (``HttpConfig``), not read whole: the server's memory stays flat and the
 bystander's stream neither stalls nor skips. A ``ch=`` list of 10,000 channels gets the JSON
 error too (``414``; a long list under the URL limit ``400 bad_request``), never uvicorn's
-plain-text 400.
+plain-text 400. Frames the WebSocket protocol refuses close the connection with the
+protocol-level codes: 1002 (an unmasked client frame), 1007 (a text frame that is not UTF-8),
+1009 (a frame over ``WsConfig.max_frame_bytes``).
 """
 
 from __future__ import annotations
@@ -21,7 +24,15 @@ import orjson
 import pytest
 from websockets.asyncio.client import connect
 
-from tests.faults.harness import Client, http_head_response, running, subscribe_op
+from tests.faults.harness import (
+    Client,
+    client_frame,
+    http_head_response,
+    read_close_code,
+    running,
+    subscribe_op,
+    ws_handshake,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -111,4 +122,24 @@ async def test_huge_header_and_url_are_refused_without_hurting_others(tmp_path: 
         status, headers, body = _plain_get(qg.port, b"/v1/poll?ch=" + many[:60_000])
         assert status == 400 and headers["content-type"] == "application/json"
         assert orjson.loads(body)["error"]["code"] == "bad_request"
+        assert "Traceback" not in qg.log_text()
+
+
+async def test_broken_websocket_frames_get_the_protocol_close_codes(tmp_path: Path) -> None:
+    with running(tmp_path / "qg.log", "--feed", "none", "--symbols", "AAPL") as qg:
+        unmasked = ws_handshake(qg.port)
+        unmasked.sendall(b"\x81\x05hello")  # a client frame without the mask bit
+        assert read_close_code(unmasked) == 1002
+        unmasked.close()
+        not_utf8 = ws_handshake(qg.port)
+        not_utf8.sendall(client_frame(0x1, b"\xff\xfe{}"))
+        assert read_close_code(not_utf8) == 1007
+        not_utf8.close()
+        too_big = ws_handshake(qg.port)
+        size = 2 * MB  # over the default max_frame_bytes (1 MiB)
+        head = bytes([0x81, 0x80 | 127]) + size.to_bytes(8, "big") + b"\0\0\0\0"
+        with contextlib.suppress(OSError):  # the server may close before taking it all
+            too_big.sendall(head + b"a" * size)
+        assert read_close_code(too_big) == 1009
+        too_big.close()
         assert "Traceback" not in qg.log_text()

@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from gateway.config import GatewayConfig, HttpConfig
 from gateway.roots.http_server import (
+    NoClientTracebacks,
     RedactTokens,
     install_log_redaction,
     redact_tokens,
@@ -172,3 +173,20 @@ async def test_the_access_log_of_a_real_server_has_no_token() -> None:
     assert status == 200
     assert collect.lines and all("very-secret-key" not in x for x in collect.lines)
     assert any("token=[redacted]" in x for x in collect.lines)
+
+
+def test_a_client_fault_is_logged_without_a_traceback() -> None:
+    try:
+        b"\xff".decode()
+    except UnicodeDecodeError:
+        import sys
+
+        exc_info = sys.exc_info()
+    record = logging.LogRecord(
+        "uvicorn.error", logging.ERROR, __file__, 1,
+        "Invalid UTF-8 sequence received from client.", None, exc_info,
+    )  # fmt: skip
+    assert NoClientTracebacks().filter(record)
+    assert record.exc_info is None and record.levelno == logging.WARNING
+    other = logging.LogRecord("uvicorn.error", logging.ERROR, __file__, 1, "boom", None, exc_info)
+    assert NoClientTracebacks().filter(other) and other.exc_info is not None
