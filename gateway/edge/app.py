@@ -46,6 +46,7 @@ ROUTE_MODULES = (
     "gateway.edge.poll",
     "gateway.edge.routes_marketdata",
     "gateway.edge.routes_orders",
+    "gateway.edge.openapi",
 )
 """Modules whose ``routes()`` are mounted, in this order (missing modules are skipped)."""
 
