@@ -298,9 +298,13 @@ async def test_updates_recorded_during_a_flush_keep_the_history(
     for round_ in range(5):
         pub.publish_many(CH, 3)
         flushing = asyncio.create_task(store.flush())
+        in_flight = 0
         for _ in range(3):
-            await asyncio.sleep(0)  # (a turn for the flush: these updates come while it runs)
+            await asyncio.sleep(0)  # a turn for the flush, then an update while it may run
+            in_flight += not flushing.done()
             pub.publish(CH)
+        if store_kind == "redis":  # (the memory store's flush has nothing to wait for)
+            assert in_flight > 0, "no update came while the flush was in flight"
         await flushing
         await store.flush()
         current = 6 * (round_ + 1)
