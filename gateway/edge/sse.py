@@ -10,9 +10,11 @@ where the history no longer reaches). Control messages (heartbeats) are events w
 The stream opens with a ``retry:`` field (``SseConfig.retry_ms``). The connection's writer
 hands each batch to :class:`SseTransport`, which renders it as one chunk: one write per batch.
 ``send`` waits until the response has taken the chunk, so a slow reader holds back only its own
-writer (whose queue then conflates, see :mod:`gateway.fanout.connection`). Heartbeats come from the
-hub on idle links; the stream adds its own if nothing at all was written for
-``SseConfig.heartbeat_interval_s``.
+writer (whose queue then conflates, see :mod:`gateway.fanout.connection`). Heartbeats have one
+source on this transport, so that an idle stream gets one per interval with a rising ``ts``:
+the stream writes one whenever nothing at all was written for the shorter of
+``SseConfig.heartbeat_interval_s`` and ``HubConfig.heartbeat_interval_s``, and the transport
+drops the connection's own idle heartbeats (which would race it).
 
 A channel the snapshot store cannot serve (Redis down) is never left silent: the hub sends an
 ``unavailable`` error and drops the channel, and the stream then ends after that event, so the
@@ -34,7 +36,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from gateway.config import GatewayConfig
-from gateway.edge.poll import StreamRequest, parse_stream_request, wire_name
+from gateway.edge.poll import HEARTBEAT_PREFIX, StreamRequest, parse_stream_request, wire_name
 from gateway.fanout.connection import Connection, heartbeat_message
 from gateway.fanout.hub import Hub
 from gateway.fanout.transport import Outgoing
@@ -67,7 +69,8 @@ class SseTransport:
         positions = self.positions
         for item in batch:
             if type(item) is bytes:
-                parts.append(b"data: " + item + b"\n\n")
+                if not item.startswith(HEARTBEAT_PREFIX):  # the stream writes its own
+                    parts.append(b"data: " + item + b"\n\n")
                 continue
             env: Envelope = item  # type: ignore[assignment]
             positions[wire_name(env.channel)] = (env.epoch, env.seq)
@@ -78,7 +81,9 @@ class SseTransport:
     async def send(self, batch: Sequence[Outgoing]) -> None:
         if self.closed:
             raise ConnectionError("stream closed")
-        await self._chunks.put(self.render(batch))
+        chunk = self.render(batch)
+        if chunk:  # (b"" is the end marker)
+            await self._chunks.put(chunk)
 
     async def close(self, code: int, reason: str) -> None:
         if self.closed:
@@ -114,7 +119,7 @@ async def _stream(
         yield retry_field(config.sse.retry_ms)
         await hub.subscribe(conn, list(req.channels.values()), since=req.internal_since())
         wanted = len(req.channels)
-        idle_s = config.sse.heartbeat_interval_s
+        idle_s = min(config.sse.heartbeat_interval_s, config.hub.heartbeat_interval_s)
         while not conn.closed or transport.pending():
             chunk = await transport.next_chunk(idle_s)
             if chunk is None:

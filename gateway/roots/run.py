@@ -8,6 +8,7 @@ environment over the default. The gateway's own tuning (``QUOTEGATE_WS_*``, ``QU
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import signal
@@ -195,6 +196,32 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
+def bind_listener(host: str, port: int) -> socket.socket:
+    """The listening socket of ``host:port``, bound before anything is announced (so a busy
+    port is reported first, not after the banner and the app's startup). ``OSError`` when it
+    cannot be bound."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+        sock.set_inheritable(True)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _bind_error(host: str, port: int, exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        why = f"port {port} on {host} is already in use (is another server running there?)"
+    else:
+        why = f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+    return f"quotegate run: {why}; choose another with --port N (or QUOTEGATE_PORT), --host A"
+
+
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -259,8 +286,18 @@ def run(args: argparse.Namespace) -> int:
                 },
             }
         )
+    except (AccountsError, JournalError, ValueError, OSError) as exc:
+        print(f"quotegate run: {exc}", file=sys.stderr)
+        return 2
+    try:
+        listener = bind_listener(gateway.host, gateway.port)
+    except OSError as exc:
+        print(_bind_error(gateway.host, gateway.port, exc), file=sys.stderr)
+        return 2
+    try:
         runtime = EmbeddedRuntime(embedded)
     except (AccountsError, JournalError, ValueError, OSError) as exc:
+        listener.close()
         print(f"quotegate run: {exc}", file=sys.stderr)
         return 2
 
@@ -293,5 +330,6 @@ def run(args: argparse.Namespace) -> int:
         banner.append(f"quotegate: demo account 'demo', API key: {runtime.accounts.demo_key}")
     print("\n".join(banner), file=sys.stderr, flush=True)  # always shown, whatever the level
     signal.signal(signal.SIGTERM, _terminate)
-    server.run()
+    with listener:
+        server.run(sockets=[listener])
     return 0 if server.started else 1

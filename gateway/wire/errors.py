@@ -20,6 +20,7 @@ TOO_LARGE = "too_large"
 # REST-only codes
 FORBIDDEN = "forbidden"
 NOT_FOUND = "not_found"
+METHOD_NOT_ALLOWED = "method_not_allowed"
 CONFLICT = "conflict"
 UNAVAILABLE = "unavailable"
 INTERNAL = "internal"
@@ -40,6 +41,7 @@ HTTP_STATUS: dict[str, int] = {
     UNAUTHORIZED: 401,
     FORBIDDEN: 403,
     NOT_FOUND: 404,
+    METHOD_NOT_ALLOWED: 405,
     CONFLICT: 409,
     TOO_LARGE: 413,
     TOO_MANY_SUBSCRIPTIONS: 429,
