@@ -190,3 +190,15 @@ def test_a_client_fault_is_logged_without_a_traceback() -> None:
     assert record.exc_info is None and record.levelno == logging.WARNING
     other = logging.LogRecord("uvicorn.error", logging.ERROR, __file__, 1, "boom", None, exc_info)
     assert NoClientTracebacks().filter(other) and other.exc_info is not None
+
+
+async def test_a_bad_websocket_handshake_gets_a_json_400() -> None:
+    upgrade = b"GET /echo HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    async with _serving() as port:
+        for extra in (
+            b"Sec-WebSocket-Version: 13\r\n",  # no key
+            b"Sec-WebSocket-Key: c2hvcnQ=\r\nSec-WebSocket-Version: 13\r\n",  # 5 bytes
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n",
+        ):
+            status, body = await _request(port, upgrade + extra + b"\r\n")
+            assert (status, _error(body)) == (400, "bad_request"), extra
