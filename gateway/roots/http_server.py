@@ -186,9 +186,13 @@ class _Refused(httptools.HttpParserError):
     """Raised from a parser callback to stop parsing a request past a limit."""
 
 
-def limited_protocol(limits: HttpConfig) -> type[LimitedHttpToolsProtocol]:
-    """A :class:`LimitedHttpToolsProtocol` subclass with these limits (uvicorn's ``http=``)."""
-    return type("LimitedHttpToolsProtocol", (LimitedHttpToolsProtocol,), {"limits": limits})
+def limited_protocol(
+    limits: HttpConfig, *bases: type[HttpToolsProtocol]
+) -> type[LimitedHttpToolsProtocol]:
+    """A :class:`LimitedHttpToolsProtocol` subclass with these limits (uvicorn's ``http=``).
+    ``bases``: other ``HttpToolsProtocol`` subclasses to combine with (their methods run
+    after the limits' through ``super()``, e.g. a protocol that adds scope extensions)."""
+    return type("LimitedHttpToolsProtocol", (LimitedHttpToolsProtocol, *bases), {"limits": limits})
 
 
 def uvicorn_config_kwargs(config: GatewayConfig) -> dict[str, Any]:

@@ -17,9 +17,11 @@ from starlette.routing import Route
 
 from gateway.config import GatewayConfig, HttpConfig
 from gateway.roots.http_server import (
+    LimitedHttpToolsProtocol,
     NoClientTracebacks,
     RedactTokens,
     install_log_redaction,
+    limited_protocol,
     redact_tokens,
     uvicorn_config_kwargs,
 )
@@ -202,3 +204,15 @@ async def test_a_bad_websocket_handshake_gets_a_json_400() -> None:
         ):
             status, body = await _request(port, upgrade + extra + b"\r\n")
             assert (status, _error(body)) == (400, "bad_request"), extra
+
+
+def test_the_limits_combine_with_another_httptools_protocol() -> None:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class Extension(HttpToolsProtocol):
+        """A protocol adding something of its own (as a lane for response bodies would)."""
+
+    combined = limited_protocol(LIMITS, Extension)
+    assert combined.limits is LIMITS
+    assert combined.__mro__.index(LimitedHttpToolsProtocol) < combined.__mro__.index(Extension)
+    assert issubclass(combined, Extension) and issubclass(combined, HttpToolsProtocol)
