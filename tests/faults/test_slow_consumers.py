@@ -122,7 +122,7 @@ async def test_slow_orders_consumer_sees_its_end_promptly(server: Quotegate) -> 
         assert _server_holds_open(server.port, sock)  # (the kernel lists the connection)
         async with (
             httpx.AsyncClient(
-                base_url=server.base, headers={"Authorization": f"Bearer {KEY}"}, timeout=2.0
+                base_url=server.base, headers={"Authorization": f"Bearer {KEY}"}, timeout=10.0
             ) as http,
             asyncio.timeout(30),
         ):
