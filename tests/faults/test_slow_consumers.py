@@ -109,6 +109,15 @@ async def test_slow_public_consumer_gets_snapshots_and_stays(server: Quotegate) 
     assert bystander.updates > 100 and not bystander.gaps and not bystander.checksum_mismatches
 
 
+async def _slow_disconnects(http: httpx.AsyncClient) -> float:
+    """The server's ``quotegate_slow_disconnects_total`` of WebSocket connections."""
+    text = (await http.get("/metrics")).text
+    for line in text.splitlines():
+        if line.startswith('quotegate_slow_disconnects_total{transport="ws"}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 async def test_slow_orders_consumer_sees_its_end_promptly(server: Quotegate) -> None:
     bystander, stop = Client(), asyncio.Event()
     watching = asyncio.create_task(_bystander(server, bystander, stop))
@@ -117,33 +126,46 @@ async def test_slow_orders_consumer_sees_its_end_promptly(server: Quotegate) -> 
     code: int | None = None
     try:
         await ws.send(orjson.dumps({"op": "auth", "token": KEY, "id": 0}).decode())
-        await ws.send(subscribe_op(["orders", "book.AAPL", "trades.AAPL"]))
-        await asyncio.sleep(1.5)  # not reading: the market data fills every buffer
+        # orders only: market data flowing first would let the kernel grow the socket's
+        # buffers (loopback segments are 64 KiB) to megabytes before anything is held
+        await ws.send(subscribe_op(["orders"]))
+        await asyncio.sleep(0.5)  # not reading from now on
         assert _server_holds_open(server.port, sock)  # (the kernel lists the connection)
         async with (
             httpx.AsyncClient(
                 base_url=server.base, headers={"Authorization": f"Bearer {KEY}"}, timeout=10.0
             ) as http,
-            asyncio.timeout(30),
+            asyncio.timeout(40),
         ):
-            # each is an orders event for a client that cannot take it: past its bound
-            await asyncio.gather(
-                *(
-                    http.post(
-                        "/v1/order",
-                        json={
-                            "symbol": "AAPL",
-                            "side": "buy",
-                            "type": "limit",
-                            "price": "1.00",
-                            "qty": 1,
-                            "clientOrderId": f"slow-{i}",
-                        },
+            # a market order sweeping the book is one command with an orders event per fill:
+            # more than the queue's 16 messages at once, for a client that takes none (small
+            # events trickling in one by one would only fill the kernel's socket buffer);
+            # then, should the counter not have moved, limit orders at the account's rate
+            slow_before = await _slow_disconnects(http)
+            sweep = {"symbol": "AAPL", "side": "buy", "type": "market", "qty": 3000}
+            await http.post("/v1/order", json={**sweep, "clientOrderId": "slow-sweep"})
+            batch = 0
+            while await _slow_disconnects(http) == slow_before:
+                await asyncio.sleep(0.2)
+                await asyncio.gather(
+                    *(
+                        http.post(
+                            "/v1/order",
+                            json={
+                                "symbol": "AAPL",
+                                "side": "buy",
+                                "type": "limit",
+                                "price": "1.00",
+                                "qty": 1,
+                                "clientOrderId": f"slow-{batch}-{i}",
+                            },
+                        )
+                        for i in range(10)
                     )
-                    for i in range(40)
                 )
-            )
-        decided = time.monotonic()  # (the server decided on 4008 before this)
+                batch += 1
+            assert await _slow_disconnects(http) > slow_before, "4008 was never decided"
+        decided = time.monotonic()  # (the server decided on 4008 just before this)
         # still not reading; the server must give up on the connection (a close frame it could
         # write, or an abort after the close timeout) well before its keepalive would
         limit = decided + 2 * GIVE_UP_MAX_S
