@@ -55,11 +55,12 @@ class TransportMetrics:
         self.queue_depth: Any = metrics.queue_depth.labels(transport)
         self.lag: Any = metrics.publish_lag.labels(transport)
 
-    def sent(self, messages: int, nbytes: int, lag_s: float | None) -> None:
-        """One batch written: its size and the lag of its oldest envelope."""
+    def sent(self, messages: int, nbytes: int, lag_s: float | None, depth: int) -> None:
+        """One write round (a loop tick): messages and bytes written, the lag of its oldest
+        envelope, its largest batch."""
         self.messages_sent.inc(messages)
         self.bytes_sent.inc(nbytes)
-        self.queue_depth.observe(messages)
+        self.queue_depth.observe(depth)
         if lag_s is not None:
             self.lag.observe(max(lag_s, 0.0))
 
@@ -93,14 +94,14 @@ class Metrics:
         )
         self.queue_depth = Histogram(
             "quotegate_queue_depth_messages",
-            "Messages pending in a connection's queue when its writer drains it (batch size)",
+            "Largest batch (messages handed to one connection in one write) of each write round",
             ["transport"],
             buckets=QUEUE_DEPTH_BUCKETS,
             registry=r,
         )
         self.publish_lag = Histogram(
             "quotegate_publish_to_send_seconds",
-            "Envelope ts (publisher) to the write of its batch, oldest envelope per batch",
+            "Envelope ts (publisher) to its write, the oldest envelope of each write round",
             ["transport"],
             buckets=LAG_BUCKETS_S,
             registry=r,

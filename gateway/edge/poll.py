@@ -155,12 +155,21 @@ class PollTransport:
         self.envelopes: list[Envelope] = []
         self._arrived = asyncio.Event()
 
-    async def send(self, batch: Sequence[Outgoing]) -> None:
+    def writable(self) -> bool:
+        return True
+
+    def write(self, batch: Sequence[Outgoing]) -> None:
         for item in batch:
             if type(item) is not bytes:
                 self.envelopes.append(item)  # type: ignore[arg-type]
         if self.envelopes:
             self._arrived.set()
+
+    def buffered(self) -> int:
+        return 0
+
+    async def wait_writable(self) -> None:
+        return None
 
     async def close(self, code: int, reason: str) -> None:
         self._arrived.set()

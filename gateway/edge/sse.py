@@ -7,12 +7,12 @@ so the ``Last-Event-ID`` an ``EventSource`` sends when it reconnects (or an expl
 where the history no longer reaches). Control messages (heartbeats) are events without an
 ``id:`` and so do not move the client's cursor.
 
-The stream opens with a ``retry:`` field (``SseConfig.retry_ms``). The connection's writer
-hands each batch to :class:`SseTransport`, which renders it as one chunk: one write per batch.
-``send`` waits until the response has taken the chunk, so a slow reader holds back only its own
-writer (whose queue then conflates, see :mod:`gateway.fanout.connection`). Heartbeats come from the
-hub on idle links; the stream adds its own if nothing at all was written for
-``SseConfig.heartbeat_interval_s``.
+The stream opens with a ``retry:`` field (``SseConfig.retry_ms``). Each write of the hub (a
+loop tick's batch) is rendered by :class:`SseTransport`; the response's stream takes everything
+rendered since its last chunk as one chunk. A slow reader leaves chunks waiting in its
+transport, which count against its connection's bound (whose queue then conflates, see
+:mod:`gateway.fanout.connection`). Heartbeats come from the hub on idle links; the stream adds
+its own if nothing at all was written for ``SseConfig.heartbeat_interval_s``.
 """
 
 from __future__ import annotations
@@ -43,17 +43,27 @@ def routes() -> list[BaseRoute]:
     return [Route("/v1/sse", sse, methods=["GET"])]
 
 
+LOW_WATER_BYTES = 64 * 1024
+"""The transport takes writes while less than this waits for the response to take it."""
+
+
 class SseTransport:
-    """Renders batches as SSE text and hands them, one chunk per batch, to the response.
+    """Renders batches as SSE text; the response's stream takes everything rendered so far as
+    one chunk. Writes never wait: they pile up here (counted by :meth:`buffered`) until the
+    stream takes them.
 
     ``positions`` (wire channel name -> ``(epoch, seq)``) start at the client's cursor and
     advance with every envelope; each data event's ``id:`` is their cursor."""
 
+    __slots__ = ("_chunks", "_data", "_pending_bytes", "_space", "closed", "positions")
     name = "sse"
 
     def __init__(self, positions: Mapping[str, cursor.Position]) -> None:
         self.positions: dict[str, cursor.Position] = dict(positions)
-        self._chunks: asyncio.Queue[bytes] = asyncio.Queue(maxsize=1)
+        self._chunks: list[bytes] = []
+        self._pending_bytes = 0
+        self._data: asyncio.Future[None] | None = None
+        self._space: asyncio.Future[None] | None = None
         self.closed = False
 
     def render(self, batch: Sequence[Outgoing]) -> bytes:
@@ -69,28 +79,60 @@ class SseTransport:
             parts.append(b"id: " + event_id + b"\ndata: " + env.payload + b"\n\n")
         return b"".join(parts)
 
-    async def send(self, batch: Sequence[Outgoing]) -> None:
+    def writable(self) -> bool:
+        return self._pending_bytes < LOW_WATER_BYTES
+
+    def write(self, batch: Sequence[Outgoing]) -> None:
         if self.closed:
             raise ConnectionError("stream closed")
-        await self._chunks.put(self.render(batch))
+        chunk = self.render(batch)
+        self._chunks.append(chunk)
+        self._pending_bytes += len(chunk)
+        _wake(self._data)
+
+    def buffered(self) -> int:
+        return self._pending_bytes
+
+    async def wait_writable(self) -> None:
+        while not self.writable() and not self.closed:
+            self._space = asyncio.get_running_loop().create_future()
+            await self._space
 
     async def close(self, code: int, reason: str) -> None:
         if self.closed:
             return
         self.closed = True
-        while not self._chunks.empty():  # make room for the end marker
-            self._chunks.get_nowait()
-        self._chunks.put_nowait(_END)
+        self._chunks = []  # the stream ends now
+        self._pending_bytes = 0
+        _wake(self._data)
+        _wake(self._space)
 
     def pending(self) -> bool:
-        return not self._chunks.empty()
+        return bool(self._chunks)
 
     async def next_chunk(self, timeout_s: float) -> bytes | None:
-        """The next chunk; ``None`` after ``timeout_s`` idle; ``b""`` when closed."""
-        try:
-            return await asyncio.wait_for(self._chunks.get(), timeout_s)
-        except TimeoutError:
-            return None
+        """Everything written so far as one chunk; ``None`` after ``timeout_s`` idle; ``b""``
+        when closed."""
+        if not self._chunks and not self.closed:
+            self._data = asyncio.get_running_loop().create_future()
+            try:
+                await asyncio.wait_for(self._data, timeout_s)
+            except TimeoutError:
+                return None
+            finally:
+                self._data = None
+        if not self._chunks:
+            return _END
+        chunks = self._chunks
+        self._chunks = []
+        self._pending_bytes = 0
+        _wake(self._space)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _wake(waiter: asyncio.Future[None] | None) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
 
 
 def retry_field(retry_ms: int) -> bytes:

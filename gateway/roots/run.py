@@ -16,7 +16,12 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import uvicorn
+
+    from gateway.config import GatewayConfig
 
 DEFAULT_SYMBOLS = "AAPL,MSFT,TSLA"
 DEFAULT_CANDLES_DB = "data/candles.sqlite3"
@@ -170,6 +175,28 @@ def default_web_dir() -> str | None:
     return None
 
 
+def uvicorn_config(app: Any, gateway: GatewayConfig, **overrides: Any) -> uvicorn.Config:
+    """The ``uvicorn.Config`` quotegate serves ``app`` with: uvloop, httptools, the lifespan,
+    the limits of ``gateway`` (:meth:`GatewayConfig.uvicorn_kwargs`) and the WebSocket direct
+    lane (:mod:`gateway.edge.lane`). ``overrides`` win (e.g. ``port``, ``log_level``)."""
+    import uvicorn
+
+    from gateway.edge.lane import lane_protocol
+
+    kwargs: dict[str, Any] = {
+        "loop": "uvloop",
+        "http": "httptools",
+        "lifespan": "on",
+        **gateway.uvicorn_kwargs(),
+        "ws": lane_protocol(
+            max_held_bytes=gateway.hub.queue_max_bytes,
+            close_timeout_s=gateway.ws.close_timeout_s,
+        ),
+        **overrides,
+    }
+    return uvicorn.Config(app, **kwargs)
+
+
 def _terminate(signum: int, frame: FrameType | None) -> None:
     # uvicorn captures SIGTERM, shuts down cleanly, then raises it again: exit 0 then.
     raise SystemExit(0)
@@ -240,13 +267,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
     app = create_app(gateway, services=runtime.session)
-    config = uvicorn.Config(
-        app,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        **gateway.uvicorn_kwargs(),
-    )
+    config = uvicorn_config(app, gateway)
 
     class Server(uvicorn.Server):
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
