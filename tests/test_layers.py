@@ -33,31 +33,14 @@ ALLOWED: dict[str, frozenset[str]] = {
     ),
     "gateway.roots": frozenset(
         {
-            "gateway",
-            "gateway.wire",
-            "gateway.seams",
-            "gateway.fanout",
-            "gateway.edge",
-            "gateway.trading",
-            "gateway.marketdata",
-            "engine",
-            "feeds",
-            "runtime",
-            "loadtest",
+            "gateway", "gateway.wire", "gateway.seams", "gateway.fanout", "gateway.edge",
+            "gateway.trading", "gateway.marketdata", "engine", "feeds", "runtime", "loadtest",
         }
     ),
     "loadtest": frozenset(
         {
-            "gateway",
-            "gateway.wire",
-            "gateway.seams",
-            "gateway.fanout",
-            "gateway.edge",
-            "gateway.trading",
-            "gateway.marketdata",
-            "gateway.roots",
-            "engine",
-            "feeds",
+            "gateway", "gateway.wire", "gateway.seams", "gateway.fanout", "gateway.edge",
+            "gateway.trading", "gateway.marketdata", "gateway.roots", "engine", "feeds",
             "runtime",
         }
     ),
