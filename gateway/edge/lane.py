@@ -2,10 +2,11 @@
 
 :class:`LaneWebSocketProtocol` is uvicorn's websockets-sansio protocol with one addition: once
 the handshake is accepted it puts itself in the ASGI scope as
-``scope["extensions"]["quotegate.ws_lane"]`` (:data:`gateway.edge.ws.WS_LANE`). The WebSocket
-endpoint then writes each batch as ready-made frame bytes straight to the socket's transport,
-synchronously (:class:`gateway.edge.ws.DirectWsTransport`), while the handshake, receives,
-keepalive pings and the close stay on ASGI. Without it (any other ASGI server, or uvicorn
+``scope["extensions"]["quotegate.ws_lane"]`` (:data:`gateway.edge.ws.WS_LANE`), and it is a
+:class:`~gateway.fanout.transport.Transport`: the hub writes each batch as ready-made frame
+bytes (:func:`gateway.edge.ws.frame_of`) straight to the socket's transport, synchronously,
+while the handshake, receives and keepalive pings stay on ASGI, and the close goes through
+uvicorn's own ASGI ``send``. Without it (any other ASGI server, or uvicorn
 without this class) the endpoint falls back to ASGI ``websocket.send``.
 
 It also bounds what a client that never reads can make the server hold through uvicorn
@@ -14,30 +15,46 @@ buffer; when that buffer is past ``max_held_bytes`` the connection is aborted. A
 close frame the server waits ``close_timeout_s`` (not uvicorn's fixed 10 s) for the client's
 reply before it closes the socket.
 
-:func:`lane_protocol` makes the class for a configuration; ``gateway.roots.run.uvicorn_config``
+:func:`lane_protocol` makes the class for a configuration; ``gateway.roots.run.server_config``
 passes it to uvicorn as ``ws=``.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-from gateway.edge.ws import WS_LANE
+from gateway.edge.ws import WS_LANE, frame_of
+from gateway.fanout.transport import Outgoing
 
 
 class LaneWebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's sans-I/O WebSocket protocol plus the lane (see the module docstring)."""
+    """uvicorn's sans-I/O WebSocket protocol that is also the connection's
+    :class:`~gateway.fanout.transport.Transport` (see the module docstring)."""
 
+    name = "ws"
     max_held_bytes = 4 * 1024 * 1024
     """Past this many bytes in the transport's buffer a ping's pong aborts the connection."""
     close_timeout_s = 1.0
-    """How long a server-initiated close waits for the client's close frame."""
+    """How long a slow client's close may take (the close frame written and taken, then the
+    client's reply) before the connection is aborted."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.close_timeout = self.close_timeout_s
+        # the same uses as uvicorn's asyncio.Queue and asyncio.Event, without their deques
+        # (about 3 KB less per connection)
+        self.queue = _Inbox()  # type: ignore[assignment]
+        self.writable = _Flag()  # type: ignore[assignment]
+
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.accept":
+            # the handshake's request and response are not needed any more (about 2 KB)
+            self.request = self.response = None  # type: ignore[assignment]
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
@@ -48,29 +65,124 @@ class LaneWebSocketProtocol(WebSocketsSansIOProtocol):
     def handle_ping(self) -> None:
         if self.transport.get_write_buffer_size() > self.max_held_bytes:
             # the client sends pings and reads nothing: it would grow the buffer forever
-            self.lane_abort()
+            self.abort()
             return
         super().handle_ping()
 
-    # -- the lane (gateway.edge.ws.WsLane) ---------------------------------------------------
+    # -- gateway.fanout.transport.Transport --------------------------------------------------
 
-    def lane_writable(self) -> bool:
-        return self.writable.is_set()
+    def can_write(self) -> bool:
+        return self.writable_flag
 
-    def lane_write(self, data: bytes) -> None:
+    def write(self, batch: Sequence[Outgoing]) -> int:
         if self.close_sent or self.disconnected:
             raise ConnectionError("the WebSocket is closing")
-        self.transport.write(data)
+        transport = self.transport
+        transport.write(frame_of(batch))
+        return transport.get_write_buffer_size()
 
-    def lane_buffered(self) -> int:
+    def buffered(self) -> int:
         return self.transport.get_write_buffer_size()
 
-    async def lane_wait_writable(self) -> None:
+    async def wait_writable(self) -> None:
         await self.writable.wait()
 
-    def lane_abort(self) -> None:
+    async def close(self, code: int, reason: str) -> None:
+        """Send the close frame through uvicorn (it waits for room in the socket's buffer),
+        give the client until ``close_timeout_s`` to take everything, else abort."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.close_timeout_s
+        message: Any = {"type": "websocket.close", "code": code, "reason": reason}
+        try:
+            await asyncio.wait_for(self.send(message), self.close_timeout_s)
+            if self.buffered():
+                # what is left (the close frame last) has until the deadline to go out
+                await asyncio.sleep(max(deadline - loop.time(), 0.0))
+        except Exception:
+            pass
+        if self.disconnected:
+            return
+        if self.buffered() or loop.time() > deadline:
+            self.abort()  # the client did not take the close frame in time
+
+    def abort(self) -> None:
         if not self.disconnected:
             self.transport.abort()
+
+    # flow control as a plain flag (read on every write round)
+
+    writable_flag = True
+
+    def pause_writing(self) -> None:
+        self.writable_flag = False
+        super().pause_writing()
+
+    def resume_writing(self) -> None:
+        self.writable_flag = True
+        super().resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.writable_flag = True  # writes now fail: the connection closes
+        super().connection_lost(exc)
+
+
+class _Inbox:
+    """uvicorn's receive queue as it uses it: ``put_nowait``, ``get``, ``empty``."""
+
+    __slots__ = ("_items", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: list[Any] = []
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put_nowait(self, item: Any) -> None:
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def get(self) -> Any:
+        while not self._items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._items.pop(0)
+
+    def empty(self) -> bool:
+        return not self._items
+
+
+class _Flag:
+    """uvicorn's ``writable`` event as it uses it: ``set``, ``clear``, ``is_set``, ``wait``
+    (any number of waiters)."""
+
+    __slots__ = ("_set", "_waiter")
+
+    def __init__(self) -> None:
+        self._set = True
+        self._waiter: asyncio.Future[None] | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._set = False
+
+    async def wait(self) -> None:
+        while not self._set:
+            if self._waiter is None:
+                self._waiter = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._waiter)
 
 
 def lane_protocol(*, max_held_bytes: int, close_timeout_s: float) -> type[LaneWebSocketProtocol]:

@@ -155,15 +155,16 @@ class PollTransport:
         self.envelopes: list[Envelope] = []
         self._arrived = asyncio.Event()
 
-    def writable(self) -> bool:
+    def can_write(self) -> bool:
         return True
 
-    def write(self, batch: Sequence[Outgoing]) -> None:
+    def write(self, batch: Sequence[Outgoing]) -> int:
         for item in batch:
             if type(item) is not bytes:
                 self.envelopes.append(item)  # type: ignore[arg-type]
         if self.envelopes:
             self._arrived.set()
+        return 0
 
     def buffered(self) -> int:
         return 0

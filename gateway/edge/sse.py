@@ -79,22 +79,23 @@ class SseTransport:
             parts.append(b"id: " + event_id + b"\ndata: " + env.payload + b"\n\n")
         return b"".join(parts)
 
-    def writable(self) -> bool:
+    def can_write(self) -> bool:
         return self._pending_bytes < LOW_WATER_BYTES
 
-    def write(self, batch: Sequence[Outgoing]) -> None:
+    def write(self, batch: Sequence[Outgoing]) -> int:
         if self.closed:
             raise ConnectionError("stream closed")
         chunk = self.render(batch)
         self._chunks.append(chunk)
         self._pending_bytes += len(chunk)
         _wake(self._data)
+        return self._pending_bytes
 
     def buffered(self) -> int:
         return self._pending_bytes
 
     async def wait_writable(self) -> None:
-        while not self.writable() and not self.closed:
+        while not self.can_write() and not self.closed:
             self._space = asyncio.get_running_loop().create_future()
             await self._space
 

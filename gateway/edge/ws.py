@@ -11,10 +11,10 @@ server's own frame limit is set above it, see ``GatewayConfig.uvicorn_kwargs``).
 
 Outbound, each write (everything pending for the client in a loop tick) is ONE text frame of
 newline-separated messages. Under uvicorn with :mod:`gateway.edge.lane` the frame bytes go
-straight to the socket (:class:`DirectWsTransport`; a frame is built once and the same bytes
-are written to every client with the same batch); under any other ASGI server through
-``websocket.send`` (:class:`AsgiWsTransport`). At the connection limit the socket is closed
-with 1013.
+straight to the socket (the lane is the transport; a frame is built once, :func:`frame_of`,
+and the same bytes are written to every client with the same batch); under any other ASGI
+server through ``websocket.send`` (:class:`AsgiWsTransport`). At the connection limit the
+socket is closed with 1013.
 
 Closing a slow client (4008) is bounded by ``WsConfig.close_timeout_s``: the close frame is
 queued behind what the client has not read yet; if the client has not taken all of it within
@@ -29,11 +29,11 @@ import contextlib
 import struct
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from gateway.fanout.transport import Outgoing, join
+from gateway.fanout.transport import Outgoing, Transport, join
 from gateway.wire import errors
 from gateway.wire.channels import ORDERS, orders_channel, parse_channel
 from gateway.wire.envelope import dumps
@@ -52,24 +52,11 @@ PATH = "/v1/ws"
 
 
 WS_LANE = "quotegate.ws_lane"
-"""``scope["extensions"]`` key of a server's direct lane (:class:`WsLane`)."""
+"""``scope["extensions"]`` key of a server's direct lane: a ready
+:class:`~gateway.fanout.transport.Transport` for this WebSocket (:mod:`gateway.edge.lane`)."""
 
 ASGI_LOW_WATER_BYTES = 64 * 1024
 """The ASGI fallback takes writes while less than this is waiting for ``websocket.send``."""
-
-
-class WsLane(Protocol):
-    """What a server's WebSocket protocol offers for direct writes (:mod:`gateway.edge.lane`)."""
-
-    def lane_writable(self) -> bool: ...
-
-    def lane_write(self, data: bytes) -> None: ...
-
-    def lane_buffered(self) -> int: ...
-
-    async def lane_wait_writable(self) -> None: ...
-
-    def lane_abort(self) -> None: ...
 
 
 def text_frame(data: bytes) -> bytes:
@@ -101,46 +88,8 @@ class _FrameCache:
         return frame
 
 
-_frames = _FrameCache()
-
-
-class DirectWsTransport:
-    """:class:`~gateway.fanout.transport.Transport` writing frames through a server's lane."""
-
-    __slots__ = ("_close_timeout_s", "_lane", "_websocket")
-    name = "ws"
-
-    def __init__(self, websocket: WebSocket, lane: WsLane, *, close_timeout_s: float) -> None:
-        self._websocket = websocket
-        self._lane = lane
-        self._close_timeout_s = close_timeout_s
-
-    def writable(self) -> bool:
-        return self._lane.lane_writable()
-
-    def write(self, batch: Sequence[Outgoing]) -> None:
-        self._lane.lane_write(_frames.frame_of(batch))
-
-    def buffered(self) -> int:
-        return self._lane.lane_buffered()
-
-    async def wait_writable(self) -> None:
-        await self._lane.lane_wait_writable()
-
-    async def close(self, code: int, reason: str) -> None:
-        lane = self._lane
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._close_timeout_s
-        try:
-            # ASGI close: uvicorn writes the close frame once the socket buffer has room
-            await asyncio.wait_for(self._websocket.close(code, reason), self._close_timeout_s)
-            if lane.lane_buffered():
-                # what is left (the close frame last) has until the deadline to go out
-                await asyncio.sleep(max(deadline - loop.time(), 0.0))
-        except Exception:
-            pass
-        if lane.lane_buffered() or loop.time() > deadline:
-            lane.lane_abort()  # the client did not take the close frame in time
+frame_of = _FrameCache().frame_of
+"""The WebSocket frame of a batch (cached for the next client with the same batch)."""
 
 
 class AsgiWsTransport:
@@ -158,10 +107,10 @@ class AsgiWsTransport:
         self._pump: asyncio.Task[None] | None = None
         self._failed = False
 
-    def writable(self) -> bool:
+    def can_write(self) -> bool:
         return self._pending_bytes < ASGI_LOW_WATER_BYTES
 
-    def write(self, batch: Sequence[Outgoing]) -> None:
+    def write(self, batch: Sequence[Outgoing]) -> int:
         if self._failed:
             raise ConnectionError("the client is gone")
         data = join(batch)
@@ -169,13 +118,14 @@ class AsgiWsTransport:
         self._pending_bytes += len(data)
         if self._pump is None:
             self._pump = asyncio.get_running_loop().create_task(self._send_pending())
+        return self._pending_bytes
 
     def buffered(self) -> int:
         return self._pending_bytes
 
     async def wait_writable(self) -> None:
         pump = self._pump
-        if pump is not None and not self.writable():
+        if pump is not None and not self.can_write():
             with contextlib.suppress(Exception):
                 await asyncio.shield(pump)
 
@@ -393,11 +343,8 @@ async def ws_endpoint(websocket: WebSocket) -> None:
     config: WsConfig = state.config.ws
     await websocket.accept()
     extensions = websocket.scope.get("extensions") or {}
-    lane: WsLane | None = extensions.get(WS_LANE)
-    transport: DirectWsTransport | AsgiWsTransport
-    if lane is not None:
-        transport = DirectWsTransport(websocket, lane, close_timeout_s=config.close_timeout_s)
-    else:
+    transport: Transport | None = extensions.get(WS_LANE)
+    if transport is None:
         transport = AsgiWsTransport(websocket, close_timeout_s=config.close_timeout_s)
     try:
         conn = hub.connect(transport)

@@ -90,19 +90,17 @@ def heartbeat_message(now_us: int) -> bytes:
 
 
 class Flusher:
-    """Writes every connection marked during a loop tick, in one callback at its end.
+    """Writes every connection marked during a loop tick, in one callback at its end, then
+    commits the round's metrics (:meth:`TransportMetrics.commit`): messages and bytes
+    exactly, the largest batch, the lag of the oldest envelope written."""
 
-    Also totals the metrics of the round, so the write path does no metric calls per
-    connection: messages and bytes exactly, the queue depth as the round's largest batch, the
-    publish-to-write lag as the round's oldest envelope.
-    """
-
-    __slots__ = ("_marked", "_scheduled", "_totals")
+    __slots__ = ("_marked", "_scheduled", "metrics")
 
     def __init__(self) -> None:
         self._marked: list[Connection] = []
         self._scheduled = False
-        self._totals: dict[TransportMetrics, list[int]] = {}
+        self.metrics: set[TransportMetrics] = set()
+        """Every connection's metrics (committed after each round)."""
 
     def mark(self, conn: Connection) -> None:
         self._marked.append(conn)
@@ -116,28 +114,13 @@ class Flusher:
         self._marked = []
         for conn in marked:
             conn.flush()
-        if self._totals:
-            self.commit()
-
-    def count(self, metrics: TransportMetrics, messages: int, nbytes: int, oldest_ts: int) -> None:
-        """One batch written (``oldest_ts``: its oldest envelope's ts, 0 for none)."""
-        totals = self._totals.get(metrics)
-        if totals is None:
-            self._totals[metrics] = [messages, nbytes, messages, oldest_ts]
-            return
-        totals[0] += messages
-        totals[1] += nbytes
-        if messages > totals[2]:
-            totals[2] = messages
-        if oldest_ts and (not totals[3] or oldest_ts < totals[3]):
-            totals[3] = oldest_ts
+        self.commit()
 
     def commit(self) -> None:
-        totals = self._totals
-        self._totals = {}
-        now = time.time()
-        for metrics, (messages, nbytes, depth, oldest_ts) in totals.items():
-            metrics.sent(messages, nbytes, now - oldest_ts / 1e6 if oldest_ts else None, depth)
+        if self.metrics:
+            now = time.time()
+            for metrics in self.metrics:
+                metrics.commit(now)
 
 
 class Connection:
@@ -188,10 +171,12 @@ class Connection:
         self._resync = resync
         self._on_closed = on_closed
         self._flusher = flusher if flusher is not None else Flusher()
+        if metrics is not None:
+            self._flusher.metrics.add(metrics)
         self._queue: list[Outgoing] = []
         self._queued_bytes = 0
         self._held = 0
-        """What the transport held after the last write (or the last drain): counted."""
+        """What the transport held after the last write (or since the client stalled)."""
         self._stale: dict[str, tuple[str, int] | None] | None = None
         self._max_messages = config.queue_max_messages
         self._max_bytes = config.queue_max_bytes
@@ -408,7 +393,7 @@ class Connection:
         self._marked = False
         if self.closed or self._slow is not None:
             return
-        if self._stale or not self.transport.writable():
+        if self._stale or not self.transport.can_write():
             self._held = self.transport.buffered()
             self._slow = asyncio.get_running_loop().create_task(self._slow_path())
             return
@@ -426,28 +411,31 @@ class Connection:
         nbytes = self._queued_bytes
         self._queue = []
         self._queued_bytes = 0
-        transport = self.transport
         try:
-            transport.write(batch)
+            self._held = self.transport.write(batch)
         except Exception:
             # the client went away; the endpoint sees the disconnect
             self._mark_closed()
             return
-        self._held = transport.buffered()
         self._active = True
-        if self.metrics is not None:
-            oldest = 0
-            for item in batch:
-                if type(item) is not bytes:
-                    oldest = item.ts  # type: ignore[union-attr]
-                    break
-            self._flusher.count(self.metrics, len(batch), nbytes, oldest)
+        m = self.metrics
+        if m is not None:
+            n = len(batch)
+            m.round_messages += n
+            m.round_bytes += nbytes
+            if n > m.round_depth:
+                m.round_depth = n
+            first = batch[0]
+            if type(first) is not bytes:
+                ts = first.ts  # type: ignore[union-attr]
+                if not m.round_oldest_ts or ts < m.round_oldest_ts:
+                    m.round_oldest_ts = ts
 
     async def _slow_path(self) -> None:
         transport = self.transport
         try:
             while not self.closed:
-                if not transport.writable():
+                if not transport.can_write():
                     await transport.wait_writable()
                     self._held = transport.buffered()
                     continue
@@ -468,8 +456,7 @@ class Connection:
                 if not self._queue:
                     break
                 self._write()
-                if self._flusher._totals:
-                    self._flusher.commit()
+                self._flusher.commit()
         except asyncio.CancelledError:
             raise
         except Exception:

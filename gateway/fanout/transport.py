@@ -3,7 +3,7 @@
 The hub writes from the publish path: once per event-loop tick, every connection with
 something pending hands its transport everything pending in one synchronous
 :meth:`Transport.write` (batching; no task switch per delivery). Only when a client is slow
-(``writable()`` is false) does its connection wait, on a task of its own, in
+(``can_write()`` is false) does its connection wait, on a task of its own, in
 :meth:`Transport.wait_writable`.
 
 Items are envelopes (data, whose wire bytes are ``envelope.payload``) or pre-encoded control
@@ -28,9 +28,10 @@ Outgoing = Envelope | bytes
 class Transport(Protocol):
     """What a connection writes to.
 
-    ``write`` never blocks and never awaits; it raises when the client is gone (the connection
-    then closes). ``buffered`` is what the transport holds for the client, written but not yet
-    taken: the connection counts it against its byte bound. ``close`` is bounded in time: when
+    ``write`` is only called when ``can_write()``; it never blocks and never awaits, and it
+    raises when the client is gone (the connection then closes). ``buffered`` is what the
+    transport holds for the client, written but not yet taken: the connection counts it
+    against its byte bound. ``close`` is bounded in time: when
     the close cannot be written in time the transport is aborted. ``close`` may be called at
     any time and must not raise.
     """
@@ -38,12 +39,13 @@ class Transport(Protocol):
     name: str
     """``"ws"``, ``"sse"`` or ``"poll"``: the metrics label."""
 
-    def writable(self) -> bool:
+    def can_write(self) -> bool:
         """True when a write now goes out without piling up (the client keeps up)."""
         ...
 
-    def write(self, batch: Sequence[Outgoing]) -> None:
-        """Hand every item of ``batch``, in order, to the client in one write."""
+    def write(self, batch: Sequence[Outgoing]) -> int:
+        """Hand every item of ``batch``, in order, to the client in one write; return
+        :meth:`buffered` after it."""
         ...
 
     def buffered(self) -> int:
@@ -51,7 +53,7 @@ class Transport(Protocol):
         ...
 
     async def wait_writable(self) -> None:
-        """Return when :meth:`writable` (or the client is gone)."""
+        """Return when :meth:`can_write` (or the client is gone)."""
         ...
 
     async def close(self, code: int, reason: str) -> None:

@@ -175,7 +175,7 @@ def default_web_dir() -> str | None:
     return None
 
 
-def uvicorn_config(app: Any, gateway: GatewayConfig, **overrides: Any) -> uvicorn.Config:
+def server_config(app: Any, gateway: GatewayConfig, **overrides: Any) -> uvicorn.Config:
     """The ``uvicorn.Config`` quotegate serves ``app`` with: uvloop, httptools, the lifespan,
     the limits of ``gateway`` (:meth:`GatewayConfig.uvicorn_kwargs`) and the WebSocket direct
     lane (:mod:`gateway.edge.lane`). ``overrides`` win (e.g. ``port``, ``log_level``)."""
@@ -267,7 +267,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
     app = create_app(gateway, services=runtime.session)
-    config = uvicorn_config(app, gateway)
+    config = server_config(app, gateway)
 
     class Server(uvicorn.Server):
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:

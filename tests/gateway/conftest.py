@@ -98,14 +98,15 @@ class RecordingTransport:
         self.held = 0
         self.sent = asyncio.Event()
 
-    def writable(self) -> bool:
+    def can_write(self) -> bool:
         return self.gate.is_set()
 
-    def write(self, batch: Sequence[Outgoing]) -> None:
+    def write(self, batch: Sequence[Outgoing]) -> int:
         if self.fail:
             raise ConnectionResetError("gone")
         self.batches.append(list(batch))
         self.sent.set()
+        return self.buffered()
 
     def buffered(self) -> int:
         return 0 if self.gate.is_set() else self.held
@@ -211,19 +212,19 @@ def client(app: Any) -> Iterator[Any]:
 
 class Server:
     """A uvicorn server on a free port, in the test's event loop, configured the way
-    ``quotegate run`` is (``uvicorn_config``: the direct lane); ``lane=False`` serves with
+    ``quotegate run`` is (``server_config``: the direct lane); ``lane=False`` serves with
     plain uvicorn settings, so the endpoints take their ASGI fallback."""
 
     def __init__(self, app: Any, config: GatewayConfig, *, lane: bool = True) -> None:
         import uvicorn
 
-        from gateway.roots.run import uvicorn_config
+        from gateway.roots.run import server_config
 
         self.app = app
         self.port = _free_port()
         if lane:
             # the test's loop, whatever it is: uvicorn must not install its own
-            uv = uvicorn_config(app, config, port=self.port, log_level="warning", loop="none")
+            uv = server_config(app, config, port=self.port, log_level="warning", loop="none")
         else:
             kwargs = {**config.uvicorn_kwargs(), "port": self.port, "log_level": "warning"}
             uv = uvicorn.Config(app, lifespan="on", **kwargs)
