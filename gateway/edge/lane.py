@@ -1,4 +1,6 @@
-"""The direct lane under uvicorn: a WebSocket protocol that lets the gateway write frames.
+"""The direct lane under uvicorn: protocols that let the hub write frames and SSE bodies.
+
+WebSocket:
 
 :class:`LaneWebSocketProtocol` is uvicorn's websockets-sansio protocol with one addition: once
 the handshake is accepted it puts itself in the ASGI scope as
@@ -15,8 +17,15 @@ buffer; when that buffer is past ``max_held_bytes`` the connection is aborted. A
 close frame the server waits ``close_timeout_s`` (not uvicorn's fixed 10 s) for the client's
 reply before it closes the socket.
 
-:func:`lane_protocol` makes the class for a configuration; ``gateway.roots.run.server_config``
-passes it to uvicorn as ``ws=``.
+SSE: :class:`LaneHttpProtocol` is uvicorn's httptools protocol offering each GET request a
+:class:`HttpBodyLane` as ``scope["extensions"]["quotegate.http_lane"]``
+(:data:`gateway.edge.sse.HTTP_LANE`): once the SSE response has started on ASGI (status,
+headers, the ``retry:`` field) the hub writes each rendered batch as one body chunk straight
+to the socket; the end of the response goes through ASGI again.
+
+:func:`lane_protocol` makes the WebSocket class for a configuration;
+``gateway.roots.run.server_config`` passes it to uvicorn as ``ws=`` and
+:class:`LaneHttpProtocol` as ``http=``.
 """
 
 from __future__ import annotations
@@ -25,8 +34,10 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
+from gateway.edge.sse import HTTP_LANE
 from gateway.edge.ws import WS_LANE, frame_of
 from gateway.fanout.transport import Outgoing
 
@@ -183,6 +194,49 @@ class _Flag:
             if self._waiter is None:
                 self._waiter = asyncio.get_running_loop().create_future()
             await asyncio.shield(self._waiter)
+
+
+class HttpBodyLane:
+    """:class:`gateway.edge.sse.BodyLane` over uvicorn's request/response cycle: writes a
+    started chunked response's body straight to the socket's transport."""
+
+    __slots__ = ("_cycle",)
+
+    def __init__(self, cycle: Any) -> None:
+        self._cycle = cycle
+
+    def can_write(self) -> bool:
+        return not self._cycle.flow.write_paused
+
+    def write(self, data: bytes) -> int:
+        cycle = self._cycle
+        if cycle.disconnected or cycle.response_complete or not cycle.chunked_encoding:
+            raise ConnectionError("the response is over")
+        transport = cycle.transport
+        transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+        return transport.get_write_buffer_size()  # type: ignore[no-any-return]
+
+    def buffered(self) -> int:
+        return self._cycle.transport.get_write_buffer_size()  # type: ignore[no-any-return]
+
+    async def wait_writable(self) -> None:
+        await self._cycle.flow.drain()
+
+    def abort(self) -> None:
+        self._cycle.transport.abort()
+
+
+class LaneHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol offering :class:`HttpBodyLane` to GET requests as
+    ``scope["extensions"]["quotegate.http_lane"]`` (:data:`gateway.edge.sse.HTTP_LANE`)."""
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        cycle = self.cycle
+        scope: Any = self.scope
+        if cycle is not None and cycle.scope is scope and scope.get("method") == "GET":
+            extensions: dict[str, Any] = {HTTP_LANE: HttpBodyLane(cycle)}
+            scope["extensions"] = extensions
 
 
 def lane_protocol(*, max_held_bytes: int, close_timeout_s: float) -> type[LaneWebSocketProtocol]:

@@ -8,11 +8,16 @@ where the history no longer reaches). Control messages (heartbeats) are events w
 ``id:`` and so do not move the client's cursor.
 
 The stream opens with a ``retry:`` field (``SseConfig.retry_ms``). Each write of the hub (a
-loop tick's batch) is rendered by :class:`SseTransport`; the response's stream takes everything
-rendered since its last chunk as one chunk. A slow reader leaves chunks waiting in its
-transport, which count against its connection's bound (whose queue then conflates, see
-:mod:`gateway.fanout.connection`). Heartbeats come from the hub on idle links; the stream adds
-its own if nothing at all was written for ``SseConfig.heartbeat_interval_s``.
+loop tick's batch) is rendered by :class:`SseTransport` (on a one-channel stream an event is
+rendered once per write round and the same bytes go to every such client). Under uvicorn with
+:mod:`gateway.edge.lane` the rendered text goes straight to the response body (one chunk per
+write, no task switch); under any other ASGI server the response's stream takes everything
+rendered since its last chunk as one chunk. What a slow reader has not taken counts against its
+connection's bound (whose queue then conflates, see :mod:`gateway.fanout.connection`).
+Heartbeats come from the hub on idle links; the stream adds its own if nothing at all was
+written for ``SseConfig.heartbeat_interval_s``. When a stream is ended (``orders`` too slow) and
+the client does not take what is left within ``SseConfig.close_timeout_s``, the connection is
+aborted.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Protocol
 
 from sse_starlette import EventSourceResponse
 from starlette.background import BackgroundTask
@@ -44,27 +50,81 @@ def routes() -> list[BaseRoute]:
 
 
 LOW_WATER_BYTES = 64 * 1024
-"""The transport takes writes while less than this waits for the response to take it."""
+"""The ASGI path takes writes while less than this waits for the response to take it."""
+
+HTTP_LANE = "quotegate.http_lane"
+"""``scope["extensions"]`` key of a server's direct lane for a GET response's body
+(:class:`BodyLane`, :mod:`gateway.edge.lane`)."""
+
+
+class BodyLane(Protocol):
+    """Direct writes of a started, chunked response body (:mod:`gateway.edge.lane`)."""
+
+    def can_write(self) -> bool: ...
+
+    def write(self, data: bytes) -> int: ...
+
+    def buffered(self) -> int: ...
+
+    async def wait_writable(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+class _EventCache:
+    """The event text of the last envelope rendered for a one-channel stream: every such
+    stream at the same position gets the same bytes (its ``id:`` names only that channel),
+    so in a write round the event is rendered once."""
+
+    __slots__ = ("envelope", "event")
+
+    def __init__(self) -> None:
+        self.envelope: Envelope | None = None
+        self.event = b""
+
+
+_events = _EventCache()
 
 
 class SseTransport:
-    """Renders batches as SSE text; the response's stream takes everything rendered so far as
-    one chunk. Writes never wait: they pile up here (counted by :meth:`buffered`) until the
-    stream takes them.
+    """Renders batches as SSE text. With a server's lane (:meth:`attach`) each write goes
+    straight to the response body; without one (any ASGI server) writes pile up here
+    (counted by :meth:`buffered`) and the response's stream takes everything rendered so far
+    as one chunk.
 
     ``positions`` (wire channel name -> ``(epoch, seq)``) start at the client's cursor and
     advance with every envelope; each data event's ``id:`` is their cursor."""
 
-    __slots__ = ("_chunks", "_data", "_pending_bytes", "_space", "closed", "positions")
+    __slots__ = (
+        "_chunks",
+        "_data",
+        "_lane",
+        "_pending_bytes",
+        "_space",
+        "close_timeout_s",
+        "closed",
+        "positions",
+        "wrote",
+    )
     name = "sse"
 
-    def __init__(self, positions: Mapping[str, cursor.Position]) -> None:
+    def __init__(
+        self, positions: Mapping[str, cursor.Position], *, close_timeout_s: float = 1.0
+    ) -> None:
         self.positions: dict[str, cursor.Position] = dict(positions)
         self._chunks: list[bytes] = []
         self._pending_bytes = 0
         self._data: asyncio.Future[None] | None = None
         self._space: asyncio.Future[None] | None = None
+        self._lane: BodyLane | None = None
         self.closed = False
+        self.wrote = False
+        """Something was written since the stream last looked (its idle heartbeat)."""
+        self.close_timeout_s = close_timeout_s
+
+    def attach(self, lane: BodyLane) -> None:
+        """Write through ``lane`` from now on (the response has started)."""
+        self._lane = lane
 
     def render(self, batch: Sequence[Outgoing]) -> bytes:
         parts: list[bytes] = []
@@ -74,27 +134,48 @@ class SseTransport:
                 parts.append(b"data: " + item + b"\n\n")
                 continue
             env: Envelope = item  # type: ignore[assignment]
-            positions[wire_name(env.channel)] = (env.epoch, env.seq)
-            event_id = cursor.encode(positions).encode("ascii")
-            parts.append(b"id: " + event_id + b"\ndata: " + env.payload + b"\n\n")
-        return b"".join(parts)
+            wire = wire_name(env.channel)
+            positions[wire] = (env.epoch, env.seq)
+            if len(positions) == 1:
+                if _events.envelope is env:
+                    parts.append(_events.event)
+                    continue
+                event = _event(positions, env)
+                _events.envelope = env
+                _events.event = event
+                parts.append(event)
+            else:
+                parts.append(_event(positions, env))
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     def can_write(self) -> bool:
+        lane = self._lane
+        if lane is not None:
+            return lane.can_write()
         return self._pending_bytes < LOW_WATER_BYTES
 
     def write(self, batch: Sequence[Outgoing]) -> int:
         if self.closed:
             raise ConnectionError("stream closed")
         chunk = self.render(batch)
+        self.wrote = True
+        lane = self._lane
+        if lane is not None:
+            return lane.write(chunk)
         self._chunks.append(chunk)
         self._pending_bytes += len(chunk)
         _wake(self._data)
         return self._pending_bytes
 
     def buffered(self) -> int:
-        return self._pending_bytes
+        lane = self._lane
+        return lane.buffered() if lane is not None else self._pending_bytes
 
     async def wait_writable(self) -> None:
+        lane = self._lane
+        if lane is not None:
+            await lane.wait_writable()
+            return
         while not self.can_write() and not self.closed:
             self._space = asyncio.get_running_loop().create_future()
             await self._space
@@ -107,13 +188,19 @@ class SseTransport:
         self._pending_bytes = 0
         _wake(self._data)
         _wake(self._space)
+        lane = self._lane
+        if lane is not None and lane.buffered():
+            # the response's end waits behind what the client has not taken: bounded
+            await asyncio.sleep(self.close_timeout_s)
+            if lane.buffered():
+                lane.abort()
 
     def pending(self) -> bool:
         return bool(self._chunks)
 
     async def next_chunk(self, timeout_s: float) -> bytes | None:
         """Everything written so far as one chunk; ``None`` after ``timeout_s`` idle; ``b""``
-        when closed."""
+        when closed. (With a lane only the end or the timeout come this way.)"""
         if not self._chunks and not self.closed:
             self._data = asyncio.get_running_loop().create_future()
             try:
@@ -131,6 +218,11 @@ class SseTransport:
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
+def _event(positions: Mapping[str, cursor.Position], env: Envelope) -> bytes:
+    event_id = cursor.encode(positions).encode("ascii")
+    return b"id: " + event_id + b"\ndata: " + env.payload + b"\n\n"
+
+
 def _wake(waiter: asyncio.Future[None] | None) -> None:
     if waiter is not None and not waiter.done():
         waiter.set_result(None)
@@ -146,11 +238,20 @@ async def _stream(
     transport: SseTransport,
     req: StreamRequest,
     config: GatewayConfig,
+    lane: BodyLane | None,
 ) -> AsyncIterator[bytes]:
     try:
         yield retry_field(config.sse.retry_ms)
+        if lane is not None:
+            transport.attach(lane)  # the response has started: the hub writes the body
         await hub.subscribe(conn, list(req.channels.values()), since=req.internal_since())
         idle_s = config.sse.heartbeat_interval_s
+        while lane is not None and not conn.closed:
+            transport.wrote = False
+            if await transport.next_chunk(idle_s) == _END:
+                return
+            if not transport.wrote:
+                conn.enqueue(heartbeat_message(time.time_ns() // 1000))
         while not conn.closed or transport.pending():
             chunk = await transport.next_chunk(idle_s)
             if chunk is None:
@@ -172,12 +273,14 @@ async def sse(request: Request) -> Response:
             request, cursor_text=last_event_id or request.query_params.get("cursor")
         )
         hub: Hub = request.app.state.hub
-        transport = SseTransport(req.positions)
+        transport = SseTransport(req.positions, close_timeout_s=config.sse.close_timeout_s)
         conn = hub.connect(transport, account=req.account)
     except GatewayError as exc:
         return error_response(exc.status, exc.code, exc.message)
+    extensions = request.scope.get("extensions") or {}
+    lane: BodyLane | None = extensions.get(HTTP_LANE)
     return EventSourceResponse(
-        _stream(hub, conn, transport, req, config),
+        _stream(hub, conn, transport, req, config, lane),
         ping=0,
         sep="\n",
         headers={"Cache-Control": "no-store"},

@@ -177,15 +177,16 @@ def default_web_dir() -> str | None:
 
 def server_config(app: Any, gateway: GatewayConfig, **overrides: Any) -> uvicorn.Config:
     """The ``uvicorn.Config`` quotegate serves ``app`` with: uvloop, httptools, the lifespan,
-    the limits of ``gateway`` (:meth:`GatewayConfig.uvicorn_kwargs`) and the WebSocket direct
-    lane (:mod:`gateway.edge.lane`). ``overrides`` win (e.g. ``port``, ``log_level``)."""
+    the limits of ``gateway`` (:meth:`GatewayConfig.uvicorn_kwargs`) and the direct lanes for
+    WebSocket frames and SSE bodies (:mod:`gateway.edge.lane`). ``overrides`` win (e.g.
+    ``port``, ``log_level``)."""
     import uvicorn
 
-    from gateway.edge.lane import lane_protocol
+    from gateway.edge.lane import LaneHttpProtocol, lane_protocol
 
     kwargs: dict[str, Any] = {
         "loop": "uvloop",
-        "http": "httptools",
+        "http": LaneHttpProtocol,
         "lifespan": "on",
         **gateway.uvicorn_kwargs(),
         "ws": lane_protocol(
