@@ -30,30 +30,28 @@ async def only_connection(hub: Hub) -> object:
 
 @pytest.mark.parametrize("lane", [True, False], ids=["lane", "asgi"])
 async def test_websocket_takes_the_lane_under_server_config(stack: Stack, lane: bool) -> None:
-    async with serving(stack, make_config(), lane=lane) as srv:
-        async with connect(srv.ws_url) as ws:
-            reader = Reader(ws)
-            await reader.send({"op": "subscribe", "ch": ["book.AAPL"], "id": 1})
-            assert (await reader.next())["type"] == "subscribed"
-            assert (await reader.next())["type"] == "snapshot"
-            transport = await only_connection(srv.app.state.hub)
-            expected = LaneWebSocketProtocol if lane else AsgiWsTransport
-            assert isinstance(transport, expected)
-            sent = stack.publisher.emit("book.AAPL")
-            got = await reader.next()
-            assert got["seq"] == sent.seq
+    async with serving(stack, make_config(), lane=lane) as srv, connect(srv.ws_url) as ws:
+        reader = Reader(ws)
+        await reader.send({"op": "subscribe", "ch": ["book.AAPL"], "id": 1})
+        assert (await reader.next())["type"] == "subscribed"
+        assert (await reader.next())["type"] == "snapshot"
+        transport = await only_connection(srv.app.state.hub)
+        expected = LaneWebSocketProtocol if lane else AsgiWsTransport
+        assert isinstance(transport, expected)
+        sent = stack.publisher.emit("book.AAPL")
+        got = await reader.next()
+        assert got["seq"] == sent.seq
 
 
 @pytest.mark.parametrize("lane", [True, False], ids=["lane", "asgi"])
 async def test_sse_writes_through_the_lane_under_server_config(stack: Stack, lane: bool) -> None:
-    async with serving(stack, make_config(), lane=lane) as srv:
-        async with sse(srv, "book.AAPL") as events:
-            await events.data()  # the snapshot
-            transport = await only_connection(srv.app.state.hub)
-            assert isinstance(transport, SseTransport)
-            assert (transport._lane is not None) is lane
-            sent = stack.publisher.emit("book.AAPL")
-            assert (await events.data())["seq"] == sent.seq
+    async with serving(stack, make_config(), lane=lane) as srv, sse(srv, "book.AAPL") as events:
+        await events.data()  # the snapshot
+        transport = await only_connection(srv.app.state.hub)
+        assert isinstance(transport, SseTransport)
+        assert (transport._lane is not None) is lane
+        sent = stack.publisher.emit("book.AAPL")
+        assert (await events.data())["seq"] == sent.seq
 
 
 def test_frame_is_built_once_per_batch() -> None:
