@@ -213,7 +213,7 @@ class HttpBodyLane:
         if cycle.disconnected or cycle.response_complete or not cycle.chunked_encoding:
             raise ConnectionError("the response is over")
         transport = cycle.transport
-        transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+        transport.write(_chunk(data))
         return transport.get_write_buffer_size()  # type: ignore[no-any-return]
 
     def buffered(self) -> int:
@@ -224,6 +224,20 @@ class HttpBodyLane:
 
     def abort(self) -> None:
         self._cycle.transport.abort()
+
+
+_last_chunk: list[bytes] = [b"", b""]
+
+
+def _chunk(data: bytes) -> bytes:
+    """``data`` as one HTTP/1.1 chunk; built once for the clients of a write round that get
+    the same rendered bytes."""
+    if data is _last_chunk[0]:
+        return _last_chunk[1]
+    chunk = b"%x\r\n%b\r\n" % (len(data), data)
+    _last_chunk[0] = data
+    _last_chunk[1] = chunk
+    return chunk
 
 
 class LaneHttpProtocol(HttpToolsProtocol):

@@ -44,7 +44,7 @@ Since = Mapping[str, tuple[str, int]]
 
 class Hub:
     """Subscriptions and fan-out. ``start`` adds the bus listener; ``close`` removes it and
-    stops every connection's writer."""
+    stops every connection (its slow-path task, if any)."""
 
     def __init__(
         self,
@@ -76,7 +76,7 @@ class Hub:
             )
 
     async def close(self) -> None:
-        """Stop listening and close every connection's writer. Idempotent."""
+        """Stop listening and close every connection. Idempotent."""
         if self._started:
             self._started = False
             self.bus.remove_listener(self._on_envelope)
