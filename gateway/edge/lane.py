@@ -24,7 +24,7 @@ headers, the ``retry:`` field) the hub writes each rendered batch as one body ch
 to the socket; the end of the response goes through ASGI again.
 
 :func:`lane_protocol` makes the WebSocket class for a configuration;
-``gateway.roots.run.server_config`` passes it to uvicorn as ``ws=`` and
+``gateway.roots.run.uvicorn_config`` passes it to uvicorn as ``ws=`` and
 :class:`LaneHttpProtocol` as ``http=``.
 """
 

@@ -175,7 +175,7 @@ def default_web_dir() -> str | None:
     return None
 
 
-def server_config(app: Any, gateway: GatewayConfig, **overrides: Any) -> uvicorn.Config:
+def uvicorn_config(app: Any, gateway: GatewayConfig, **overrides: Any) -> uvicorn.Config:
     """The ``uvicorn.Config`` quotegate serves ``app`` with: uvloop, httptools, the lifespan,
     the limits of ``gateway`` (:meth:`GatewayConfig.uvicorn_kwargs`) and the direct lanes for
     WebSocket frames and SSE bodies (:mod:`gateway.edge.lane`). ``overrides`` win (e.g.
@@ -268,7 +268,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
     app = create_app(gateway, services=runtime.session)
-    config = server_config(app, gateway)
+    config = uvicorn_config(app, gateway)
 
     class Server(uvicorn.Server):
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:

@@ -212,19 +212,19 @@ def client(app: Any) -> Iterator[Any]:
 
 class Server:
     """A uvicorn server on a free port, in the test's event loop, configured the way
-    ``quotegate run`` is (``server_config``: the direct lane); ``lane=False`` serves with
+    ``quotegate run`` is (``uvicorn_config``: the direct lane); ``lane=False`` serves with
     plain uvicorn settings, so the endpoints take their ASGI fallback."""
 
     def __init__(self, app: Any, config: GatewayConfig, *, lane: bool = True) -> None:
         import uvicorn
 
-        from gateway.roots.run import server_config
+        from gateway.roots.run import uvicorn_config
 
         self.app = app
         self.port = _free_port()
         if lane:
             # the test's loop, whatever it is: uvicorn must not install its own
-            uv = server_config(app, config, port=self.port, log_level="warning", loop="none")
+            uv = uvicorn_config(app, config, port=self.port, log_level="warning", loop="none")
         else:
             kwargs = {**config.uvicorn_kwargs(), "port": self.port, "log_level": "warning"}
             uv = uvicorn.Config(app, lifespan="on", **kwargs)

@@ -1,4 +1,4 @@
-"""The direct lane under uvicorn (``gateway.roots.run.server_config``) and the ASGI fallback:
+"""The direct lane under uvicorn (``gateway.roots.run.uvicorn_config``) and the ASGI fallback:
 which transport each endpoint takes, and the same bytes either way; the frame and event
 caches (one build per write round)."""
 
