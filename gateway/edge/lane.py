@@ -31,6 +31,9 @@ to the socket; the end of the response goes through ASGI again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+import struct
 from collections.abc import Sequence
 from typing import Any
 
@@ -118,7 +121,7 @@ class LaneWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def abort(self) -> None:
         if not self.disconnected:
-            self.transport.abort()
+            reset(self.transport)
 
     # flow control as a plain flag (read on every write round)
 
@@ -135,6 +138,17 @@ class LaneWebSocketProtocol(WebSocketsSansIOProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.writable_flag = True  # writes now fail: the connection closes
         super().connection_lost(exc)
+
+
+def reset(transport: Any) -> None:
+    """Abort ``transport`` with a TCP reset: a plain close would queue its FIN behind the
+    unsent bytes, which a client that does not read never lets through, so it would never
+    learn that the connection is over."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
 
 
 class _Inbox:
@@ -223,7 +237,7 @@ class HttpBodyLane:
         await self._cycle.flow.drain()
 
     def abort(self) -> None:
-        self._cycle.transport.abort()
+        reset(self._cycle.transport)
 
 
 _last_chunk: list[bytes] = [b"", b""]

@@ -13,11 +13,20 @@ rendered once per write round and the same bytes go to every such client). Under
 :mod:`gateway.edge.lane` the rendered text goes straight to the response body (one chunk per
 write, no task switch); under any other ASGI server the response's stream takes everything
 rendered since its last chunk as one chunk. What a slow reader has not taken counts against its
-connection's bound (whose queue then conflates, see :mod:`gateway.fanout.connection`).
-Heartbeats come from the hub on idle links; the stream adds its own if nothing at all was
-written for ``SseConfig.heartbeat_interval_s``. When a stream is ended (``orders`` too slow) and
-the client does not take what is left within ``SseConfig.close_timeout_s``, the connection is
-aborted.
+connection's bound (whose queue then conflates, see :mod:`gateway.fanout.connection`). When a
+stream is ended (``orders`` too slow) and the client does not take what is left within
+``SseConfig.close_timeout_s``, the connection is aborted (with the lane).
+
+Heartbeats have one source on this transport, so that an idle stream gets one per interval
+with a rising ``ts``: the stream writes one whenever nothing at all was written for the
+shorter of ``SseConfig.heartbeat_interval_s`` and ``HubConfig.heartbeat_interval_s``, and the
+transport drops the connection's own idle heartbeats (which would race it).
+
+A channel the snapshot store cannot serve (Redis down) is never left silent: the hub sends an
+``unavailable`` error and drops the channel, and the stream then ends after that event, so the
+client reconnects (``retry:``) and resumes every channel from its ``Last-Event-ID``. While the
+store stays down each reconnect gets the same: a ``200`` stream with the ``unavailable`` event,
+then its end (not a ``503``: an ``EventSource`` gives up for good on an error status).
 """
 
 from __future__ import annotations
@@ -34,13 +43,13 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from gateway.config import GatewayConfig
-from gateway.edge.poll import StreamRequest, parse_stream_request, wire_name
+from gateway.edge.poll import HEARTBEAT_PREFIX, StreamRequest, parse_stream_request, wire_name
 from gateway.fanout.connection import Connection, heartbeat_message
 from gateway.fanout.hub import Hub
 from gateway.fanout.transport import Outgoing
 from gateway.wire import cursor
 from gateway.wire.envelope import Envelope
-from gateway.wire.errors import GatewayError, error_response
+from gateway.wire.errors import GatewayError, gateway_error_response
 
 _END = b""
 
@@ -131,7 +140,8 @@ class SseTransport:
         positions = self.positions
         for item in batch:
             if type(item) is bytes:
-                parts.append(b"data: " + item + b"\n\n")
+                if not item.startswith(HEARTBEAT_PREFIX):  # the stream writes its own
+                    parts.append(b"data: " + item + b"\n\n")
                 continue
             env: Envelope = item  # type: ignore[assignment]
             wire = wire_name(env.channel)
@@ -158,14 +168,30 @@ class SseTransport:
         if self.closed:
             raise ConnectionError("stream closed")
         chunk = self.render(batch)
+        if not chunk:
+            return self.buffered()  # only heartbeats of the connection: the stream writes its own
         self.wrote = True
         lane = self._lane
         if lane is not None:
-            return lane.write(chunk)
+            held = lane.write(chunk)
+            if self._data is not None and _has_control(batch):
+                _wake(self._data)  # an error: the stream looks whether it must end
+            return held
         self._chunks.append(chunk)
         self._pending_bytes += len(chunk)
         _wake(self._data)
         return self._pending_bytes
+
+    def heartbeat(self, now_us: int) -> bytes:
+        """The stream's idle heartbeat: written through the lane when there is one (and room),
+        else returned for the response's stream to send."""
+        event = b"data: " + heartbeat_message(now_us) + b"\n\n"
+        lane = self._lane
+        if lane is not None:
+            if lane.can_write() and not self.closed:
+                lane.write(event)
+            return b""
+        return event
 
     def buffered(self) -> int:
         lane = self._lane
@@ -210,7 +236,7 @@ class SseTransport:
             finally:
                 self._data = None
         if not self._chunks:
-            return _END
+            return _END if self.closed else None
         chunks = self._chunks
         self._chunks = []
         self._pending_bytes = 0
@@ -221,6 +247,10 @@ class SseTransport:
 def _event(positions: Mapping[str, cursor.Position], env: Envelope) -> bytes:
     event_id = cursor.encode(positions).encode("ascii")
     return b"id: " + event_id + b"\ndata: " + env.payload + b"\n\n"
+
+
+def _has_control(batch: Sequence[Outgoing]) -> bool:
+    return any(type(item) is bytes for item in batch)
 
 
 def _wake(waiter: asyncio.Future[None] | None) -> None:
@@ -245,21 +275,35 @@ async def _stream(
         if lane is not None:
             transport.attach(lane)  # the response has started: the hub writes the body
         await hub.subscribe(conn, list(req.channels.values()), since=req.internal_since())
-        idle_s = config.sse.heartbeat_interval_s
+        wanted = len(req.channels)
+        idle_s = min(config.sse.heartbeat_interval_s, config.hub.heartbeat_interval_s)
         while lane is not None and not conn.closed:
+            # the hub writes the body; the stream only heartbeats and ends
+            if len(conn.subscriptions) < wanted:
+                # a channel was dropped (see below): end once its error event is written
+                for _ in range(100):
+                    if not conn.queued:
+                        break
+                    await asyncio.sleep(0.01)
+                return
             transport.wrote = False
             if await transport.next_chunk(idle_s) == _END:
                 return
-            if not transport.wrote:
-                conn.enqueue(heartbeat_message(time.time_ns() // 1000))
+            if not transport.wrote and len(conn.subscriptions) >= wanted:
+                transport.heartbeat(time.time_ns() // 1000)
         while not conn.closed or transport.pending():
             chunk = await transport.next_chunk(idle_s)
             if chunk is None:
-                yield b"data: " + heartbeat_message(time.time_ns() // 1000) + b"\n\n"
+                yield transport.heartbeat(time.time_ns() // 1000)
             elif chunk == _END:
                 return
             else:
                 yield chunk
+            if len(conn.subscriptions) < wanted and not transport.pending():
+                # the hub dropped a channel the snapshot store could not serve (its
+                # ``unavailable`` error is in what was just sent): end the stream, so that the
+                # EventSource reconnects after ``retry`` and resumes from its Last-Event-ID
+                return
     finally:
         transport.closed = True
         await hub.disconnect(conn)
@@ -276,7 +320,7 @@ async def sse(request: Request) -> Response:
         transport = SseTransport(req.positions, close_timeout_s=config.sse.close_timeout_s)
         conn = hub.connect(transport, account=req.account)
     except GatewayError as exc:
-        return error_response(exc.status, exc.code, exc.message)
+        return gateway_error_response(exc)
     extensions = request.scope.get("extensions") or {}
     lane: BodyLane | None = extensions.get(HTTP_LANE)
     return EventSourceResponse(

@@ -439,24 +439,25 @@ class Connection:
                     await transport.wait_writable()
                     self._held = transport.buffered()
                     continue
-                stale = self._stale
-                if stale:
-                    self._stale = None
-                    live = {
-                        ch: since
-                        for ch, since in stale.items()
-                        if (sub := self.subscriptions.get(ch)) is not None
-                        and sub.mode is Mode.STALE
-                    }
-                    for ch in live:
-                        self.subscriptions[ch] = Subscription(ch)
-                    if live and self._resync is not None:
-                        await self._resync(self, live)
+                if self._queue:
+                    # what is queued goes first: a resync's snapshot follows it, and a busy
+                    # channel that goes stale again meanwhile must not hold back the rest
+                    self._write()
+                    self._flusher.commit()
                     continue
-                if not self._queue:
+                stale = self._stale
+                if not stale:
                     break
-                self._write()
-                self._flusher.commit()
+                self._stale = None
+                live = {
+                    ch: since
+                    for ch, since in stale.items()
+                    if (sub := self.subscriptions.get(ch)) is not None and sub.mode is Mode.STALE
+                }
+                for ch in live:
+                    self.subscriptions[ch] = Subscription(ch)
+                if live and self._resync is not None:
+                    await self._resync(self, live)
         except asyncio.CancelledError:
             raise
         except Exception:

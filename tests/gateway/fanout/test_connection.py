@@ -11,6 +11,7 @@ from gateway.fanout.connection import Connection, Mode, Subscription
 from gateway.metrics import Metrics
 from gateway.wire.envelope import SNAPSHOT, UPDATE, Envelope
 from tests.gateway.conftest import RecordingTransport
+from tests.waiting import until
 
 
 def env(
@@ -51,7 +52,6 @@ async def stalled(
     live(conn, *channels)
     transport.gate.clear()
     conn.start()
-    await asyncio.sleep(0)
     return conn, transport, metrics
 
 
@@ -142,7 +142,7 @@ async def test_overflow_conflates_market_data_channel() -> None:
     conn, transport, metrics, resync = make(HubConfig(queue_max_messages=10))
     live(conn, "book.A", "trades.A")
     conn.deliver(env("book.A", 1))
-    await asyncio.sleep(0)  # written at the end of the tick
+    await until(lambda: conn.queued == 0, what="the write at the end of the tick")
     transport.gate.clear()  # the client stopped reading
     conn.deliver(env("trades.A", 1))
     for seq in range(2, 200):
@@ -243,11 +243,25 @@ async def test_what_the_transport_holds_counts_against_the_bound() -> None:
 
 
 async def test_close_is_idempotent() -> None:
-    conn, _, _, _ = make()
-    conn.start()
+    """``close`` stops writing (and the slow path's task) and drops what is queued, leaves
+    the transport to its endpoint, and can be called again; nothing delivered later is sent."""
+    conn, transport, _, _ = make()
+    live(conn, "book.A")
+    conn.deliver(env("book.A", 1))
+    await transport.wait_for(lambda: len(transport.envelopes()) == 1)
+    transport.gate.clear()  # the client stalls: the slow path waits for it
+    conn.deliver(env("book.A", 2))
+    await until(lambda: conn._slow is not None, what="the slow path")
     await conn.close()
     await conn.close()
     assert conn.closed
+    await asyncio.wait_for(conn.wait_closed(), 5)  # the slow path's task has ended
+    assert conn._slow is None
+    assert transport.closed is None  # the endpoint closes the transport, not close()
+    transport.gate.set()
+    conn.deliver(env("book.A", 3))
+    await asyncio.sleep(0.01)
+    assert conn.queued == 0 and [e.seq for e in transport.envelopes()] == [1]
 
 
 @pytest.mark.parametrize("channel", ["orders.alice"])
