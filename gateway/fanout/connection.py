@@ -94,9 +94,11 @@ class Flusher:
     commits the round's metrics (:meth:`TransportMetrics.commit`): messages and bytes
     exactly, the largest batch, the lag of the oldest envelope written."""
 
-    __slots__ = ("_marked", "_scheduled", "metrics")
+    __slots__ = ("_marked", "_scheduled", "metrics", "now")
 
     def __init__(self) -> None:
+        self.now = time.monotonic()
+        """When the current write round started."""
         self._marked: list[Connection] = []
         self._scheduled = False
         self.metrics: set[TransportMetrics] = set()
@@ -110,6 +112,7 @@ class Flusher:
 
     def flush(self) -> None:
         self._scheduled = False
+        self.now = time.monotonic()
         marked = self._marked
         self._marked = []
         for conn in marked:
@@ -128,10 +131,10 @@ class Connection:
 
     __slots__ = (
         "__weakref__",
-        "_active",
         "_closer",
         "_flusher",
         "_held",
+        "_last_write_s",
         "_marked",
         "_max_bytes",
         "_max_messages",
@@ -181,8 +184,8 @@ class Connection:
         self._max_messages = config.queue_max_messages
         self._max_bytes = config.queue_max_bytes
         self._marked = False
-        self._active = False
-        """Something was written since the last heartbeat sweep."""
+        self._last_write_s = time.monotonic()
+        """When something was last written (or the connection was made)."""
         self._slow: asyncio.Task[None] | None = None
         self._closer: asyncio.Task[None] | None = None
 
@@ -400,11 +403,12 @@ class Connection:
         if self._queue:
             self._write()
 
-    def heartbeat(self, now_us: int) -> None:
-        """The hub's sweep: a heartbeat when nothing was written since the last sweep."""
-        if not self._active and not self._queue and self._slow is None:
-            self.enqueue(heartbeat_message(now_us))
-        self._active = False
+    def heartbeat(self, now_s: float, idle_s: float, ts_us: int) -> None:
+        """The hub's sweep (``now_s``: monotonic): a heartbeat (``ts_us``) when nothing was
+        written for ``idle_s``."""
+        if now_s - self._last_write_s >= idle_s and not self._queue and self._slow is None:
+            self.enqueue(heartbeat_message(ts_us))
+            self._last_write_s = now_s
 
     def _write(self) -> None:
         batch = self._queue
@@ -417,7 +421,7 @@ class Connection:
             # the client went away; the endpoint sees the disconnect
             self._mark_closed()
             return
-        self._active = True
+        self._last_write_s = self._flusher.now
         m = self.metrics
         if m is not None:
             n = len(batch)
@@ -440,6 +444,7 @@ class Connection:
                     self._held = transport.buffered()
                     continue
                 if self._queue:
+                    self._flusher.now = time.monotonic()
                     # what is queued goes first: a resync's snapshot follows it, and a busy
                     # channel that goes stale again meanwhile must not hold back the rest
                     self._write()

@@ -189,13 +189,16 @@ class Hub:
             self.metrics.envelopes_received.inc()
 
     async def _heartbeat_sweeps(self) -> None:
-        period_s = self.config.heartbeat_interval_s / 2
+        interval_s = self.config.heartbeat_interval_s
+        period_s = interval_s / 4
+        idle_s = interval_s - period_s  # so a link is never idle longer than the interval
         while True:
             await asyncio.sleep(period_s)
-            now_us = time.time_ns() // 1000
+            now_s = time.monotonic()
+            ts_us = time.time_ns() // 1000
             for conn in list(self._connections):
                 if not conn.closed:
-                    conn.heartbeat(now_us)
+                    conn.heartbeat(now_s, idle_s, ts_us)
 
     # -- store reads -----------------------------------------------------------------------
 

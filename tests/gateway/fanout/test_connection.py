@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -205,15 +206,16 @@ async def test_failed_send_closes_connection() -> None:
     await conn.close()
 
 
-async def test_heartbeat_only_when_nothing_was_written() -> None:
+async def test_heartbeat_only_when_nothing_was_written_for_the_idle_time() -> None:
     conn, transport, _, _ = make()
     live(conn, "book.A")
     conn.deliver(env("book.A", 1))
     await asyncio.sleep(0)
-    conn.heartbeat(123)  # something was written since the last sweep: no heartbeat
+    written = time.monotonic()
+    conn.heartbeat(written + 0.5, 1.0, 123)  # written half a second ago: no heartbeat
     await asyncio.sleep(0)
     assert transport.controls() == []
-    conn.heartbeat(456)  # nothing since: a heartbeat
+    conn.heartbeat(written + 1.5, 1.0, 456)  # idle for longer: a heartbeat
     await asyncio.sleep(0)
     assert transport.controls() == [{"type": "heartbeat", "ts": 456}]
     await conn.close()
