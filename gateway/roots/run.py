@@ -16,7 +16,12 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import uvicorn
+
+    from gateway.config import GatewayConfig
 
 DEFAULT_SYMBOLS = "AAPL,MSFT,TSLA"
 DEFAULT_CANDLES_DB = "data/candles.sqlite3"
@@ -170,6 +175,20 @@ def default_web_dir() -> str | None:
     return None
 
 
+def server_config(app: Any, gateway: GatewayConfig) -> uvicorn.Config:
+    """The ``uvicorn.Config`` that serves the gateway ``app``: the one place that says how
+    ``quotegate run`` serves it, so that ``quotegate bench fanout`` measures the same server."""
+    import uvicorn
+
+    return uvicorn.Config(
+        app,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        **gateway.uvicorn_kwargs(),
+    )
+
+
 def _terminate(signum: int, frame: FrameType | None) -> None:
     # uvicorn captures SIGTERM, shuts down cleanly, then raises it again: exit 0 then.
     raise SystemExit(0)
@@ -240,13 +259,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
     app = create_app(gateway, services=runtime.session)
-    config = uvicorn.Config(
-        app,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        **gateway.uvicorn_kwargs(),
-    )
+    config = server_config(app, gateway)
 
     class Server(uvicorn.Server):
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
