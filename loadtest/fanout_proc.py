@@ -68,6 +68,9 @@ def watch_pipe(conn: Connection, handle: Callable[[tuple[Any, ...]], None]) -> N
             handle(("eof",))
 
     loop.add_reader(conn.fileno(), readable)
+    # the loop made the descriptor non-blocking; a large answer (a client's latency buckets)
+    # must be written whole, so it goes back to blocking (reads only follow a poll())
+    os.set_blocking(conn.fileno(), True)
 
 
 def ask(conn: Connection, command: tuple[Any, ...], expect: str, timeout_s: float) -> Any:
