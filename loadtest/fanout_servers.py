@@ -5,7 +5,7 @@ in-process :class:`~loadtest.fanout_publisher.Publisher` calling its ``publish(e
 
 * ``quotegate`` (measured as ``quotegate-ws``, ``quotegate-sse`` and ``quotegate-poll``):
   ``create_app`` over a memory bus and store, served by the ``uvicorn.Config`` of
-  ``quotegate run`` (:func:`gateway.roots.run.server_config`); ``publish`` is what the
+  ``quotegate run`` (:func:`gateway.roots.run.uvicorn_config`); ``publish`` is what the
   embedded runtime's sink does: ``store.record`` then ``bus.publish``, one envelope per message;
 * ``websockets``: the ``websockets`` library's own asyncio server, ``websockets.broadcast()``
   of the payload text to the connections subscribed to the channel;
@@ -139,9 +139,9 @@ class QuotegateServer(UvicornServer):
         return None if seq is None else fanout_message.snapshot(channel, seq)
 
     def config(self) -> Any:
-        from gateway.roots.run import server_config
+        from gateway.roots.run import uvicorn_config
 
-        return server_config(self.app, self.gateway)
+        return uvicorn_config(self.app, self.gateway)
 
     def publish(self, envelope: Envelope) -> None:
         self.seqs[envelope.channel] = envelope.seq

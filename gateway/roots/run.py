@@ -175,18 +175,20 @@ def default_web_dir() -> str | None:
     return None
 
 
-def server_config(app: Any, gateway: GatewayConfig) -> uvicorn.Config:
-    """The ``uvicorn.Config`` that serves the gateway ``app``: the one place that says how
-    ``quotegate run`` serves it, so that ``quotegate bench fanout`` measures the same server."""
+def uvicorn_config(app: Any, gateway: GatewayConfig, **overrides: Any) -> uvicorn.Config:
+    """The ``uvicorn.Config`` quotegate serves ``app`` with: uvloop, httptools, the lifespan
+    and the limits of ``gateway`` (:meth:`GatewayConfig.uvicorn_kwargs`); ``overrides`` win
+    (e.g. ``port``, ``log_level``). ``quotegate bench fanout`` serves quotegate with it too."""
     import uvicorn
 
-    return uvicorn.Config(
-        app,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
+    kwargs: dict[str, Any] = {
+        "loop": "uvloop",
+        "http": "httptools",
+        "lifespan": "on",
         **gateway.uvicorn_kwargs(),
-    )
+        **overrides,
+    }
+    return uvicorn.Config(app, **kwargs)
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
@@ -259,7 +261,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
     app = create_app(gateway, services=runtime.session)
-    config = server_config(app, gateway)
+    config = uvicorn_config(app, gateway)
 
     class Server(uvicorn.Server):
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
