@@ -3,8 +3,8 @@ connections and counting what arrives with one :class:`~loadtest.fanout_message.
 
 They are built to cost little per message, so that the server, not the client, is measured:
 
-* WebSocket (quotegate, ``websockets``, Starlette, socket.io): picows, a Cython WebSocket
-  client; a frame's payload is scanned once for all the messages it carries;
+* WebSocket (quotegate, ``websockets``, Starlette, socket.io, the raw protocol): picows, a
+  Cython WebSocket client; a frame's payload is scanned once for all the messages it carries;
 * SSE: a plain asyncio protocol, httptools' response parser (it undoes the chunked encoding)
   and one scan per chunk of complete events;
 * polling: the same protocol, one keep-alive connection per client, a long poll (``wait``)
@@ -32,7 +32,7 @@ import orjson
 from loadtest.fanout_message import Tally
 from loadtest.fanout_proc import pin, raise_nofile, watch_pipe
 
-WS_KINDS = ("quotegate-ws", "websockets", "starlette-ws", "socketio")
+WS_KINDS = ("quotegate-ws", "websockets", "starlette-ws", "socketio", "raw-ws")
 SSE_KINDS = ("quotegate-sse", "sse-starlette")
 POLL_KINDS = ("quotegate-poll",)
 CONNECT_TIMEOUT_S = 10.0
@@ -46,6 +46,7 @@ class ClientSpec:
     """One entry per connection: the channels it subscribes to."""
     subscribe_at_connect: bool = True
     cpus: tuple[int, ...] = ()
+    nice: int = 0
     connect_concurrency: int = 200
     poll_wait_s: float = 5.0
 
@@ -63,6 +64,7 @@ def ws_path(kind: str) -> str:
     return {
         "quotegate-ws": "/v1/ws",
         "websockets": "/",
+        "raw-ws": "/",
         "starlette-ws": "/ws",
         "socketio": "/socket.io/?EIO=4&transport=websocket",
     }[kind]
@@ -313,7 +315,7 @@ async def subscribe_all(clients: list[Client], timeout_s: float) -> int:
 def run_clients(spec: ClientSpec, conn: Connection) -> None:
     import uvloop
 
-    pin(spec.cpus)
+    pin(spec.cpus, spec.nice)
     raise_nofile(len(spec.channel_sets) + 1024)
     try:
         uvloop.run(_run(spec, conn))

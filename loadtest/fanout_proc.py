@@ -35,12 +35,16 @@ def rss_bytes(pid: int) -> int:
         return int(f.read().split()[1]) * _PAGE_BYTES
 
 
-def pin(cpus: tuple[int, ...]) -> None:
-    """Run this process on ``cpus`` only (those that exist; nothing if none do)."""
+def pin(cpus: tuple[int, ...], nice: int = 0) -> None:
+    """Run this process on ``cpus`` only (those that exist; nothing if none do), at niceness
+    ``nice`` when it is not 0 (lowering it needs the privilege to; else it stays)."""
     available = os.sched_getaffinity(0)
     wanted = {cpu for cpu in cpus if cpu in available}
     if wanted:
         os.sched_setaffinity(0, wanted)
+    if nice:
+        with contextlib.suppress(PermissionError):
+            os.setpriority(os.PRIO_PROCESS, 0, nice)
 
 
 def raise_nofile(wanted: int) -> int:

@@ -12,7 +12,10 @@ in-process :class:`~loadtest.fanout_publisher.Publisher` calling its ``publish(e
 * ``starlette-ws``: a Starlette WebSocket endpoint on uvicorn, one bounded queue and one
   ``send_text`` loop per connection (the usual broadcast idiom);
 * ``sse-starlette``: an ``EventSourceResponse`` per client fed by the same kind of queue;
-* ``socketio``: python-socketio's ASGI app on uvicorn, ``emit`` to a room per channel.
+* ``socketio``: python-socketio's ASGI app on uvicorn, ``emit`` to a room per channel;
+* ``raw-ws``: the ceiling of this machine and client, no library: a hand-written asyncio
+  protocol that does the WebSocket handshake and writes each message's frame, built once, to
+  every subscribed transport.
 
 The comparison servers on uvicorn use the same uvicorn settings as quotegate's plain ones
 (httptools, the websockets sans-I/O protocol, no compression). Their clients subscribe by
@@ -24,8 +27,10 @@ queue that is full drops the message; the client sees the seq gap and counts it 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import gc
+import hashlib
 import socket
 import sys
 from collections.abc import Awaitable, Callable
@@ -38,7 +43,8 @@ from loadtest import fanout_message
 from loadtest.fanout_proc import pin, raise_nofile, watch_pipe
 
 QUOTEGATE = "quotegate"
-SERVER_KINDS = (QUOTEGATE, "websockets", "starlette-ws", "sse-starlette", "socketio")
+SERVER_KINDS = (QUOTEGATE, "websockets", "starlette-ws", "sse-starlette", "socketio", "raw-ws")
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 START_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 10.0
 
@@ -48,6 +54,7 @@ class ServerSpec:
     kind: str
     channels: tuple[str, ...]
     cpus: tuple[int, ...] = ()
+    nice: int = 0
     gc_threshold: int = 50_000
     queue_max_messages: int = 4096
     """Per-connection queue of the comparison servers that have one (starlette-ws,
@@ -316,6 +323,114 @@ class SocketioServer(UvicornServer):
         return result
 
 
+class RawWsProtocol(asyncio.Protocol):
+    """The least a WebSocket server can do: handshake, read the client's (masked, small)
+    frames for its subscribe text, answer pings, and let :class:`RawWsServer` write frames."""
+
+    def __init__(self, server: RawWsServer) -> None:
+        self.server = server
+        self.transport: Any = None
+        self.buffer = b""
+        self.open = False
+        self.joined: list[str] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if not self.open:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head, self.buffer = self.buffer[:end], self.buffer[end + 4 :]
+            key = b""
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"sec-websocket-key":
+                    key = value.strip()
+            accept = base64.b64encode(hashlib.sha1(key + WS_GUID).digest())
+            self.transport.write(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+            )
+            self.open = True
+        while (frame := self._frame()) is not None:
+            opcode, payload = frame
+            if opcode == 1:
+                self.joined.extend(self.server.join(self.transport, payload.decode()))
+            elif opcode == 9:
+                self.transport.write(ws_frame(payload, opcode=10))
+            elif opcode == 8:
+                self.transport.close()
+
+    def _frame(self) -> tuple[int, bytes] | None:
+        buf = self.buffer
+        if len(buf) < 2:
+            return None
+        length, at = buf[1] & 0x7F, 2
+        if length == 126:
+            if len(buf) < 4:
+                return None
+            length, at = int.from_bytes(buf[2:4], "big"), 4
+        elif length == 127:
+            self.transport.close()  # never sent by the bench client
+            return None
+        mask_at, at = at, at + (4 if buf[1] & 0x80 else 0)
+        if len(buf) < at + length:
+            return None
+        payload = bytes(buf[at : at + length])
+        if buf[1] & 0x80:
+            mask = buf[mask_at:at]
+            payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        self.buffer = buf[at + length :]
+        return buf[0] & 0x0F, payload
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.leave(self.transport, self.joined)
+
+
+def ws_frame(payload: bytes, *, opcode: int = 1) -> bytes:
+    """An unmasked server frame (FIN set)."""
+    n = len(payload)
+    if n < 126:
+        head = bytes((0x80 | opcode, n))
+    elif n < 65536:
+        head = bytes((0x80 | opcode, 126)) + n.to_bytes(2, "big")
+    else:
+        head = bytes((0x80 | opcode, 127)) + n.to_bytes(8, "big")
+    return head + payload
+
+
+class RawWsServer(BenchServer):
+    def __init__(self, spec: ServerSpec) -> None:
+        self.subs: dict[str, set[Any]] = {ch: set() for ch in spec.channels}
+        self._server: asyncio.Server | None = None
+
+    def join(self, transport: Any, channels: str) -> list[str]:
+        joined = [ch for ch in channels.split(",") if ch in self.subs]
+        for channel in joined:
+            self.subs[channel].add(transport)
+        return joined
+
+    def leave(self, transport: Any, channels: list[str]) -> None:
+        for channel in channels:
+            self.subs[channel].discard(transport)
+
+    async def start(self, sock: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: RawWsProtocol(self), sock=sock)
+
+    def publish(self, envelope: Envelope) -> None:
+        frame = ws_frame(envelope.payload)
+        for transport in self.subs[envelope.channel]:
+            transport.write(frame)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+
+
 def build(spec: ServerSpec) -> BenchServer:
     makers: dict[str, Callable[[ServerSpec], BenchServer]] = {
         QUOTEGATE: QuotegateServer,
@@ -323,6 +438,7 @@ def build(spec: ServerSpec) -> BenchServer:
         "starlette-ws": StarletteWsServer,
         "sse-starlette": SseStarletteServer,
         "socketio": SocketioServer,
+        "raw-ws": RawWsServer,
     }
     return makers[spec.kind](spec)
 
@@ -338,12 +454,13 @@ def listening_socket() -> socket.socket:
 
 def serve(spec: ServerSpec, conn: Connection) -> None:
     """A server process: pin, raise the file limit, serve until told to stop. Answers
-    ``("ready", port)``, then ``("stats", {...})`` to every ``("stats",)``; ``("rate", R)``
-    sets the publisher's rate (messages/s over all channels; 0 pauses, ``inf`` publishes as
-    fast as the loop turns)."""
+    ``("ready", port)``, then ``("stats", {...})`` to every ``("stats",)`` and the publisher's
+    figures between two monotonic times to ``("window", start, end)``; ``("rate", R)`` sets
+    the publisher's rate (messages/s over all channels; 0 pauses, ``inf`` publishes as fast as
+    the loop turns)."""
     import uvloop
 
-    pin(spec.cpus)
+    pin(spec.cpus, spec.nice)
     raise_nofile(spec.max_connections * 2 + 1024)
     try:
         uvloop.run(_serve(spec, conn))
@@ -371,6 +488,8 @@ async def _serve(spec: ServerSpec, conn: Connection) -> None:
             publisher.set_rate(float(command[1]))
         elif command[0] == "stats":
             conn.send(("stats", publisher.stats()))
+        elif command[0] == "window":
+            conn.send(("window", publisher.window(command[1], command[2])))
         elif command[0] in ("stop", "eof"):
             stopping.set()
 

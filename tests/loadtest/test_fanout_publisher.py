@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 
 import orjson
 
@@ -51,9 +52,16 @@ async def test_fixed_rate_awaits_an_async_publish() -> None:
 
     publisher = Publisher(["book.A"], publish)
     publisher.set_rate(1000.0)
+    start = time.monotonic()
     task = asyncio.create_task(publisher.run())
     await asyncio.wait_for(five.wait(), 5)
+    await asyncio.sleep(0.05)
+    end = time.monotonic()
     publisher.close()
     await asyncio.wait_for(task, 5)
     assert got[:5] == [1, 2, 3, 4, 5]
-    assert publisher.stats()["max_behind_ms"] >= 0
+    # what was published inside a window of the monotonic clock, from the publisher's samples
+    window = publisher.window(start, end)
+    assert 0 < window["published"] <= len(got) and 0 < window["seconds"] <= end - start
+    assert window["max_behind_ms"] >= 0
+    assert publisher.window(end + 10, end + 20)["published"] == 0
