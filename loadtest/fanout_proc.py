@@ -37,13 +37,22 @@ def rss_bytes(pid: int) -> int:
 
 def pin(cpus: tuple[int, ...], nice: int = 0) -> None:
     """Run this process on ``cpus`` only (those that exist; nothing if none do), at niceness
-    ``nice`` when it is not 0 (lowering it needs the privilege to; else it stays)."""
+    ``nice`` when it is not 0.
+
+    With Linux's autogroup scheduling a niceness only counts against the processes of the
+    same session, so the process first starts its own session and sets that group's nice
+    (``/proc/self/autogroup``) as well: then it counts against every other session of a
+    shared machine. Lowering a niceness needs the privilege to; without it nothing changes."""
     available = os.sched_getaffinity(0)
     wanted = {cpu for cpu in cpus if cpu in available}
     if wanted:
         os.sched_setaffinity(0, wanted)
     if nice:
-        with contextlib.suppress(PermissionError):
+        with contextlib.suppress(OSError):
+            os.setsid()
+        with contextlib.suppress(OSError), open("/proc/self/autogroup", "w") as f:
+            f.write(str(nice))
+        with contextlib.suppress(OSError):
             os.setpriority(os.PRIO_PROCESS, 0, nice)
 
 
