@@ -99,7 +99,11 @@ class FanoutBenchConfig:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument
     a("--servers", default=DEFAULT_SERVERS, help=f"comma-separated, among {','.join(SERVERS)}")
-    a("--scenarios", default=",".join(SCENARIOS), help="comma-separated (default: all)")
+    a(
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help=f"comma-separated, among {','.join(SCENARIOS)}",
+    )
     a("--clients", type=int, default=1000, help="connections of steady and max")
     a("--many-clients", type=int, default=5000, help="connections of steady-many, memory, channels")
     a("--rate", type=float, default=100.0, help="messages/s of steady and steady-many")
