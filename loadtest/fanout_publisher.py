@@ -89,6 +89,7 @@ class Publisher:
         self.published += 1
         if result is not None and inspect.isawaitable(result):
             await result
+        self._sample(time.monotonic())  # a publish may take long (an awaited emit)
 
     async def run(self) -> None:
         next_at = 0.0
