@@ -16,6 +16,8 @@ BENCHMARKS: dict[str, str] = {
     "publisher": "market-data publisher: events/s into envelopes",
     "store": "snapshot store: writes and reads per second",
     "durability": "journal: latency publish-after-commit would add vs the clean-shutdown mark",
+    "fanout": "push fan-out: quotegate WebSocket/SSE/polling against websockets, Starlette, "
+    "sse-starlette and python-socketio, side by side",
 }
 
 

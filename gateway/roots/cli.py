@@ -16,7 +16,7 @@ from types import ModuleType
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "run": ("gateway.roots.run", "run everything in one process (engine, feed, gateway, web UI)"),
     "replay": ("gateway.roots.replay", "run a command file through a fresh engine"),
-    "bench": ("loadtest.bench", "benchmarks: engine, publisher, store"),
+    "bench": ("loadtest.bench", "benchmarks: engine, publisher, store, fanout"),
 }
 
 
