@@ -3,16 +3,18 @@
 The lifespan starts the services (bus, store, candle archive), builds the :class:`Hub` over
 them and keeps everything on ``app.state``: ``config``, ``services``, ``hub``, ``metrics``.
 Routes come from the transport and route modules, each exposing ``routes()``; the web UI is
-served from ``config.web_dir`` at ``/``. A streaming transport that ``config.transports`` leaves
-out is refused the way a proxy that blocks it would: the WebSocket handshake gets HTTP 403, the
-SSE and poll endpoints ``404 not_found``; clients then fall back to the next transport. Errors never reach a client as a traceback: a
-:class:`~gateway.wire.errors.GatewayError` becomes its JSON error, anything else a JSON 500.
+served from ``config.web_dir`` at ``/``. A streaming transport that ``config.transports``
+leaves out is refused the way a proxy that blocks it would: the WebSocket handshake gets HTTP
+403, the SSE and poll endpoints ``404 not_found``; clients then fall back to the next one.
+Errors never reach a client as a traceback: a :class:`~gateway.wire.errors.GatewayError`
+becomes its JSON error, anything else a JSON 500.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+import mimetypes
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
@@ -34,6 +36,10 @@ from gateway.wire import errors
 from gateway.wire.errors import GatewayError, error_response
 
 log = logging.getLogger(__name__)
+
+# the page imports the chart library as an ES module (.mjs); a browser runs a module script
+# only when it is served as JavaScript, whatever the host's /etc/mime.types says
+mimetypes.add_type("text/javascript", ".mjs")
 
 ServicesSource = (
     Services

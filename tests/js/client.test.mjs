@@ -268,3 +268,13 @@ test("the token reaches links opened later and the open one", async () => {
   client.auth("k2");
   assert.deepEqual(last().tokens, ["k2"]);
 });
+
+test("`start` begins lower down the list; probing still moves it up", async () => {
+  const { clock, client, last } = setup({ start: "poll" });
+  client.subscribe("ticker.A", () => {});
+  assert.equal(last().kind, "poll");
+  last().open();
+  last().send(tickSnap("ticker.A", 1));
+  await clock.advance(10000);
+  assert.equal(last().kind, "ws");
+});

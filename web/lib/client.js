@@ -12,6 +12,7 @@ import { modelFor } from "./views.js";
 
 export const DEFAULTS = Object.freeze({
   transports: ["ws", "sse", "poll"],
+  start: null, // the transport to try first (default: the first of `transports`)
   openTimeoutMs: 4000, // a link that has not answered by then has failed
   heartbeatTimeoutMs: 25000, // silence this long on an open link (heartbeats come every 10 s) = dead
   probeMs: 30000, // while on a fallback, try the better transports about this often (+-50 %)
@@ -34,9 +35,11 @@ function defaultEnv() {
   };
 }
 
+/** A started Client. It connects on the next microtask, so that subscriptions and listeners
+ * added right after connect() see everything from the first state on. */
 export function connect(options = {}) {
   const client = new Client(options);
-  client.start();
+  queueMicrotask(() => client.start());
   return client;
 }
 
@@ -64,7 +67,9 @@ export class Client {
     this.listeners = { state: new Set(), error: new Set() };
     this.active = null; // the link carrying the stream
     this.probe = null; // a better link being tried while on a fallback
-    this.index = 0; // the active (or next) link's place in `transports`
+    // the active (or next) link's place in `transports`; `start` begins lower (a page that
+    // knows WebSockets are blocked where it runs), probing still moves it up
+    this.index = o.start ? Math.max(0, this.transports.indexOf(o.start)) : 0;
     this.probeIndex = 0;
     this.drops = [];
     this.timers = { retry: null, open: null, probeOpen: null, watchdog: null, probe: null };

@@ -176,9 +176,8 @@ def test_switched_off_transports_are_refused_like_a_blocking_proxy(stack: Stack)
             assert refused.status_code == 404
             assert refused.json()["error"]["code"] == "not_found"
             assert "sse transport is switched off" in refused.json()["error"]["message"]
-        with pytest.raises(WebSocketDisconnect) as closed:
-            with client.websocket_connect("/v1/ws"):
-                pass  # pragma: no cover - the handshake is refused
+        with pytest.raises(WebSocketDisconnect) as closed, client.websocket_connect("/v1/ws"):
+            pass  # pragma: no cover - the handshake is refused
         assert closed.value.code == 1008
         assert client.get("/v1/poll?ch=ticker.AAPL").status_code == 200
     app = create_app(GatewayConfig(transports="ws,sse"), services=stack.services)
