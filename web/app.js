@@ -474,6 +474,7 @@ async function useKey(key) {
 
 function onOrders(view, info) {
   page.orders = view;
+  if (info.type === "snapshot" && info.resync) loadFills(); // fills in a gap are not replayed
   if (info.type === "update" && view.event && view.event.event === "trade") addFills([view.event]);
   renderOrders();
   if (info.type === "update") scheduleBalances();

@@ -278,3 +278,16 @@ test("`start` begins lower down the list; probing still moves it up", async () =
   await clock.advance(10000);
   assert.equal(last().kind, "ws");
 });
+
+test("an unasked snapshot replacing a state says so: resync 'server'", async () => {
+  const { clock, client, last } = setup();
+  const seen = [];
+  client.subscribe("ticker.A", (view, info) => seen.push([info.seq, info.resync]));
+  last().open();
+  last().send(tickSnap("ticker.A", 1));
+  last().fail();
+  await clock.advance(1000);
+  last().open();
+  last().send(tickSnap("ticker.A", 900)); // the history did not reach back that far
+  assert.deepEqual(seen, [[1, null], [900, "server"]]);
+});

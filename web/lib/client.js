@@ -83,7 +83,7 @@ export class Client {
   subscribe(channel, handler) {
     let entry = this.channels.get(channel);
     if (!entry) {
-      entry = { sync: new ChannelSync(channel), model: modelFor(channel), handlers: new Set(), resyncReason: null };
+      entry = { sync: new ChannelSync(channel), model: modelFor(channel), handlers: new Set(), resyncReason: null, hadState: false };
       this.channels.set(channel, entry);
       this._queueSync();
     } else if (entry.sync.position() !== null) {
@@ -313,6 +313,10 @@ export class Client {
       case APPLY_SNAPSHOT:
         this.counters.snapshots += 1;
         if (!entry.model.snapshot(msg.data)) return this._mismatch(entry);
+        // a snapshot replacing a state we had, unasked: a resume past the server's history,
+        // or a slow link's conflation
+        if (entry.resyncReason === null && entry.hadState) entry.resyncReason = "server";
+        entry.hadState = true;
         this._deliver(entry, msg, "snapshot");
         entry.resyncReason = null;
         return;
