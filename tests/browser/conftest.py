@@ -24,6 +24,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.services import missing_service
+
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("QUOTEGATE_CHROMIUM", "/usr/bin/chromium")
 KEY = "browser-test-key-0123456789"
@@ -32,17 +34,10 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 pytestmark = pytest.mark.browser
 
 
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not os.access(CHROMIUM, os.X_OK):
-        message = f"no Chromium at {CHROMIUM} (apt-get install chromium)"
-        if _in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
+        missing_service(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
