@@ -32,6 +32,7 @@ const page = {
   tickers: new Map(),
   key: null,
   book: null,
+  bookChanged: { bids: new Set(), asks: new Set() },
   trades: [],
   chart: null,
   candles: [], // REST history merged with the stream, oldest first
@@ -215,15 +216,17 @@ function fillRow(row, level, max, changed) {
 }
 
 function renderBook() {
-  const view = page.book || { bids: [], asks: [], changed: { bids: new Set(), asks: new Set() } };
+  const view = page.book || { bids: [], asks: [] };
+  const changed = page.bookChanged; // every price touched since the last frame
+  page.bookChanged = { bids: new Set(), asks: new Set() };
   const cum = (levels) => { let s = 0; return levels.slice(0, BOOK_ROWS).map(([p, q]) => [p, q, (s += q)]); };
   const cb = cum(view.bids);
   const ca = cum(view.asks);
   const max = Math.max(1, cb.length ? cb[cb.length - 1][2] : 0, ca.length ? ca[ca.length - 1][2] : 0);
   for (let i = 0; i < BOOK_ROWS; i++) {
-    fillRow(bookDom.bids[i], cb[i], max, cb[i] && view.changed.bids.has(cb[i][0]));
+    fillRow(bookDom.bids[i], cb[i], max, cb[i] && changed.bids.has(cb[i][0]));
     const a = ca[BOOK_ROWS - 1 - i];
-    fillRow(bookDom.asks[i], a, max, a && view.changed.asks.has(a[0]));
+    fillRow(bookDom.asks[i], a, max, a && changed.asks.has(a[0]));
   }
   const bids = view.bids;
   const asks = view.asks;
@@ -387,6 +390,7 @@ function selectSymbol(symbol) {
   client.subscribe(`book.${symbol}`, (view, info) => {
     page.book = view;
     page.bookSeq = info.seq;
+    for (const side of ["bids", "asks"]) for (const p of view.changed[side]) page.bookChanged[side].add(p);
     drawBook();
   });
   client.subscribe(`trades.${symbol}`, (view, info) => {

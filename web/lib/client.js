@@ -256,6 +256,7 @@ export class Client {
 
   _watch() {
     const link = this.active;
+    if (!this.channels.size) return this._clear("watchdog"); // an idle link has nothing to say
     this._timer("watchdog", this.options.heartbeatTimeoutMs, () => {
       if (this.active !== link) return;
       link.close();
@@ -381,6 +382,7 @@ export class Client {
       const resync = [...this.resyncQueue];
       this.resyncQueue.clear();
       for (const link of [this.active, this.probe]) if (link && !link.closed) link.sync(resync);
+      if (this.active && this.active.opened) this._watch(); // channels it must now deliver
     });
   }
 

@@ -159,6 +159,10 @@ class RequestLink extends BaseLink {
     super(opts);
     this.controller = null;
     this.generation = 0;
+    // `orders` without a token would make the server refuse the whole request (401): it waits
+    // for auth() instead, and the public channels flow meanwhile
+    const wanted = this.wanted;
+    this.wanted = () => wanted().filter((ch) => ch !== "orders" || this.token);
   }
 
   headers() {

@@ -33,9 +33,18 @@ export class BookModel {
     return this.checksumOk;
   }
 
-  /** {bids, asks} ([price, qty], best first) and the prices this update changed. */
+  /** {bids, asks} ([price, qty], best first) and the prices this update changed. The sides
+   * are sorted when first read (a page that draws once a frame sorts once a frame) and show
+   * the book as it is at that moment. */
   view() {
-    return { bids: this.book.bids(), asks: this.book.asks(), changed: this.changed };
+    const book = this.book;
+    let bids = null;
+    let asks = null;
+    return {
+      get bids() { return (bids ??= book.bids()); },
+      get asks() { return (asks ??= book.asks()); },
+      changed: this.changed,
+    };
   }
 }
 
