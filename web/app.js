@@ -6,7 +6,7 @@
 import { connect } from "./quotegate.js";
 import { mergeCandles, RESOLUTIONS } from "./lib/candles.js";
 
-const BOOK_ROWS = 15;
+const BOOK_ROWS = 14;
 const TAPE_ROWS = 40;
 const FILLS_MAX = 100;
 const WATCH_MAX = 50;
