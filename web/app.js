@@ -512,6 +512,10 @@ async function cancelOrder(orderId) {
 
 function addFills(list) {
   for (const f of list) page.fills.set(`${f.tradeId}:${f.orderId}:${f.side}`, f);
+  for (const key of page.fills.keys()) {
+    if (page.fills.size <= FILLS_MAX * 5) break;
+    page.fills.delete(key); // the oldest arrivals
+  }
   renderFills();
 }
 

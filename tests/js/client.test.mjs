@@ -291,3 +291,25 @@ test("an unasked snapshot replacing a state says so: resync 'server'", async () 
   last().send(tickSnap("ticker.A", 900)); // the history did not reach back that far
   assert.deepEqual(seen, [[1, null], [900, "server"]]);
 });
+
+test("a resync that is not answered is asked for again after resyncRetryMs", async () => {
+  const { clock, client, last } = setup({ resyncRetryMs: 5000 });
+  client.subscribe("ticker.A", () => {});
+  await flush();
+  const ws = last();
+  ws.open();
+  ws.send(tickSnap("ticker.A", 1));
+  ws.send(tick("ticker.A", 3)); // gap: asks
+  await flush();
+  const asked = () => ws.syncs.filter((s) => s.resync.length).length;
+  assert.equal(asked(), 1);
+  await clock.advance(4000);
+  ws.send(tick("ticker.A", 4)); // still waiting: no second request yet
+  await flush();
+  assert.equal(asked(), 1);
+  await clock.advance(1500);
+  ws.send(tick("ticker.A", 5)); // the answer never came (e.g. rate_limited): ask again
+  await flush();
+  assert.equal(asked(), 2);
+  assert.equal(client.counters.gaps, 1);
+});

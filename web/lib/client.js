@@ -19,6 +19,7 @@ export const DEFAULTS = Object.freeze({
   dropsToFallBack: 3, // a link that works but drops this often ...
   dropWindowMs: 60000, // ... within this window counts as failing: fall back
   pollWaitS: 20,
+  resyncRetryMs: 5000, // a resync not answered by then is asked for again
   backoff: { baseMs: 500, maxMs: 30000, jitter: 0.5 },
   delaySmoothing: 0.2,
 });
@@ -83,7 +84,7 @@ export class Client {
   subscribe(channel, handler) {
     let entry = this.channels.get(channel);
     if (!entry) {
-      entry = { sync: new ChannelSync(channel), model: modelFor(channel), handlers: new Set(), resyncReason: null, hadState: false };
+      entry = { sync: new ChannelSync(channel), model: modelFor(channel), handlers: new Set(), resyncReason: null, hadState: false, resyncAt: 0 };
       this.channels.set(channel, entry);
       this._queueSync();
     } else if (entry.sync.position() !== null) {
@@ -349,7 +350,11 @@ export class Client {
   }
 
   _resync(entry, reason) {
-    if (entry.sync.resyncing) return; // asked already: the missed updates or a snapshot follow
+    // asked already: the missed updates or a snapshot follow (unless the request got lost,
+    // e.g. refused as rate_limited: then ask again after resyncRetryMs)
+    const now = this.env.now();
+    if (entry.sync.resyncing && now - entry.resyncAt < this.options.resyncRetryMs) return;
+    entry.resyncAt = now;
     entry.sync.resyncing = true;
     entry.resyncReason = reason;
     this.counters.resyncs += 1;
