@@ -20,6 +20,7 @@ from typing import Any
 
 DEFAULT_SYMBOLS = "AAPL,MSFT,TSLA"
 DEFAULT_CANDLES_DB = "data/candles.sqlite3"
+DEFAULT_DATABASE_URL = "sqlite:data/reports.sqlite3"
 
 # flag dest -> (environment variable, default)
 ENV: dict[str, tuple[str, Any]] = {
@@ -39,6 +40,9 @@ ENV: dict[str, tuple[str, Any]] = {
     "web_dir": ("QUOTEGATE_WEB_DIR", None),
     "log_level": ("QUOTEGATE_LOG_LEVEL", "info"),
     "journal": ("QUOTEGATE_JOURNAL", None),
+    "database_url": ("QUOTEGATE_DATABASE_URL", DEFAULT_DATABASE_URL),
+    "reporter_queue_records": ("QUOTEGATE_REPORTER_QUEUE_RECORDS", 1_000_000),
+    "reporter_batch_records": ("QUOTEGATE_REPORTER_BATCH_RECORDS", 5000),
     "fsync": ("QUOTEGATE_FSYNC", "interval"),
     "fsync_interval_ms": ("QUOTEGATE_FSYNC_INTERVAL_MS", 5.0),
     "book_depth": ("QUOTEGATE_BOOK_DEPTH", 50),
@@ -94,6 +98,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="journal every command to PATH and restore from it at start (QUOTEGATE_JOURNAL; "
         "default none: nothing is written)",
+    )
+    a(
+        "--database-url",
+        metavar="URL",
+        help="reporting database for history, statements and reconciliation: "
+        "sqlite:PATH, postgresql://user@host:port/db, or 'none' for no reporter "
+        f"(QUOTEGATE_DATABASE_URL, default {DEFAULT_DATABASE_URL})",
+    )
+    a(
+        "--reporter-queue-records",
+        type=int,
+        help="records the reporter's queue holds before it overflows "
+        "(QUOTEGATE_REPORTER_QUEUE_RECORDS, default 1000000)",
+    )
+    a(
+        "--reporter-batch-records",
+        type=int,
+        help="records per reporting transaction at most "
+        "(QUOTEGATE_REPORTER_BATCH_RECORDS, default 5000)",
     )
     a(
         "--fsync",
@@ -170,6 +193,16 @@ def default_web_dir() -> str | None:
     return None
 
 
+def _redacted(url: str) -> str:
+    """A database URL without its password."""
+    scheme, sep, rest = url.partition("://")
+    if sep and "@" in rest:
+        userinfo, _, host = rest.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        return f"{scheme}://{user}@{host}"
+    return url
+
+
 def _terminate(signum: int, frame: FrameType | None) -> None:
     # uvicorn captures SIGTERM, shuts down cleanly, then raises it again: exit 0 then.
     raise SystemExit(0)
@@ -220,6 +253,9 @@ def run(args: argparse.Namespace) -> int:
                 if s["journal"]
                 else None
             ),
+            database_url=None if s["database_url"] == "none" else s["database_url"],
+            reporter_queue_records=s["reporter_queue_records"],
+            reporter_batch_records=s["reporter_batch_records"],
             gc_threshold=s["gc_threshold"],
             engine=EngineConfig(
                 finished_orders_max=s["finished_orders_max"] or None,
@@ -268,6 +304,8 @@ def run(args: argparse.Namespace) -> int:
             f"quotegate: journal {jc.path} (fsync={jc.fsync}, "
             f"{runtime.journal.restored_records} commands to restore)"
         )
+    if embedded.database_url:
+        banner.append(f"quotegate: reporting to {_redacted(embedded.database_url)}")
     if runtime.accounts.demo_key is not None:
         banner.append(f"quotegate: demo account 'demo', API key: {runtime.accounts.demo_key}")
     print("\n".join(banner), file=sys.stderr, flush=True)  # always shown, whatever the level
