@@ -17,6 +17,7 @@ import orjson
 
 from engine.units import format_cash
 from gateway.reporting.database import Database
+from gateway.reporting.schema import join
 from gateway.seams.history import Page
 
 _INT_MAX = 2**63 - 1
@@ -28,8 +29,8 @@ ORDER_COLUMNS = (
     "order_id, account, client_order_id, symbol, side, type, tif, price, qty, open_qty, filled, ts"
 )
 EXECUTION_COLUMNS = (
-    "trade_id, order_id, client_order_id, symbol, side, price, qty, liquidity, ts, notional,"
-    " currency"
+    "trade_id, order_id, client_order_id, symbol, side, price, qty, liquidity, ts, notional_hi,"
+    " notional_lo, currency"
 )
 
 
@@ -98,30 +99,26 @@ def amount_text(asset: str, units: int, shares: set[str]) -> int | str:
     return units if asset in shares else format_cash(units)
 
 
+async def balances_before(db: Database, stream: int, account: str, ts: int) -> dict[str, int]:
+    """The account's total per asset from its balance changes before ``ts``."""
+    rows = await db.fetch(
+        "SELECT asset, SUM(amount_hi), SUM(amount_lo) FROM balance_changes"
+        " WHERE stream = $1 AND account = $2 AND ts < $3 GROUP BY asset",
+        stream,
+        account,
+        ts,
+    )
+    return {asset: join(hi, lo) for asset, hi, lo in rows}
+
+
 async def statement(db: Database, stream: int, account: str, day: date) -> dict[str, Any]:
     """One account's statement for one UTC day: balances (total, available + reserved) at the
     day's start and end per asset, every fill of the day (with its ``notional``), the turnover
     per currency (the notional of every fill) and the volume per symbol and side."""
     start, end = day_bounds_us(day)
     shares = await shares_of(db, stream)
-    opening = dict(
-        await db.fetch(
-            "SELECT asset, SUM(amount) FROM balance_changes"
-            " WHERE stream = $1 AND account = $2 AND ts < $3 GROUP BY asset",
-            stream,
-            account,
-            start,
-        )
-    )
-    closing = dict(
-        await db.fetch(
-            "SELECT asset, SUM(amount) FROM balance_changes"
-            " WHERE stream = $1 AND account = $2 AND ts < $3 GROUP BY asset",
-            stream,
-            account,
-            end,
-        )
-    )
+    opening = await balances_before(db, stream, account, start)
+    closing = await balances_before(db, stream, account, end)
     rows = await db.fetch(
         f"SELECT {EXECUTION_COLUMNS} FROM executions"
         " WHERE stream = $1 AND account = $2 AND ts >= $3 AND ts < $4 ORDER BY trade_id, side",
@@ -135,7 +132,7 @@ async def statement(db: Database, stream: int, account: str, day: date) -> dict[
     volume: dict[str, dict[str, int]] = {}
     for row in rows:
         fill = execution_json(row)
-        notional, currency = int(row[9]), row[10]
+        notional, currency = join(row[9], row[10]), row[11]
         fill["notional"] = format_cash(notional)
         fill["currency"] = currency
         fills.append(fill)

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import NamedTuple
 
 from gateway.reporting.database import Database
+from gateway.reporting.schema import join
 
 Balances = dict[str, dict[str, int]]
 """``account -> asset -> total`` (cash in 10**-8 units, shares in shares)."""
@@ -40,34 +41,34 @@ async def expected_from_fills(db: Database, stream: int) -> Balances:
         assets = out.setdefault(account, {})
         assets[asset] = assets.get(asset, 0) + amount
 
-    for account, asset, amount in await db.fetch(
-        "SELECT account, asset, SUM(amount) FROM balance_changes"
+    for account, asset, hi, lo in await db.fetch(
+        "SELECT account, asset, SUM(amount_hi), SUM(amount_lo) FROM balance_changes"
         " WHERE stream = $1 AND kind = 'deposit' GROUP BY account, asset",
         stream,
     ):
-        add(account, asset, int(amount))
-    for account, symbol, side, qty, cash, currency in await db.fetch(
-        "SELECT e.account, e.symbol, e.side, SUM(e.qty), SUM(e.price_ticks * e.qty *"
-        " i.cash_per_tick), i.currency FROM executions e JOIN instruments i"
+        add(account, asset, join(hi, lo))
+    for account, symbol, side, qty, ticks_x_qty, cash_per_tick, currency in await db.fetch(
+        "SELECT e.account, e.symbol, e.side, SUM(e.qty), SUM(e.price_ticks * e.qty),"
+        " i.cash_per_tick, i.currency FROM executions e JOIN instruments i"
         " ON i.stream = e.stream AND i.symbol = e.symbol WHERE e.stream = $1"
-        " GROUP BY e.account, e.symbol, e.side, i.currency",
+        " GROUP BY e.account, e.symbol, e.side, i.cash_per_tick, i.currency",
         stream,
     ):
         sign = 1 if side == "buy" else -1
         add(account, symbol, sign * int(qty))
-        add(account, currency, -sign * int(cash))
+        add(account, currency, -sign * int(ticks_x_qty) * int(cash_per_tick))
     return out
 
 
 async def expected_from_ledger(db: Database, stream: int) -> Balances:
     """The sum of the balance changes, per account and asset."""
     out: Balances = {}
-    for account, asset, amount in await db.fetch(
-        "SELECT account, asset, SUM(amount) FROM balance_changes WHERE stream = $1"
-        " GROUP BY account, asset",
+    for account, asset, hi, lo in await db.fetch(
+        "SELECT account, asset, SUM(amount_hi), SUM(amount_lo) FROM balance_changes"
+        " WHERE stream = $1 GROUP BY account, asset",
         stream,
     ):
-        out.setdefault(account, {})[asset] = int(amount)
+        out.setdefault(account, {})[asset] = join(hi, lo)
     return out
 
 

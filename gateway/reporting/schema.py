@@ -4,7 +4,10 @@ Every statement is written once, with ``$n`` placeholders (PostgreSQL's); the SQ
 rewrites them to ``?n``. Types are the common subset: ``BIGINT`` and ``TEXT`` (SQLite maps both
 onto its own). Times are microseconds since the Unix epoch (the engine's ``ts``); cash is in
 units of 10**-8 of its currency, shares in shares, prices as the engine's decimal text (and in
-ticks where arithmetic needs them).
+ticks where arithmetic needs them). Amounts can pass 64 bits (a deposit of 10**12 dollars is
+10**20 cash units), so every amount is stored split in two ``BIGINT`` columns, ``_hi`` and
+``_lo`` with ``amount = hi * SPLIT + lo`` and ``0 <= lo < SPLIT`` (:func:`split`, :func:`join`):
+their sums stay exact in both databases.
 
 Tables (``stream`` numbers one engine history: one journal, or one run without a journal):
 
@@ -27,6 +30,7 @@ version. ``schema_version`` records what was applied.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 SCHEMA_VERSION_TABLE = (
     "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT PRIMARY KEY, applied_ts BIGINT)"
@@ -102,7 +106,8 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                 qty BIGINT NOT NULL,
                 liquidity TEXT NOT NULL,
                 currency TEXT NOT NULL,
-                notional BIGINT NOT NULL,
+                notional_hi BIGINT NOT NULL,
+                notional_lo BIGINT NOT NULL,
                 ts BIGINT NOT NULL,
                 PRIMARY KEY (stream, trade_id, side)
             )""",
@@ -113,7 +118,8 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
                 kind TEXT NOT NULL,
                 account TEXT NOT NULL,
                 asset TEXT NOT NULL,
-                amount BIGINT NOT NULL,
+                amount_hi BIGINT NOT NULL,
+                amount_lo BIGINT NOT NULL,
                 trade_id BIGINT,
                 ts BIGINT NOT NULL,
                 PRIMARY KEY (stream, kind, ref, account, asset)
@@ -160,13 +166,13 @@ INSERT_ORDER_EVENT = (
 )
 INSERT_EXECUTION = (
     "INSERT INTO executions (stream, trade_id, side, seq, account, order_id, client_order_id,"
-    " symbol, price, price_ticks, qty, liquidity, currency, notional, ts)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+    " symbol, price, price_ticks, qty, liquidity, currency, notional_hi, notional_lo, ts)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
     " ON CONFLICT (stream, trade_id, side) DO NOTHING"
 )
 INSERT_BALANCE_CHANGE = (
-    "INSERT INTO balance_changes (stream, ref, kind, account, asset, amount, trade_id, ts)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+    "INSERT INTO balance_changes (stream, ref, kind, account, asset, amount_hi, amount_lo,"
+    " trade_id, ts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
     " ON CONFLICT (stream, kind, ref, account, asset) DO NOTHING"
 )
 UPSERT_CANDLE = (
@@ -188,6 +194,19 @@ TRUNCATE: list[tuple[str, str]] = [
 ]
 """``(statement, mark)``: each deletes a stream's rows past ``$2``, the ``seq`` or ``in_seq``."""
 SET_MARK = "UPDATE streams SET last_in_seq = $2, last_seq = $3 WHERE id = $1"
+
+SPLIT = 10**8
+
+
+def split(amount: int) -> tuple[int, int]:
+    """``amount`` as ``(hi, lo)``, ``amount = hi * SPLIT + lo``, ``0 <= lo < SPLIT``."""
+    return divmod(amount, SPLIT)
+
+
+def join(hi: Any, lo: Any) -> int:
+    """The amount of a ``(hi, lo)`` pair, or of the sums of many (``None`` counts as 0)."""
+    return int(hi or 0) * SPLIT + int(lo or 0)
+
 
 _PG_PARAM = re.compile(r"\$(\d+)")
 

@@ -20,21 +20,30 @@ from engine.events import Accepted, Cancelled, Done, Rejected, Replaced, Trade
 from engine.instruments import Instrument
 from engine.units import CASH_SCALE, format_scaled, parse_cash
 from gateway.reporting.records import CandleClosed, Funded, Listed, Offer
+from gateway.reporting.schema import split
 
 Row = tuple[Any, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class Grid:
-    """What the translator needs of an instrument."""
+    """What the translator needs of an instrument (``price_text`` memoised: a market trades
+    at few distinct prices)."""
 
     currency: str
     price_decimals: int
     tick_units: int
     cash_per_tick: int
+    _texts: dict[int, str] = field(default_factory=dict, compare=False, repr=False)
 
     def price_text(self, ticks: int) -> str:
-        return format_scaled(ticks * self.tick_units, self.price_decimals)
+        texts = self._texts
+        text = texts.get(ticks)
+        if text is None:
+            if len(texts) >= 65_536:
+                texts.clear()
+            text = texts[ticks] = format_scaled(ticks * self.tick_units, self.price_decimals)
+        return text
 
 
 @dataclass(slots=True)
@@ -161,7 +170,7 @@ class Translator:
                             "deposit",
                             rec.account,
                             rec.asset,
-                            rec.amount,
+                            *split(rec.amount),
                             None,
                             rec.ts,
                         )
@@ -357,7 +366,7 @@ class Translator:
                     t.qty,
                     liquidity,
                     currency,
-                    notional,
+                    *split(notional),
                     t.ts,
                 )
             )
@@ -378,10 +387,10 @@ class Translator:
             )
             sign = 1 if side == "buy" else -1
             rows.balance_changes.append(
-                (stream, t.seq, side, account, t.symbol, sign * t.qty, t.trade_id, t.ts)
+                (stream, t.seq, side, account, t.symbol, *split(sign * t.qty), t.trade_id, t.ts)
             )
             rows.balance_changes.append(
-                (stream, t.seq, side, account, currency, -sign * notional, t.trade_id, t.ts)
+                (stream, t.seq, side, account, currency, *split(-sign * notional), t.trade_id, t.ts)
             )
             order = new_orders.get(order_id)
             if order is not None:

@@ -72,6 +72,7 @@ _SYMBOL_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")  # no dots: symbols are parts of
 REPLAY_SCAN_LINES = 10_000
 _ORDER_COMMANDS = (NewOrder, CancelOrder, ReplaceOrder)
 _FEEDBACK_EVENTS = (Done, Cancelled, Rejected)  # what the synthetic feed observes
+_UNEVENTFUL = (Deposit, DefineInstrument)  # commands the reporter gets a record of, not events
 log = logging.getLogger("quotegate.run")
 
 
@@ -266,6 +267,10 @@ class EmbeddedRuntime:
         if self.journal_error is not None:
             raise GatewayError(UNAVAILABLE, "commands are refused: the journal cannot be written")
         self.commands += 1
+        report = self._report
+        if report is not None and cmd.ts is None and type(cmd) in _UNEVENTFUL:
+            # stamped here, so that the reporter's record and the journal hold the same ts
+            cmd = cmd._replace(ts=self._clock())
         try:
             events: list[Event] = self.engine.submit(cmd)
         except JournalError as exc:  # durability lost: refuse everything from now on
@@ -276,12 +281,11 @@ class EmbeddedRuntime:
             self._defined(cmd)
         if events:
             self.publisher.on_events(events)
-        report = self._report
         if report is not None:
             if events:
                 report(events)
             elif type(cmd) is Deposit:
-                self._report_deposit(cmd, cmd.ts if cmd.ts is not None else self._clock())
+                self._report_deposit(cmd, cmd.ts or 0)
         return events
 
     def _defined(self, cmd: DefineInstrument) -> None:
@@ -290,7 +294,7 @@ class EmbeddedRuntime:
             self.publisher.add_instrument(inst)
             self._record_snapshots(symbol_channels(inst.symbol))
             if self._report is not None:
-                self._report([listed(self.engine.in_seq, cmd.ts or self._clock(), inst)])
+                self._report([listed(self.engine.in_seq, cmd.ts or 0, inst)])
 
     def _report_deposit(self, cmd: Deposit, ts: int) -> None:
         """A credited deposit (no event) as a ``Funded`` record."""

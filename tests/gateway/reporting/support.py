@@ -33,7 +33,7 @@ def history(
         symbols=symbols,
         accounts=accounts,
         ts_step_us=ts_step_us,
-        cash_per_account="100000000",  # 10**16 cash units: sums stay within 64 bits
+        cash_per_account="100000000000",  # 10**19 cash units: past 64 bits
         shares_per_account=1_000_000,
     )
     for cmd in generate(config, count):
