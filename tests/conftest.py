@@ -8,11 +8,13 @@
   Tests using it are marked ``@pytest.mark.kafka``.
 * ``postgres_url`` (session): ``$DATABASE_URL`` or a PostgreSQL cluster created by Debian's
   ``initdb`` in a temporary directory and started on a free loopback port (as the ``postgres``
-  user when the tests run as root). Without PostgreSQL the tests that use it are skipped, or
-  FAIL when ``CI`` is set. ``pg_database_url`` (function) is a fresh, empty database on it
+  user when the tests run as root). ``pg_database_url`` (function) is a fresh, empty database on it
   (dropped after the test); ``report_db_url`` (function, parametrised ``sqlite``/``postgres``)
   is a fresh reporting database of either kind.
 * ``free_port`` (function): a free TCP port on 127.0.0.1.
+
+A missing service skips its tests on a developer's machine and fails them under ``CI=true``
+(:func:`tests.services.missing_service`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.services import KafkaBroker, PostgresServer, RedisServer
+from tests.services import KafkaBroker, PostgresServer, RedisServer, missing_service
 from tests.services import free_port as _free_port
 
 
@@ -39,7 +41,7 @@ def redis_url() -> Iterator[str]:
     try:
         url = server.start()
     except RuntimeError as exc:
-        pytest.skip(f"no Redis server available: {exc}")
+        missing_service(f"no Redis server available: {exc}")
     try:
         yield url
     finally:
@@ -77,7 +79,7 @@ def kafka_bootstrap() -> Iterator[str]:
     try:
         bootstrap = broker.start()
     except (RuntimeError, TimeoutError) as exc:
-        pytest.skip(f"no Kafka broker available: {exc}")
+        missing_service(f"no Kafka broker available: {exc}")
     try:
         yield bootstrap
     finally:
@@ -87,13 +89,6 @@ def kafka_bootstrap() -> Iterator[str]:
 @pytest.fixture
 def free_port() -> int:
     return _free_port()
-
-
-def _missing(what: str) -> None:
-    """A service a test needs is missing: skip, or fail under CI (never a silent skip there)."""
-    if os.environ.get("CI"):
-        pytest.fail(f"{what} (CI is set: tests needing it must run)")
-    pytest.skip(what)
 
 
 @pytest.fixture(scope="session")
@@ -106,7 +101,7 @@ def postgres_url() -> Iterator[str]:
     try:
         url = server.start()
     except RuntimeError as exc:
-        _missing(f"no PostgreSQL server available: {exc}")
+        missing_service(f"no PostgreSQL server available: {exc}")
     try:
         yield url
     finally:

@@ -78,7 +78,10 @@ def parse_day(text: str) -> date:
     """``YYYY-MM-DD`` as a date (``ValueError`` otherwise)."""
     if not _DATE.fullmatch(text):
         raise ValueError("date must be YYYY-MM-DD")
-    return date.fromisoformat(text)
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise ValueError(f"date {text!r} is not a valid YYYY-MM-DD: {exc}") from None
 
 
 def day_bounds_us(day: date) -> tuple[int, int]:
