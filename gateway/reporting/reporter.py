@@ -33,6 +33,9 @@ from runtime.tasks import cancel_and_wait
 
 log = logging.getLogger("quotegate.reporter")
 
+TRANSLATE_STEP_RECORDS = 256
+"""Records translated between two yields to the event loop."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class ReporterConfig:
@@ -123,6 +126,7 @@ class Reporter:
         self.batches = 0
         self.write_errors = 0
         self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
         self._idle = asyncio.Event()
         self._idle.set()
         self._started = False
@@ -195,11 +199,25 @@ class Reporter:
         return written
 
     async def _write_batch(self, offers: Sequence[Offer]) -> int:
+        async with self._lock:  # one batch at a time: the task's and write()'s
+            return await self._write_locked(offers)
+
+    async def _write_locked(self, offers: Sequence[Offer]) -> int:
         translator = self.translator
         if translator is None:
             raise RuntimeError("the reporter is not open")
         before = (translator.last_in_seq, translator.last_seq, dict(translator.grids))
-        rows = translator.translate(offers)
+        # translated a few hundred records at a time, yielding in between: a batch of
+        # thousands never holds the event loop (the engine's thread) for long
+        batch = translator.begin()
+        step = 0
+        for offer in offers:
+            translator.add(batch, (offer,))
+            step += len(offer)
+            if step >= TRANSLATE_STEP_RECORDS:
+                step = 0
+                await asyncio.sleep(0)
+        rows = translator.finish(batch)
         if not rows.count():
             return 0
         try:

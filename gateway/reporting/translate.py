@@ -95,6 +95,20 @@ class _Change:
             self.open_abs -= qty
 
 
+class Batch:
+    """A batch being translated: its rows so far and the orders it touched."""
+
+    __slots__ = ("changes", "last_in_seq", "last_seq", "mark", "new_orders", "rows")
+
+    def __init__(self, mark: int, last_seq: int) -> None:
+        self.rows = Rows()
+        self.mark = mark  # offers at or before this in_seq are already written
+        self.last_in_seq = mark
+        self.last_seq = last_seq
+        self.new_orders: dict[int, list[Any]] = {}
+        self.changes: dict[int, _Change] = {}
+
+
 def listed(in_seq: int, ts: int, inst: Instrument) -> Listed:
     """The :class:`Listed` record of an instrument the engine defined."""
     return Listed(
@@ -140,12 +154,23 @@ class Translator:
         self.grids: dict[str, Grid] = dict(grids or {})
 
     def translate(self, offers: Iterable[Offer]) -> Rows:
-        rows = Rows()
+        """The rows of ``offers`` (one batch), the progress mark moved past them."""
+        batch = self.begin()
+        self.add(batch, offers)
+        return self.finish(batch)
+
+    def begin(self) -> Batch:
+        """A new batch: :meth:`add` offers to it (in several steps if wished), then
+        :meth:`finish` it. The translator's mark moves only at ``finish``."""
+        return Batch(self.last_in_seq, self.last_seq)
+
+    def add(self, batch: Batch, offers: Iterable[Offer]) -> None:
+        rows = batch.rows
         stream = self.stream
-        mark = self.last_in_seq
-        new_orders: dict[int, list[Any]] = {}
-        changes: dict[int, _Change] = {}
-        last_in_seq, last_seq = self.last_in_seq, self.last_seq
+        mark = batch.mark
+        new_orders = batch.new_orders
+        changes = batch.changes
+        last_in_seq, last_seq = batch.last_in_seq, batch.last_seq
         for offer in offers:
             for rec in offer:
                 kind = type(rec)
@@ -179,9 +204,14 @@ class Translator:
                     seq: int = rec.seq  # type: ignore[union-attr]
                     last_seq = seq
                     self._event(rec, rows, new_orders, changes)
-        for order in new_orders.values():
+        batch.last_in_seq, batch.last_seq = last_in_seq, last_seq
+
+    def finish(self, batch: Batch) -> Rows:
+        rows = batch.rows
+        stream = self.stream
+        for order in batch.new_orders.values():
             rows.orders.append(tuple(order))
-        for order_id, c in changes.items():
+        for order_id, c in batch.changes.items():
             rows.order_updates.append(
                 (
                     stream,
@@ -196,8 +226,8 @@ class Translator:
                     c.seq,
                 )
             )
-        rows.last_in_seq = self.last_in_seq = last_in_seq
-        rows.last_seq = self.last_seq = last_seq
+        rows.last_in_seq = self.last_in_seq = batch.last_in_seq
+        rows.last_seq = self.last_seq = batch.last_seq
         return rows
 
     def _listed(self, rec: Listed, rows: Rows) -> None:
