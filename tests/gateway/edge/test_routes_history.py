@@ -229,3 +229,22 @@ async def test_statement_without_a_database_is_503(tmp_path: Path) -> None:
             # and the engine answers time-range queries as before
             resp = await client.get("/v1/execution?startTime=0", headers=_auth(ALICE))
             assert resp.status_code == 200 and resp.json() == {"executions": []}
+
+
+def test_metrics_export_the_reporter_gauges(tmp_path: Path) -> None:
+    from starlette.testclient import TestClient
+
+    from gateway.edge.app import create_app
+
+    runtime = EmbeddedRuntime(
+        EmbeddedConfig(
+            symbols=["AAPL"],
+            feed="none",
+            demo_api_key=ALICE,
+            database_url=f"sqlite:{tmp_path / 'r.sqlite3'}",
+        )
+    )
+    with TestClient(create_app(services=runtime.session)) as client:
+        text = client.get("/metrics").text
+        assert "quotegate_reporter_lag_events" in text
+        assert "quotegate_reporter_dropped_records 0.0" in text

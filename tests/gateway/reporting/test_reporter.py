@@ -3,13 +3,15 @@ rows equal the engine's state, replays are no-ops, batches are atomic."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 
+from gateway.metrics import Metrics
 from gateway.reporting.database import open_database
 from gateway.reporting.history import ORDER_COLUMNS, order_json
 from gateway.reporting.reconcile import reconcile
 from gateway.reporting.records import QueueSource
-from gateway.reporting.reporter import Reporter, ReporterConfig
+from gateway.reporting.reporter import Reporter, ReporterConfig, rebuild_order
 from tests.gateway.reporting.support import dump, engine_orders, history, wallet_totals
 
 
@@ -142,3 +144,50 @@ def test_the_queue_refuses_past_its_capacity_and_keeps_a_prefix() -> None:
     q.offer([9, 9])  # type: ignore[list-item]  # 11 > 10: refused, and so is everything after
     q.offer([7])  # type: ignore[list-item]
     assert q.overflowed and q.dropped == 3 and q.pending == 9
+
+
+def test_the_queue_hands_out_whole_offers() -> None:
+    async def main() -> None:
+        q = QueueSource(capacity=100)
+        for n in (3, 4, 5, 20):
+            q.offer([0] * n)  # type: ignore[list-item]
+        assert [len(o) for o in await q.take(8)] == [3, 4]  # 3 + 4 <= 8 < 3 + 4 + 5
+        assert [len(o) for o in await q.take(8)] == [5]
+        assert [len(o) for o in await q.take(8)] == [20]  # larger than the limit: alone
+        assert q.pending == 0
+        q.close()
+        assert await q.take(8) == []
+
+    asyncio.run(main())
+
+
+def test_an_order_is_rebuilt_from_its_events() -> None:
+    events = [
+        (10, "accepted", "5.00", 10, 100),
+        (12, "trade", "5.00", 4, 101),
+        (15, "replaced", "5.10", 3, 102),
+        (18, "trade", "5.10", 1, 103),
+    ]
+    assert rebuild_order(events) == ("5.10", 7, 2, 5, 103, 18)
+    assert rebuild_order([*events, (20, "cancelled", None, 2, 104)]) == (
+        "5.10", 7, 0, 5, 104, 20,
+    )  # fmt: skip
+    assert rebuild_order(events[1:]) is None
+
+
+def test_metrics_read_the_reporter() -> None:
+    class Status:
+        def lag_events(self) -> int:
+            return 12
+
+        def pending_records(self) -> int:
+            return 3
+
+        def dropped_records(self) -> int:
+            return 0
+
+    metrics = Metrics()
+    metrics.watch_reporter(Status())
+    assert metrics.value("quotegate_reporter_lag_events") == 12
+    assert metrics.value("quotegate_reporter_pending_records") == 3
+    assert b"quotegate_reporter_dropped_records 0.0" in metrics.render()[0]
