@@ -232,9 +232,15 @@ async def test_statement_without_a_database_is_503(tmp_path: Path) -> None:
 
 
 def test_metrics_export_the_reporter_gauges(tmp_path: Path) -> None:
-    from starlette.testclient import TestClient
+    import warnings
+
+    from starlette.exceptions import StarletteDeprecationWarning
 
     from gateway.edge.app import create_app
+
+    with warnings.catch_warnings():  # starlette asks for httpx2; httpx serves the tests
+        warnings.simplefilter("ignore", StarletteDeprecationWarning)
+        from starlette.testclient import TestClient
 
     runtime = EmbeddedRuntime(
         EmbeddedConfig(
