@@ -193,6 +193,26 @@ def default_web_dir() -> str | None:
     return None
 
 
+def _check_database(url: str) -> str | None:
+    """Open the reporting database once; the problem, or ``None``."""
+    import asyncio
+
+    from gateway.reporting.database import open_database
+
+    async def check() -> None:
+        db = open_database(url)
+        try:
+            await db.open()
+        finally:
+            await db.close()
+
+    try:
+        asyncio.run(check())
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
 def _redacted(url: str) -> str:
     """A database URL without its password."""
     scheme, sep, rest = url.partition("://")
@@ -270,6 +290,13 @@ def run(args: argparse.Namespace) -> int:
                 "web_dir": s["web_dir"] or default_web_dir(),
             }
         )
+        if embedded.database_url:
+            # opened (and migrated) once before the server: a database that cannot be reached
+            # stops the command with one line, not a traceback from the app's startup
+            problem = _check_database(embedded.database_url)
+            if problem is not None:
+                url = _redacted(embedded.database_url)
+                raise ValueError(f"reporting database {url}: {problem}")
         runtime = EmbeddedRuntime(embedded)
     except (AccountsError, JournalError, ValueError, OSError) as exc:
         print(f"quotegate run: {exc}", file=sys.stderr)

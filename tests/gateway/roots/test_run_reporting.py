@@ -5,6 +5,7 @@ result."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import csv
 import io
@@ -16,8 +17,10 @@ from pathlib import Path
 
 import httpx
 import orjson
+import pytest
 
 from gateway.reporting.database import open_database
+from gateway.roots.run import add_arguments, run, settings
 from tests.gateway.roots.test_embedded_reporting import _reference, _stream_rows
 from tests.gateway.roots.test_run import ROOT, _start
 
@@ -102,3 +105,25 @@ async def test_sigkill_then_restart_loses_nothing(tmp_path: Path, free_port: int
     assert [r[1] for r in fills] == [str(f["tradeId"]) for f in statement["fills"]]
     bad = _cli("report", "--account", account, "--date", "2024-02-30", "--database-url", db_url)
     assert bad.returncode == 2 and "date" in bad.stderr
+
+
+def test_database_flags_and_bad_databases(capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    s = settings(parser.parse_args([]), {"QUOTEGATE_DATABASE_URL": "sqlite:/tmp/x.sqlite3"})
+    assert s["database_url"] == "sqlite:/tmp/x.sqlite3"
+    s = settings(parser.parse_args(["--database-url", "none"]), {})
+    assert s["database_url"] == "none" and s["reporter_queue_records"] == 1_000_000
+    assert settings(parser.parse_args([]), {})["database_url"] == "sqlite:data/reports.sqlite3"
+    for bad, said in (
+        ("mysql://x", "use sqlite:PATH or postgresql://"),
+        ("postgresql://nobody:secret@127.0.0.1:1/x", "reporting database postgresql://nobody@"),
+    ):
+        args = parser.parse_args(
+            ["--feed", "none", "--candles-db", ":memory:", "--database-url", bad]
+        )
+        assert run(args) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("quotegate run: ") and said in err and "secret" not in err
+    args = parser.parse_args(["--feed", "none", "--reporter-queue-records", "0"])
+    assert run(args) == 2
