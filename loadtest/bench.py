@@ -17,6 +17,7 @@ BENCHMARKS: dict[str, str] = {
     "store": "snapshot store: writes and reads per second",
     "reporter": "reporting database: rows/s into SQLite and PostgreSQL, engine commands/s "
     "with the reporter off and on",
+    "durability": "journal: latency publish-after-commit would add vs the clean-shutdown mark",
 }
 
 
@@ -32,7 +33,9 @@ def build_parser(name: str) -> argparse.ArgumentParser:
     """The chosen benchmark's own parser (imports its module)."""
     module = importlib.import_module(f"loadtest.bench_{name}")
     parser = argparse.ArgumentParser(
-        prog=f"quotegate bench {name}", description=BENCHMARKS.get(name, name)
+        prog=f"quotegate bench {name}",
+        description=BENCHMARKS.get(name, name),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     module.add_arguments(parser)
     parser.set_defaults(_bench=module)
