@@ -54,17 +54,24 @@ class ReporterBenchConfig:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--commands", type=int, default=100_000, help="commands per run")
-    parser.add_argument("--symbols", type=int, default=20)
-    parser.add_argument("--accounts", type=int, default=50)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--batch-records", type=int, default=5000, help="records per transaction")
-    parser.add_argument("--chunk", type=int, default=500, help="commands between two yields")
-    parser.add_argument("--rate", type=int, default=5000, help="paced commands/s")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of each mode")
-    parser.add_argument("--database-url", default=None, metavar="URL", help="PostgreSQL to use")
-    parser.add_argument("--no-postgres", action="store_true", help="SQLite only")
-    parser.add_argument("--json", default=None, metavar="FILE", help="also write results here")
+    a = parser.add_argument
+    a("--commands", type=int, default=100_000, help="commands of the generated stream")
+    a("--symbols", type=int, default=20, help="symbols of the stream")
+    a("--accounts", type=int, default=50, help="accounts of the stream")
+    a("--seed", type=int, default=1, help="seed of the stream")
+    a("--batch-records", type=int, default=5000, help="records per reporting transaction")
+    a("--chunk", type=int, default=500, help="commands between two yields to the event loop")
+    a("--rate", type=int, default=5000, help="commands/s of the paced series")
+    a("--rounds", type=int, default=3, help="rounds of each mode, interleaved")
+    a(
+        "--database-url",
+        default=None,
+        metavar="URL",
+        help="PostgreSQL server to use (None: "
+        "start one in a temporary directory); the benchmark creates its own databases on it",
+    )
+    a("--no-postgres", action="store_true", help="SQLite only")
+    a("--json", default=None, metavar="FILE", help="also write the results here")
 
 
 def run(args: argparse.Namespace) -> int:
