@@ -287,7 +287,22 @@ class Reporter:
         with contextlib.suppress(Exception):
             await self.db.close()
 
-    # -- a restored engine that is behind the database -------------------------------------
+    # -- a restored engine -----------------------------------------------------------------
+
+    async def catch_up(self, in_seq: int, seq: int, restored: Sequence[Offer]) -> None:
+        """After a journal restore that reached command ``in_seq`` / event ``seq``: remove what
+        the database holds past it (:meth:`truncate_after`), then write what the restore
+        replayed past the database's mark (``restored``; older offers are skipped)."""
+        if self.last_in_seq > in_seq or self.last_seq > seq:
+            await self.truncate_after(in_seq, seq)
+        if restored:
+            started = time.perf_counter()
+            rows = await self.write(restored)
+            log.info(
+                "reporter: wrote %d rows of the restored history in %.2f s",
+                rows,
+                time.perf_counter() - started,
+            )
 
     async def truncate_after(self, in_seq: int, seq: int) -> None:
         """Forget what the stream holds past command ``in_seq`` / event ``seq`` (a journal

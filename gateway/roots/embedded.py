@@ -10,11 +10,9 @@ only thread that touches the engine)::
 A periodic task calls ``publisher.flush_due(now)`` for conflated channels. The snapshot store
 is in memory, or Redis with ``redis_url``; closed candles go to a SQLite archive.
 
-With ``database_url`` a :class:`~gateway.reporting.reporter.Reporter` gets every command's
-events (plus instrument definitions, credited deposits and closed candles) through its bounded
-queue, appended to after the engine and publisher have run, never waited on; it writes them to
-SQLite or PostgreSQL from its own task and serves the history APIs (``services.history``).
-A journal restore hands it the replayed history first (what it has not written yet).
+With ``database_url`` a :class:`~gateway.reporting.reporter.Reporter` gets each command's
+offer through its bounded queue (never waited on), after a journal restore first what it had
+not written; it serves ``services.history`` (``docs/reporting.md``).
 
 With a journal (``journal``, :mod:`gateway.roots.run_journal`) every command is journaled by the
 engine; ``start()`` first replays an existing journal (engine and publisher rebuilt, the
@@ -472,20 +470,9 @@ class EmbeddedRuntime:
         )
 
     async def _start_reporter(self, reporter: Reporter, restored: list[Offer]) -> None:
-        """Bring the database to the restored engine (a journal tail it no longer has is
-        removed; what the restore replayed past the database's mark is written), then serve
-        history from it and hand it the live events."""
-        engine = self.engine
-        if reporter.last_in_seq > engine.in_seq or reporter.last_seq > engine.out_seq:
-            await reporter.truncate_after(engine.in_seq, engine.out_seq)
-        if restored:
-            started = time.perf_counter()
-            rows = await reporter.write(restored)
-            log.info(
-                "reporter: wrote %d rows of the restored history in %.2f s",
-                rows,
-                time.perf_counter() - started,
-            )
+        """Bring the database to the restored engine, then serve history from it and hand it
+        the live events."""
+        await reporter.catch_up(self.engine.in_seq, self.engine.out_seq, restored)
         await reporter.start()
         assert reporter.queue is not None
         self._report = reporter.queue.offer
