@@ -79,6 +79,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         proc = subprocess.Popen(
             [sys.executable, "-m", "gateway.roots.cli", "run", "--port", str(port),
              "--rate", "500", "--candles-db", ":memory:", "--demo-key", KEY,
+             "--database-url", f"sqlite:{log.parent / 'reports.sqlite3'}",
              "--log-level", "warning"],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
