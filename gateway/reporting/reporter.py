@@ -52,7 +52,7 @@ class ReporterConfig:
     flush_interval_ms: int = 50
     queue_capacity_records: int = 1_000_000
     retry_interval_ms: int = 1000
-    close_timeout_s: float = 30.0
+    close_timeout_s: float = 10.0
 
     def __post_init__(self) -> None:
         if not self.stream:
