@@ -2,9 +2,10 @@
 several apps and tests never share counters).
 
 Exposed at ``/metrics`` (``Metrics.render``): connections per transport, messages and bytes
-sent, conflations, slow disconnects, queue depth at each drain, the publish-to-send lag
-(the envelope's ``ts`` against the time its batch was written), and the reporter's lag, queue
-and overflow (read from the reporter at each scrape, when the node has one).
+sent, conflations, slow disconnects, the largest batch of each write round, the
+publish-to-send lag (the oldest envelope's ``ts`` of each write round against the time it was
+written), and the reporter's lag, queue and overflow (read from the reporter at each scrape,
+when the node has one).
 """
 
 from __future__ import annotations
@@ -54,6 +55,10 @@ class TransportMetrics:
         "lag",
         "messages_sent",
         "queue_depth",
+        "round_bytes",
+        "round_depth",
+        "round_messages",
+        "round_oldest_ts",
         "slow_disconnects",
     )
 
@@ -65,14 +70,29 @@ class TransportMetrics:
         self.slow_disconnects: Any = metrics.slow_disconnects.labels(transport)
         self.queue_depth: Any = metrics.queue_depth.labels(transport)
         self.lag: Any = metrics.publish_lag.labels(transport)
+        # the current write round's totals, added up by the write path with no metric calls
+        # and committed once per round (commit)
+        self.round_messages = 0
+        self.round_bytes = 0
+        self.round_depth = 0
+        self.round_oldest_ts = 0
 
-    def sent(self, messages: int, nbytes: int, lag_s: float | None) -> None:
-        """One batch written: its size and the lag of its oldest envelope."""
+    def sent(self, messages: int, nbytes: int, lag_s: float | None, depth: int) -> None:
+        """One write round (a loop tick): messages and bytes written, the lag of its oldest
+        envelope, its largest batch."""
         self.messages_sent.inc(messages)
         self.bytes_sent.inc(nbytes)
-        self.queue_depth.observe(messages)
+        self.queue_depth.observe(depth)
         if lag_s is not None:
             self.lag.observe(max(lag_s, 0.0))
+
+    def commit(self, now_s: float) -> None:
+        """Record the round's totals (``round_*``) and start a new round."""
+        if self.round_messages:
+            oldest = self.round_oldest_ts
+            lag = now_s - oldest / 1e6 if oldest else None
+            self.sent(self.round_messages, self.round_bytes, lag, self.round_depth)
+            self.round_messages = self.round_bytes = self.round_depth = self.round_oldest_ts = 0
 
 
 class Metrics:
@@ -104,14 +124,14 @@ class Metrics:
         )
         self.queue_depth = Histogram(
             "quotegate_queue_depth_messages",
-            "Messages pending in a connection's queue when its writer drains it (batch size)",
+            "Largest batch (messages handed to one connection in one write) of each write round",
             ["transport"],
             buckets=QUEUE_DEPTH_BUCKETS,
             registry=r,
         )
         self.publish_lag = Histogram(
             "quotegate_publish_to_send_seconds",
-            "Envelope ts (publisher) to the write of its batch, oldest envelope per batch",
+            "Envelope ts (publisher) to its write, the oldest envelope of each write round",
             ["transport"],
             buckets=LAG_BUCKETS_S,
             registry=r,

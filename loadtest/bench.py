@@ -18,6 +18,8 @@ BENCHMARKS: dict[str, str] = {
     "reporter": "reporting database: rows/s into SQLite and PostgreSQL, engine commands/s "
     "with the reporter off and on",
     "durability": "journal: latency publish-after-commit would add vs the clean-shutdown mark",
+    "fanout": "push fan-out: quotegate WebSocket/SSE/polling against websockets, Starlette, "
+    "sse-starlette and python-socketio, side by side",
 }
 
 

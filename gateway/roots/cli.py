@@ -18,7 +18,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("gateway.roots.replay", "run a command file through a fresh engine"),
     "report": ("gateway.roots.report", "one account's statement for one day (reporting db)"),
     "reconcile": ("gateway.roots.reconcile", "engine wallets against the reporting database"),
-    "bench": ("loadtest.bench", "benchmarks: engine, publisher, store, reporter"),
+    "bench": ("loadtest.bench", "benchmarks: engine, publisher, store, reporter, fanout"),
 }
 
 

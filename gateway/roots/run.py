@@ -17,7 +17,12 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import uvicorn
+
+    from gateway.config import GatewayConfig
 
 DEFAULT_SYMBOLS = "AAPL,MSFT,TSLA"
 DEFAULT_CANDLES_DB = "data/candles.sqlite3"
@@ -244,6 +249,23 @@ def _redacted(url: str) -> str:
     return url
 
 
+def uvicorn_config(app: Any, gateway: GatewayConfig, **overrides: Any) -> uvicorn.Config:
+    """The ``uvicorn.Config`` quotegate serves ``app`` with: the lifespan and
+    :func:`gateway.roots.http_server.uvicorn_config_kwargs` (uvloop, the request-head limits,
+    the direct lanes for WebSocket frames and SSE bodies); ``overrides`` win (e.g. ``port``,
+    ``log_level``). Also installs the access-log token redaction (after uvicorn has configured
+    its loggers). ``quotegate run`` and ``quotegate bench fanout`` both serve with it."""
+    import uvicorn
+
+    from gateway.roots.http_server import install_log_redaction, uvicorn_config_kwargs
+
+    config = uvicorn.Config(
+        app, **{"lifespan": "on", **uvicorn_config_kwargs(gateway), **overrides}
+    )
+    install_log_redaction()
+    return config
+
+
 def _terminate(signum: int, frame: FrameType | None) -> None:
     # uvicorn captures SIGTERM, shuts down cleanly, then raises it again: exit 0 then.
     raise SystemExit(0)
@@ -284,7 +306,6 @@ def run(args: argparse.Namespace) -> int:
     from gateway.edge.app import create_app
     from gateway.marketdata.publisher import PublisherConfig, parse_conflate_ms
     from gateway.roots.embedded import EmbeddedConfig, EmbeddedRuntime
-    from gateway.roots.http_server import install_log_redaction, uvicorn_config_kwargs
     from gateway.roots.run_journal import RunJournalConfig
     from gateway.seams.candle_buffer import parse_retention_s
     from gateway.trading.accounts import AccountsError
@@ -365,8 +386,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
     app = create_app(gateway, services=runtime.session)
-    config = uvicorn.Config(app, lifespan="on", **uvicorn_config_kwargs(gateway))
-    install_log_redaction()  # after uvicorn.Config has configured its loggers
+    config = uvicorn_config(app, gateway)
 
     class Server(uvicorn.Server):
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
