@@ -135,6 +135,8 @@ def create_app(
             hub = Hub(config.hub, bus=svc.bus, store=svc.store, metrics=metrics)
             await hub.start()
             stack.push_async_callback(hub.close)
+            if svc.reporter is not None:
+                metrics.watch_reporter(svc.reporter)
             app.state.services = svc
             app.state.hub = hub
             yield
