@@ -48,7 +48,8 @@ def die_with_parent() -> None:
 
 class Quotegate:
     """``quotegate run`` as a child process on a free port (``--demo-key KEY``, candles in
-    memory, warnings only). ``env`` adds ``QUOTEGATE_*`` variables; the parent's are dropped."""
+    memory, the reporting database too: nothing shared between tests on disk; warnings only).
+    ``env`` adds ``QUOTEGATE_*`` variables; the parent's are dropped."""
 
     def __init__(self, log: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.log = log
