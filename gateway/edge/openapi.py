@@ -1,8 +1,10 @@
 """The OpenAPI 3.1 document of the REST API, served at ``GET /openapi.json``.
 
-Written by hand next to the routes it describes (``tests/gateway/edge/test_openapi.py`` checks
+Written by hand next to the routes it describes: ``tests/gateway/edge/test_openapi.py`` checks
 that every HTTP route of the app is in it, every path in it is a route, and that each operation
-answers with a status and body the document lists). The streams' messages are described in
+answers with a status and body the document lists; ``test_openapi_schemathesis.py`` runs
+schemathesis's generated requests against a live ``quotegate run`` and checks every answer
+against the document. The streams' messages are described in
 docs/protocol.md; here ``/v1/sse`` and ``/v1/poll`` appear as HTTP operations and the
 WebSocket ``/v1/ws`` is named in the description only (OpenAPI has no WebSocket operations).
 """
@@ -70,7 +72,12 @@ def _errors(*statuses: int) -> dict[str, Any]:
     return {str(s): {"$ref": f"#/components/responses/E{s}"} for s in statuses}
 
 
-SYMBOL = _query("symbol", {"type": "string"}, "a symbol of GET /v1/symbols", required=True)
+SYMBOL = _query(
+    "symbol",
+    {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,32}$"},
+    "a symbol of GET /v1/symbols",
+    required=True,
+)
 ETAG_TEXT = "the answer's tag: send it back as If-None-Match to get 304 while nothing changed"
 NOT_MODIFIED = {"304": {"description": "Not Modified: the If-None-Match tag is current"}}
 AUTH: list[dict[str, list[str]]] = [{"bearer": []}]
@@ -266,7 +273,11 @@ def document() -> dict[str, Any]:
                     "200": _json(
                         {
                             "oneOf": [
-                                {"type": "object", "properties": header | ticker["properties"]},
+                                {
+                                    "type": "object",
+                                    "required": ["symbol", "epoch", "seq", "ts"],
+                                    "properties": header | ticker["properties"],
+                                },
                                 {
                                     "type": "object",
                                     "required": ["tickers"],
