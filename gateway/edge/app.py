@@ -28,7 +28,7 @@ from gateway.fanout.hub import Hub
 from gateway.metrics import Metrics
 from gateway.seams.services import Services
 from gateway.wire import errors
-from gateway.wire.errors import GatewayError, error_response
+from gateway.wire.errors import GatewayError, error_response, gateway_error_response
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ def create_app(
 
 async def _gateway_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, GatewayError)
-    return error_response(exc.status, exc.code, exc.message)
+    return gateway_error_response(exc)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

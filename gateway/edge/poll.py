@@ -37,7 +37,7 @@ from gateway.edge.routes_marketdata import symbol_names
 from gateway.fanout.hub import Hub
 from gateway.fanout.transport import Outgoing
 from gateway.seams.services import Services
-from gateway.seams.store import SnapshotStore
+from gateway.seams.store import SnapshotStore, StoreUnavailable
 from gateway.wire import cursor
 from gateway.wire.channels import ORDERS, orders_channel, parse_channel
 from gateway.wire.envelope import UPDATE, Envelope
@@ -47,7 +47,7 @@ from gateway.wire.errors import (
     UNAUTHORIZED,
     UNKNOWN_CHANNEL,
     GatewayError,
-    error_response,
+    gateway_error_response,
 )
 
 MAX_CH_PARAM_CHARS = 8192
@@ -275,6 +275,8 @@ async def long_poll(
     conn = hub.connect(transport, account=req.account)
     try:
         await hub.subscribe(conn, list(req.channels.values()), since=req.internal_since())
+        if len(conn.subscriptions) < len(req.channels):  # the hub dropped what it could not read
+            raise StoreUnavailable()
         await transport.wait(timeout_s, gone=gone)
     finally:
         await hub.disconnect(conn)
@@ -295,7 +297,7 @@ async def poll(request: Request) -> Response:
             messages, after = advance(req.positions, waited.envelopes)
             if not messages and waited.heartbeat is not None:
                 control.append(waited.heartbeat)
-    except GatewayError as exc:
-        return error_response(exc.status, exc.code, exc.message)
+    except GatewayError as exc:  # the store's StoreUnavailable too: 503 with Retry-After
+        return gateway_error_response(exc)
     body = poll_body(cursor.encode(after), messages, control)
     return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})

@@ -15,6 +15,12 @@ source on this transport, so that an idle stream gets one per interval with a ri
 the stream writes one whenever nothing at all was written for the shorter of
 ``SseConfig.heartbeat_interval_s`` and ``HubConfig.heartbeat_interval_s``, and the transport
 drops the connection's own idle heartbeats (which would race it).
+
+A channel the snapshot store cannot serve (Redis down) is never left silent: the hub sends an
+``unavailable`` error and drops the channel, and the stream then ends after that event, so the
+client reconnects (``retry:``) and resumes every channel from its ``Last-Event-ID``. While the
+store stays down each reconnect gets the same: a ``200`` stream with the ``unavailable`` event,
+then its end (not a ``503``: an ``EventSource`` gives up for good on an error status).
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from gateway.fanout.hub import Hub
 from gateway.fanout.transport import Outgoing
 from gateway.wire import cursor
 from gateway.wire.envelope import Envelope
-from gateway.wire.errors import GatewayError, error_response
+from gateway.wire.errors import GatewayError, gateway_error_response
 
 _END = b""
 
@@ -112,6 +118,7 @@ async def _stream(
     try:
         yield retry_field(config.sse.retry_ms)
         await hub.subscribe(conn, list(req.channels.values()), since=req.internal_since())
+        wanted = len(req.channels)
         idle_s = min(config.sse.heartbeat_interval_s, config.hub.heartbeat_interval_s)
         while not conn.closed or transport.pending():
             chunk = await transport.next_chunk(idle_s)
@@ -121,6 +128,11 @@ async def _stream(
                 return
             else:
                 yield chunk
+            if len(conn.subscriptions) < wanted and not transport.pending():
+                # the hub dropped a channel the snapshot store could not serve (its
+                # ``unavailable`` error is in what was just sent): end the stream, so that the
+                # EventSource reconnects after ``retry`` and resumes from its Last-Event-ID
+                return
     finally:
         transport.closed = True
         await hub.disconnect(conn)
@@ -137,7 +149,7 @@ async def sse(request: Request) -> Response:
         transport = SseTransport(req.positions)
         conn = hub.connect(transport, account=req.account)
     except GatewayError as exc:
-        return error_response(exc.status, exc.code, exc.message)
+        return gateway_error_response(exc)
     return EventSourceResponse(
         _stream(hub, conn, transport, req, config),
         ping=0,

@@ -157,7 +157,8 @@ class EmbeddedRuntime:
         pub_cfg = config.publisher or PublisherConfig()
         if journal is not None and pub_cfg.epoch is None:
             # conflated seqs depend on timer timing, which a replay does not reproduce: a
-            # restart then starts a new history (new epoch)
+            # restart then starts a new history (new epoch); so does a restart after a crash
+            # that may have lost published commands (RunJournal.epoch)
             reuse = not any(pub_cfg.conflate_ms.values())
             pub_cfg = dataclasses.replace(pub_cfg, epoch=journal.epoch(reuse=reuse))
         self._coid_prefix = journal.coid_prefix if journal is not None else ""

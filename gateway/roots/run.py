@@ -52,6 +52,22 @@ ENV: dict[str, tuple[str, Any]] = {
 }
 
 
+HTTP_LIMIT_FLAGS: dict[str, tuple[str, str]] = {
+    "--http-max-url-bytes": ("http.max_url_bytes", "longest URL, else 414 (default 65536)"),
+    "--http-max-header-bytes": (
+        "http.max_header_bytes",
+        "longest header line, else 431 (default 40960)",
+    ),
+    "--http-max-headers-bytes": (
+        "http.max_headers_bytes",
+        "all header lines of a request, else 431 (default 65536)",
+    ),
+    "--http-max-headers": ("http.max_headers", "header lines per request, else 431 (default 100)"),
+}
+"""Flags of the HTTP request-head limits (``gateway.config.HttpConfig``): flag -> (config key,
+help). Their environment variables are read by ``GatewayConfig.from_env``."""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``quotegate run`` (defaults ``None``: then the environment, then ``ENV``)."""
     a = parser.add_argument
@@ -135,6 +151,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="finished orders the engine keeps for lookup, by newest order id; 0 keeps all "
         "(QUOTEGATE_FINISHED_ORDERS_MAX, default 1000000)",
     )
+    limits = HTTP_LIMIT_FLAGS
+    for flag, (key, what) in limits.items():
+        env = "QUOTEGATE_" + key.upper().replace(".", "_")
+        a(flag, type=int, dest=flag[2:].replace("-", "_"), help=f"{what} ({env})")
     a(
         "--executions-max",
         type=int,
@@ -211,6 +231,7 @@ def run(args: argparse.Namespace) -> int:
     from gateway.edge.app import create_app
     from gateway.marketdata.publisher import PublisherConfig, parse_conflate_ms
     from gateway.roots.embedded import EmbeddedConfig, EmbeddedRuntime
+    from gateway.roots.http_server import install_log_redaction, uvicorn_config_kwargs
     from gateway.roots.run_journal import RunJournalConfig
     from gateway.seams.candle_buffer import parse_retention_s
     from gateway.trading.accounts import AccountsError
@@ -259,6 +280,10 @@ def run(args: argparse.Namespace) -> int:
                 "port": s["port"],
                 "log_level": s["log_level"],
                 "web_dir": s["web_dir"] or default_web_dir(),
+                **{
+                    key: getattr(args, flag[2:].replace("-", "_"), None)
+                    for flag, (key, _) in HTTP_LIMIT_FLAGS.items()
+                },
             }
         )
     except (AccountsError, JournalError, ValueError, OSError) as exc:
@@ -277,13 +302,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
     app = create_app(gateway, services=runtime.session)
-    config = uvicorn.Config(
-        app,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        **gateway.uvicorn_kwargs(),
-    )
+    config = uvicorn.Config(app, lifespan="on", **uvicorn_config_kwargs(gateway))
+    install_log_redaction()  # after uvicorn.Config has configured its loggers
 
     class Server(uvicorn.Server):
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
@@ -303,7 +323,8 @@ def run(args: argparse.Namespace) -> int:
         jc = runtime.journal.config
         banner.append(
             f"quotegate: journal {jc.path} (fsync={jc.fsync}, "
-            f"{runtime.journal.restored_records} commands to restore)"
+            f"{runtime.journal.restored_records} commands to restore; "
+            f"{runtime.journal.epoch_reason or 'epoch given'})"
         )
     if runtime.accounts.demo_key is not None:
         banner.append(f"quotegate: demo account 'demo', API key: {runtime.accounts.demo_key}")

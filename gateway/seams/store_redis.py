@@ -31,7 +31,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from gateway.seams.store import Resume
+from gateway.seams.store import Resume, StoreUnavailable
 from gateway.seams.store_config import RedisStoreConfig, SnapshotProvider
 from gateway.wire.envelope import SNAPSHOT, Envelope
 from runtime.tasks import cancel_and_wait
@@ -133,11 +133,16 @@ class RedisSnapshotStore:
         self._pending: dict[str, deque[Envelope]] = {}
         self._streams: dict[str, _Stream | None] = {}
         self._listed: set[str] = set()
+        self._known: set[str] = set()  # every channel a flush wrote (what a rebuild restores)
         self._bases: dict[str, bytes] = {}
         self._client: aioredis.Redis | None = None
         self._resume_script: Any = None
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self._rebuild = False
+        self.writer_error: str | None = None
+        """Why the last flush failed, ``None`` once a flush (and any rebuild) succeeded."""
+        self.rebuilds = 0
         self.flushes = 0
         self.flush_errors = 0
         self.flush_seconds = 0.0  # wall time spent writing batches (includes Redis round trips)
@@ -187,7 +192,7 @@ class RedisSnapshotStore:
         wait_s = interval_s
         while True:
             await asyncio.sleep(wait_s)
-            if not self._pending:
+            if not self._pending and not self._rebuild:
                 wait_s = interval_s
                 continue
             built_s = self.flush_cpu_seconds
@@ -216,24 +221,60 @@ class RedisSnapshotStore:
         self.record(envelope)
 
     async def flush(self) -> None:
+        """Write what is buffered. After a failed flush (Redis down, restarted, emptied) the
+        next one first rebuilds every known channel: it reads their metas again and writes a
+        fresh snapshot from the publisher (plus the updates buffered meanwhile) and the
+        channel set, so a Redis that came back empty is whole again without a restart."""
         async with self._lock:
             client = self._client
-            if not self._pending or client is None:
+            if client is None or not (self._pending or self._rebuild):
                 return
-            # Learn the streams of new channels BEFORE taking the batch: from the take to the
-            # provider's snapshots nothing may await, or the snapshots would run ahead of it.
-            while unknown := [ch for ch in self._pending if ch not in self._streams]:
-                await self._load_streams(client, unknown)
-            taken, self._pending = self._pending, {}
-            started = time.perf_counter()
             try:
-                await self._write(client, taken)
-            except BaseException:
-                self._restore(taken)
+                await self._flush(client)
+            except (RedisError, OSError) as exc:
+                self._rebuild = True
+                self.writer_error = f"{type(exc).__name__}: {exc}"
                 raise
-            finally:
-                self.flush_seconds += time.perf_counter() - started
-            self.flushes += 1
+            if self._rebuild:
+                self.rebuilds += 1
+                log.warning(
+                    "snapshot store: Redis is back; %d channels rebuilt", len(self._streams)
+                )
+            self._rebuild = False
+            self.writer_error = None
+
+    async def _flush(self, client: aioredis.Redis) -> None:
+        if self._rebuild:
+            self._mark_all_dirty()
+        # Learn the streams of new channels BEFORE taking the batch: from the take to the
+        # provider's snapshots nothing may await, or the snapshots would run ahead of it.
+        while unknown := [ch for ch in self._pending if ch not in self._streams]:
+            await self._load_streams(client, unknown)
+        taken, self._pending = self._pending, {}
+        started = time.perf_counter()
+        try:
+            await self._write(client, taken)
+        except BaseException:
+            self._restore(taken)
+            raise
+        finally:
+            self.flush_seconds += time.perf_counter() - started
+        self.flushes += 1
+
+    def _mark_all_dirty(self) -> None:
+        """Forget what Redis was known to hold and queue every channel this writer has
+        written (with a provider snapshot) for the next batch."""
+        known = [*self._known, *self._streams, *self._listed]
+        self._streams.clear()
+        self._listed.clear()
+        provider = self._provider
+        for channel in dict.fromkeys(known):
+            if (
+                channel not in self._pending
+                and provider is not None
+                and provider(channel) is not None
+            ):
+                self._pending[channel] = deque(maxlen=self._config.pending_max)
 
     def _restore(self, taken: dict[str, deque[Envelope]]) -> None:
         """Put a failed batch back in front of what was recorded meanwhile."""
@@ -354,6 +395,7 @@ class RedisSnapshotStore:
         await _send(client, packed, replies)
         self._streams.update(streams)
         self._listed.update(listed)
+        self._known.update(streams)
 
     # --- reads --------------------------------------------------------------------------------
 
@@ -363,17 +405,23 @@ class RedisSnapshotStore:
         return self._client
 
     async def snapshot(self, channel: str) -> Envelope | None:
-        payload = await self._require().get(self._key(channel, "snap"))
+        try:
+            payload = await self._require().get(self._key(channel, "snap"))
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable() from exc
         if payload is None:
             return None
         return Envelope.parse(_as_bytes(payload), channel=channel)
 
     async def resume(self, channel: str, epoch: str, seq: int) -> Resume:
         self._require()
-        reply = await self._resume_script(
-            keys=[self._key(channel, "meta"), self._key(channel, "snap")],
-            args=[epoch, int(seq), self._history_key(channel, 0)[:-1]],
-        )
+        try:
+            reply = await self._resume_script(
+                keys=[self._key(channel, "meta"), self._key(channel, "snap")],
+                args=[epoch, int(seq), self._history_key(channel, 0)[:-1]],
+            )
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable() from exc
         code = int(reply[0])
         if code == 2:
             return Resume(None, [Envelope.parse(p, channel=channel) for p in reply[1:]])
@@ -382,7 +430,10 @@ class RedisSnapshotStore:
         return Resume(None, _NO_UPDATES)
 
     async def channels(self) -> list[str]:
-        members = await self._require().smembers(self._prefix + "channels")
+        try:
+            members = await self._require().smembers(self._prefix + "channels")
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable() from exc
         return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
 
 

@@ -64,6 +64,8 @@ class GatewayError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+        self.headers: dict[str, str] = {}
+        """Extra response headers (``Retry-After`` of an ``unavailable`` that will pass)."""
 
     @property
     def status(self) -> int:
@@ -75,6 +77,12 @@ class TooManyConnections(GatewayError):
 
     def __init__(self) -> None:
         super().__init__(UNAVAILABLE, "too many connections")
+        self.headers = {"Retry-After": "1"}
+
+
+def gateway_error_response(exc: GatewayError) -> Response:
+    """The JSON error response of a :class:`GatewayError`, with its headers."""
+    return error_response(exc.status, exc.code, exc.message, headers=exc.headers or None)
 
 
 def error_message(code: str, message: str, id: Any = None) -> bytes:

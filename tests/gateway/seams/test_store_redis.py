@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from gateway.seams.store import Resume
+from gateway.seams.store import Resume, StoreUnavailable
 from gateway.seams.store_config import RedisStoreConfig
 from gateway.seams.store_redis import RedisSnapshotStore
 from gateway.wire.envelope import SNAPSHOT, UPDATE, Envelope
@@ -205,6 +205,48 @@ async def test_updates_survive_an_outage() -> None:
         result = await store.resume(CH, "e1", 0)
         assert [e.seq for e in result.updates] == [1, 2, 3, 4, 5]
         assert await store.resume(CH, "e1", 5) == Resume(None, ())
+    finally:
+        await store.close()
+        server.stop()
+
+
+async def test_redis_back_empty_gets_every_channel_rebuilt() -> None:
+    """Redis killed and restarted empty: reads raise StoreUnavailable (503 at the edge), and the
+    first flush after it rebuilds every channel ever written, quiet ones included: snapshot,
+    history bound (meta) and the channel set."""
+    port = free_port()
+    pub = Publisher()
+    store = make(f"redis://127.0.0.1:{port}/0", pub, socket_timeout_s=1.0)
+    server = RedisServer(RedisServerConfig(port=port))
+    server.start()
+    await store.start()
+    try:
+        pub.publish_many(CH, 3)
+        pub.publish_many("orders.alice", 2)  # a quiet channel: nothing new after the outage
+        await store.flush()
+        server.stop()
+        with pytest.raises(StoreUnavailable):
+            await store.snapshot(CH)
+        with pytest.raises(StoreUnavailable):
+            await store.resume(CH, "e1", 1)
+        with pytest.raises(StoreUnavailable):
+            await store.channels()
+        pub.publish_many(CH, 2)
+        with pytest.raises((RedisConnectionError, OSError)):
+            await store.flush()
+        assert store.writer_error is not None
+        server.start()  # empty
+        await store.flush()
+        assert store.writer_error is None and store.rebuilds == 1
+        assert await store.channels() == sorted([CH, "orders.alice"])
+        quiet = await store.snapshot("orders.alice")
+        assert quiet is not None and quiet.seq == 2
+        busy = await store.snapshot(CH)
+        assert busy is not None and busy.seq == 5
+        # the updates buffered during the outage are history again; older ones give a snapshot
+        assert [e.seq for e in (await store.resume(CH, "e1", 3)).updates] == [4, 5]
+        assert (await store.resume(CH, "e1", 1)).snapshot is not None
+        assert await store.resume("orders.alice", "e1", 2) == Resume(None, ())
     finally:
         await store.close()
         server.stop()
