@@ -201,6 +201,8 @@ def document() -> dict[str, Any]:
         405: "method_not_allowed",
         409: "conflict: the order is not open; duplicate_order, unknown_order, insufficient_funds",
         413: "too_large: a body over 16 KiB",
+        414: "too_large: a URL past the server's limit (any path)",
+        431: "too_large: request headers past the server's limits (any path)",
         429: "rate_limited or too_many_subscriptions",
         500: "internal: a server error (never a traceback)",
         503: "unavailable: no order entry, store or free connection",
@@ -510,7 +512,9 @@ def document() -> dict[str, Any]:
                 "Snapshots, order entry and the HTTP streams of quotegate. Prices and cash are "
                 "decimal strings, quantities integers, every ts integer microseconds (candle t: "
                 "milliseconds). The WebSocket /v1/ws and every stream message are described in "
-                'docs/protocol.md. Every error is {"error":{"code","message"}}.'
+                'docs/protocol.md. Every error is {"error":{"code","message"}}; any request '
+                "may also get 414 or 431 (components.responses) from the HTTP server's "
+                "request-head limits."
             ),
         },
         "paths": paths,
