@@ -30,7 +30,8 @@ def quotegate_run(
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "gateway.roots.cli", "run", "--port", str(port),
-             "--candles-db", ":memory:", "--demo-key", key, "--log-level", "warning", *extra],
+             "--candles-db", ":memory:", "--demo-key", key, "--log-level", "warning",
+             "--database-url", f"sqlite:{log.parent / 'reports.sqlite3'}", *extra],
             cwd=ROOT, env=environ, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     base = f"http://127.0.0.1:{port}"

@@ -29,7 +29,7 @@ KEY = "docs-example-key-0123456789"
 # the import names of pyproject.toml's [project] dependencies (plus the project's own packages)
 INSTALLED = {
     "orjson", "starlette", "sse_starlette", "websockets", "uvicorn", "uvloop", "httptools",
-    "redis", "aiokafka", "hdrh", "prometheus_client", "tqdm",
+    "redis", "aiokafka", "hdrh", "prometheus_client", "tqdm", "asyncpg",
     "engine", "feeds", "runtime", "gateway", "loadtest",
 }  # fmt: skip
 
