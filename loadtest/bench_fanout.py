@@ -33,7 +33,9 @@ Per run: deliveries/s (messages counted by the clients in the ``--duration-s`` w
 message's channel), publish-to-receive p50/p99/p99.9, server CPU % and CPU microseconds per
 delivered message (``/proc/PID/stat`` utime+stime), the busiest client process's CPU % (a
 ``!`` marks > 90 %: the client, not the server, may be the limit), server RSS, messages lost
-(seq gaps), connections closed, how far behind schedule the publisher fell. ``--json FILE``
+(seq gaps), snapshots received mid-window and the updates they replaced (conflated: a server
+that found the client slow skipped them), connections closed, how far behind schedule the
+publisher fell. ``--json FILE``
 writes every run and the medians.
 """
 
@@ -379,6 +381,8 @@ def measure(config: FanoutBenchConfig, procs: Processes, p: Plan) -> dict[str, A
         "server_rss_mb": round(rss_bytes(procs.server.pid) / 1e6, 1),
         "lost": sum(t["lost"] for t in tallies),
         "repeated": sum(t["repeated"] for t in tallies),
+        "snapshots": sum(t["snapshots"] for t in tallies),
+        "conflated": sum(t["conflated"] for t in tallies),
         "closed": sum(t["closed"] for t in tallies),
         "publisher_behind_ms": round(window["max_behind_ms"], 1),
     }
@@ -431,8 +435,9 @@ def run_bench(config: FanoutBenchConfig, log: Callable[[str], None] = print) -> 
 NUMERIC = (
     "connected", "failed", "published_per_s", "delivered_per_s", "expected_per_s", "p50_ms",
     "p99_ms", "p999_ms", "max_ms", "server_cpu_pct", "cpu_us_per_msg", "client_cpu_pct",
-    "server_rss_mb", "lost", "repeated", "closed", "publisher_behind_ms", "rss_empty_mb",
-    "rss_idle_mb", "rss_subscribed_mb", "idle_kb_per_conn", "subscribed_kb_per_conn",
+    "server_rss_mb", "lost", "repeated", "snapshots", "conflated", "closed",
+    "publisher_behind_ms", "rss_empty_mb", "rss_idle_mb", "rss_subscribed_mb",
+    "idle_kb_per_conn", "subscribed_kb_per_conn",
 )  # fmt: skip
 
 
@@ -487,7 +492,8 @@ def format_run(r: dict[str, Any]) -> str:
         f"(expected {_num(r['expected_per_s'])}), p50 {_num(r['p50_ms'], 1)} p99 "
         f"{_num(r['p99_ms'], 1)} p99.9 {_num(r['p999_ms'], 1)} ms, server CPU "
         f"{r['server_cpu_pct']} % ({_num(r['cpu_us_per_msg'], 1)} us/msg), client CPU "
-        f"{r['client_cpu_pct']} %{flag}, lost {r['lost']:,}, closed {r['closed']}, "
+        f"{r['client_cpu_pct']} %{flag}, lost {r['lost']:,}, snapshots {r['snapshots']:,} "
+        f"(skipping {r['conflated']:,} updates), closed {r['closed']}, "
         f"publisher behind {r['publisher_behind_ms']} ms"
     )
 
@@ -498,7 +504,7 @@ COLUMNS = (
     ("expected_per_s", "expected/s", 0), ("p50_ms", "p50 ms", 1), ("p99_ms", "p99 ms", 1),
     ("p999_ms", "p99.9 ms", 1), ("server_cpu_pct", "srv CPU%", 0),
     ("cpu_us_per_msg", "us/msg", 1), ("client_cpu_pct", "cli CPU%", 0),
-    ("server_rss_mb", "RSS MB", 0), ("lost", "lost", 0),
+    ("server_rss_mb", "RSS MB", 0), ("lost", "lost", 0), ("conflated", "conflated", 0),
     ("idle_kb_per_conn", "KB/conn idle", 1), ("subscribed_kb_per_conn", "KB/conn sub", 1),
 )  # fmt: skip
 
