@@ -28,15 +28,16 @@ next scenario (so neighbours in time are compared), ``--repeat`` times over:
   ``--symbols`` symbols, ``--channels-rate`` updates/s over all those channels; lost counts
   every per-channel seq gap.
 
-Per run: deliveries/s (messages counted by the clients in the ``--duration-s`` window after
-``--warmup-s``), expected deliveries/s (published in the window times the subscribers of each
-message's channel), publish-to-receive p50/p99/p99.9, server CPU % and CPU microseconds per
-delivered message (``/proc/PID/stat`` utime+stime), the busiest client process's CPU % (a
-``!`` marks > 90 %: the client, not the server, may be the limit), server RSS, messages lost
-(seq gaps), snapshots received mid-window and the updates they replaced (conflated: a server
-that found the client slow skipped them), connections closed, how far behind schedule the
-publisher fell. ``--json FILE``
-writes every run and the medians.
+Per run: deliveries/s (updates counted by the clients in the ``--duration-s`` window, which
+starts after ``--warmup-s`` of traffic once every client has had a first message, for
+quotegate its snapshot, on each of its channels), expected deliveries/s (published in the
+window times the subscribers of each message's channel), publish-to-receive p50/p99/p99.9,
+server CPU % and CPU microseconds per delivered message (``/proc/PID/stat`` utime+stime), the
+busiest client process's CPU % (a ``!`` marks > 90 %: the client, not the server, may be the
+limit), server RSS, messages lost (seq gaps), snapshots received in the window and the updates
+they replaced (conflated: a server that found the client slow skipped them), connections
+closed, how far behind schedule the publisher fell. ``--json FILE`` writes every run and the
+medians.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ DEFAULT_CLIENT_CPUS: tuple[int, ...] = (1,)
 SATURATED_PCT = 90.0
 MEMORY_RATE = 10.0
 PROCESS_TIMEOUT_S = 60.0
+STARTED_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -347,9 +349,24 @@ def run_one(config: FanoutBenchConfig, p: Plan) -> dict[str, Any]:
     return out
 
 
+def wait_started(procs: Processes, timeout_s: float) -> int:
+    """Wait (at most ``timeout_s``) until every client has had a first message on each of
+    its channels (a quotegate client: its snapshot); returns how many channels still had
+    none."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        pending = sum(procs.clients_all(("pending",), "pending"))
+        if pending == 0 or time.monotonic() >= deadline:
+            return int(pending)
+        time.sleep(0.2)
+
+
 def measure(config: FanoutBenchConfig, procs: Processes, p: Plan) -> dict[str, Any]:
     procs.set_rate(p.rate_msgs_per_s)
     time.sleep(config.warmup_s)
+    # the window starts once every subscription has started: a server still sending the
+    # first snapshots of 5,000 subscriptions would otherwise be measured doing that
+    unstarted = wait_started(procs, STARTED_TIMEOUT_S)
     cpu0, clients0 = procs.cpu()
     procs.clients_all(("start",), None)
     t0 = time.monotonic()
@@ -385,6 +402,7 @@ def measure(config: FanoutBenchConfig, procs: Processes, p: Plan) -> dict[str, A
         "conflated": sum(t["conflated"] for t in tallies),
         "closed": sum(t["closed"] for t in tallies),
         "publisher_behind_ms": round(window["max_behind_ms"], 1),
+        "unstarted": unstarted,
     }
 
 

@@ -97,7 +97,8 @@ class Tally:
         self.buckets: dict[int, int] = {}
 
     def feed(self, last: dict[bytes, int], data: bytes) -> int:
-        """Count every message in ``data``; returns how many there were."""
+        """Count every message in ``data`` (updates as messages, snapshots apart); returns how
+        many there were."""
         found = MESSAGE.findall(data)
         if not found:
             return 0
@@ -124,7 +125,7 @@ class Tally:
                 key = (now - int(ts_text)) // BUCKET_US
                 buckets[key] = buckets.get(key, 0) + 1
         if self.recording:
-            self.messages += len(found)
+            self.messages += len(found) - snapshots
             self.bytes += len(data)
             self.lost += lost
             self.repeated += repeated
