@@ -28,13 +28,16 @@ next scenario (so neighbours in time are compared), ``--repeat`` times over:
   ``--symbols`` symbols, ``--channels-rate`` updates/s over all those channels; lost counts
   every per-channel seq gap.
 
-Per run: deliveries/s (messages counted by the clients in the ``--duration-s`` window after
-``--warmup-s``), expected deliveries/s (published in the window times the subscribers of each
-message's channel), publish-to-receive p50/p99/p99.9, server CPU % and CPU microseconds per
-delivered message (``/proc/PID/stat`` utime+stime), the busiest client process's CPU % (a
-``!`` marks > 90 %: the client, not the server, may be the limit), server RSS, messages lost
-(seq gaps), connections closed, how far behind schedule the publisher fell. ``--json FILE``
-writes every run and the medians.
+Per run: deliveries/s (updates counted by the clients in the ``--duration-s`` window, which
+starts after ``--warmup-s`` of traffic once every client has had a first message, for
+quotegate its snapshot, on each of its channels), expected deliveries/s (published in the
+window times the subscribers of each message's channel), publish-to-receive p50/p99/p99.9,
+server CPU % and CPU microseconds per delivered message (``/proc/PID/stat`` utime+stime), the
+busiest client process's CPU % (a ``!`` marks > 90 %: the client, not the server, may be the
+limit), server RSS, messages lost (seq gaps), snapshots received in the window and the updates
+they replaced (conflated: a server that found the client slow skipped them), connections
+closed, how far behind schedule the publisher fell. ``--json FILE`` writes every run and the
+medians.
 """
 
 from __future__ import annotations
@@ -75,6 +78,7 @@ DEFAULT_CLIENT_CPUS: tuple[int, ...] = (1,)
 SATURATED_PCT = 90.0
 MEMORY_RATE = 10.0
 PROCESS_TIMEOUT_S = 60.0
+STARTED_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -345,9 +349,24 @@ def run_one(config: FanoutBenchConfig, p: Plan) -> dict[str, Any]:
     return out
 
 
+def wait_started(procs: Processes, timeout_s: float) -> int:
+    """Wait (at most ``timeout_s``) until every client has had a first message on each of
+    its channels (a quotegate client: its snapshot); returns how many channels still had
+    none."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        pending = sum(procs.clients_all(("pending",), "pending"))
+        if pending == 0 or time.monotonic() >= deadline:
+            return int(pending)
+        time.sleep(0.2)
+
+
 def measure(config: FanoutBenchConfig, procs: Processes, p: Plan) -> dict[str, Any]:
     procs.set_rate(p.rate_msgs_per_s)
     time.sleep(config.warmup_s)
+    # the window starts once every subscription has started: a server still sending the
+    # first snapshots of 5,000 subscriptions would otherwise be measured doing that
+    unstarted = wait_started(procs, STARTED_TIMEOUT_S)
     cpu0, clients0 = procs.cpu()
     procs.clients_all(("start",), None)
     t0 = time.monotonic()
@@ -379,8 +398,11 @@ def measure(config: FanoutBenchConfig, procs: Processes, p: Plan) -> dict[str, A
         "server_rss_mb": round(rss_bytes(procs.server.pid) / 1e6, 1),
         "lost": sum(t["lost"] for t in tallies),
         "repeated": sum(t["repeated"] for t in tallies),
+        "snapshots": sum(t["snapshots"] for t in tallies),
+        "conflated": sum(t["conflated"] for t in tallies),
         "closed": sum(t["closed"] for t in tallies),
         "publisher_behind_ms": round(window["max_behind_ms"], 1),
+        "unstarted": unstarted,
     }
 
 
@@ -431,8 +453,9 @@ def run_bench(config: FanoutBenchConfig, log: Callable[[str], None] = print) -> 
 NUMERIC = (
     "connected", "failed", "published_per_s", "delivered_per_s", "expected_per_s", "p50_ms",
     "p99_ms", "p999_ms", "max_ms", "server_cpu_pct", "cpu_us_per_msg", "client_cpu_pct",
-    "server_rss_mb", "lost", "repeated", "closed", "publisher_behind_ms", "rss_empty_mb",
-    "rss_idle_mb", "rss_subscribed_mb", "idle_kb_per_conn", "subscribed_kb_per_conn",
+    "server_rss_mb", "lost", "repeated", "snapshots", "conflated", "closed",
+    "publisher_behind_ms", "rss_empty_mb", "rss_idle_mb", "rss_subscribed_mb",
+    "idle_kb_per_conn", "subscribed_kb_per_conn",
 )  # fmt: skip
 
 
@@ -487,7 +510,8 @@ def format_run(r: dict[str, Any]) -> str:
         f"(expected {_num(r['expected_per_s'])}), p50 {_num(r['p50_ms'], 1)} p99 "
         f"{_num(r['p99_ms'], 1)} p99.9 {_num(r['p999_ms'], 1)} ms, server CPU "
         f"{r['server_cpu_pct']} % ({_num(r['cpu_us_per_msg'], 1)} us/msg), client CPU "
-        f"{r['client_cpu_pct']} %{flag}, lost {r['lost']:,}, closed {r['closed']}, "
+        f"{r['client_cpu_pct']} %{flag}, lost {r['lost']:,}, snapshots {r['snapshots']:,} "
+        f"(skipping {r['conflated']:,} updates), closed {r['closed']}, "
         f"publisher behind {r['publisher_behind_ms']} ms"
     )
 
@@ -498,7 +522,7 @@ COLUMNS = (
     ("expected_per_s", "expected/s", 0), ("p50_ms", "p50 ms", 1), ("p99_ms", "p99 ms", 1),
     ("p999_ms", "p99.9 ms", 1), ("server_cpu_pct", "srv CPU%", 0),
     ("cpu_us_per_msg", "us/msg", 1), ("client_cpu_pct", "cli CPU%", 0),
-    ("server_rss_mb", "RSS MB", 0), ("lost", "lost", 0),
+    ("server_rss_mb", "RSS MB", 0), ("lost", "lost", 0), ("conflated", "conflated", 0),
     ("idle_kb_per_conn", "KB/conn idle", 1), ("subscribed_kb_per_conn", "KB/conn sub", 1),
 )  # fmt: skip
 

@@ -12,6 +12,7 @@ They are built to cost little per message, so that the server, not the client, i
 
 :func:`run_clients` is the process: it answers ``("connected", {...})`` once every connection
 is open (and subscribed, unless the spec says to wait for ``("subscribe",)``), then obeys
+``("pending",)`` (answer how many subscribed channels have had no message yet),
 ``("start",)`` (reset the counts and record), ``("stop",)`` (answer ``("tally", report)``) and
 ``("close",)``.
 """
@@ -339,6 +340,10 @@ async def _run(spec: ClientSpec, conn: Connection) -> None:
         if command[0] == "subscribe":
             not_ready = await subscribe_all(clients, CONNECT_TIMEOUT_S * 3)
             conn.send(("subscribed", {"not_ready": not_ready}))
+        elif command[0] == "pending":
+            # (connection, channel) pairs that have not had a first message yet
+            pending = sum(len(c.channels) - len(c.last) for c in clients if not c.closed)
+            conn.send(("pending", pending))
         elif command[0] == "start":
             tally.reset()
             tally.recording = True

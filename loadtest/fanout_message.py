@@ -9,7 +9,8 @@ sends the envelope itself; the comparison servers send its payload as their text
 A client finds ``type``, ``ch``, ``seq`` and ``ts`` of every message in whatever it received
 with one compiled regular expression (:data:`MESSAGE`), escaped quotes allowed, so a frame of
 many newline-separated messages, an SSE chunk or a poll body is scanned in one C-level pass,
-and :class:`Tally` counts them: messages, per-channel seq gaps (lost) and repeats, and the
+and :class:`Tally` counts them: messages, per-channel seq gaps (lost) and repeats, snapshots
+(mid-stream: the updates a conflating server skipped for that client), and the
 publish-to-receive latency of every update in 10 us buckets (a dict increment per message; the
 buckets go into an HdrHistogram only when the figures are reported).
 """
@@ -71,7 +72,16 @@ class Tally:
     """What one client process received: call :meth:`feed` with each connection's ``last``
     (channel -> last seq seen) and the bytes it got."""
 
-    __slots__ = ("buckets", "bytes", "lost", "messages", "recording", "repeated")
+    __slots__ = (
+        "buckets",
+        "bytes",
+        "conflated",
+        "lost",
+        "messages",
+        "recording",
+        "repeated",
+        "snapshots",
+    )
 
     def __init__(self) -> None:
         self.recording = False
@@ -82,22 +92,30 @@ class Tally:
         self.bytes = 0
         self.lost = 0
         self.repeated = 0
+        self.snapshots = 0
+        self.conflated = 0
         self.buckets: dict[int, int] = {}
 
     def feed(self, last: dict[bytes, int], data: bytes) -> int:
-        """Count every message in ``data``; returns how many there were."""
+        """Count every message in ``data`` (updates as messages, snapshots apart); returns how
+        many there were."""
         found = MESSAGE.findall(data)
         if not found:
             return 0
         now = time.time_ns() // 1000
         buckets = self.buckets
-        lost = repeated = 0
+        lost = repeated = snapshots = conflated = 0
         for kind, channel, seq_text, ts_text in found:
             seq = int(seq_text)
             before = last.get(channel)
             last[channel] = seq
             if kind != b"u":
-                continue  # a snapshot: the stream (re)starts at its seq
+                # a snapshot: the stream (re)starts at its seq; mid-stream it replaces the
+                # updates the server skipped (conflation of a client it found slow)
+                snapshots += 1
+                if before is not None and seq > before:
+                    conflated += seq - before
+                continue
             if before is not None:
                 if seq > before + 1:
                     lost += seq - before - 1
@@ -107,10 +125,12 @@ class Tally:
                 key = (now - int(ts_text)) // BUCKET_US
                 buckets[key] = buckets.get(key, 0) + 1
         if self.recording:
-            self.messages += len(found)
+            self.messages += len(found) - snapshots
             self.bytes += len(data)
             self.lost += lost
             self.repeated += repeated
+            self.snapshots += snapshots
+            self.conflated += conflated
         return len(found)
 
     def report(self) -> dict[str, Any]:
@@ -119,6 +139,8 @@ class Tally:
             "bytes": self.bytes,
             "lost": self.lost,
             "repeated": self.repeated,
+            "snapshots": self.snapshots,
+            "conflated": self.conflated,
             "buckets": dict(self.buckets),
         }
 

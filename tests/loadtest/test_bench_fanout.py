@@ -44,6 +44,7 @@ def test_every_server_delivers_counts_and_times_messages() -> None:
         # messages in flight, nothing is lost or repeated
         assert r["delivered_per_s"] >= 0.5 * r["expected_per_s"], r
         assert r["lost"] == 0 and r["repeated"] == 0 and r["closed"] == 0, r
+        assert r["conflated"] == 0, r
         assert r["p50_ms"] is not None and 0 < r["p50_ms"] <= r["p99_ms"] <= r["max_ms"], r
         # /proc counts CPU in 10 ms ticks: a light second may show none
         assert r["server_cpu_pct"] >= 0 and r["cpu_us_per_msg"] is not None, r

@@ -36,9 +36,15 @@ def test_tally_counts_messages_gaps_and_repeats_per_channel() -> None:
     assert tally.feed(last, frame) == 5
     assert last == {b"book.A": 8, b"trades.A": 1}
     report = tally.report()
-    assert (report["messages"], report["lost"], report["repeated"]) == (5, 2, 1)
+    assert (report["messages"], report["lost"], report["repeated"]) == (4, 2, 1)  # updates
     assert report["bytes"] == len(frame)
     assert sum(report["buckets"].values()) == 4  # updates only: the snapshot is not timed
+    assert (report["snapshots"], report["conflated"]) == (1, 0)  # the first: nothing skipped
+    # a snapshot mid-stream replaces the updates the server skipped: 9..12 conflated into 12
+    tally.feed(last, fanout_message.snapshot("book.A", 12).payload)
+    tally.feed(last, update("book.A", 13, now).payload)
+    report = tally.report()
+    assert (report["snapshots"], report["conflated"], report["lost"]) == (2, 4, 2)
 
 
 def test_tally_reads_messages_escaped_inside_socketio_events() -> None:
@@ -59,7 +65,8 @@ def test_tally_counts_nothing_until_recording_and_reset_clears() -> None:
     tally.feed(last, update("book.A", 3).payload)
     assert tally.report()["lost"] == 1
     tally.reset()
-    assert tally.report() == {"messages": 0, "bytes": 0, "lost": 0, "repeated": 0, "buckets": {}}
+    assert tally.report() == {"messages": 0, "bytes": 0, "lost": 0, "repeated": 0,
+                              "snapshots": 0, "conflated": 0, "buckets": {}}  # fmt: skip
 
 
 def test_latency_summary_of_merged_buckets() -> None:
