@@ -53,6 +53,9 @@ class WsConfig:
     rate_burst_msgs: int = 20
     ping_interval_s: float = 20.0
     ping_timeout_s: float = 20.0
+    close_timeout_s: float = 1.0
+    """How long a slow client (4008) gets to take what it was sent and the close frame before
+    the connection is aborted."""
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -61,6 +64,9 @@ class SseConfig:
 
     retry_ms: int = 2000
     heartbeat_interval_s: float = 10.0
+    close_timeout_s: float = 1.0
+    """How long an ended stream's client gets to take what is left before the connection is
+    aborted (under uvicorn with the direct lane)."""
 
 
 @dataclass(kw_only=True, frozen=True)

@@ -17,10 +17,16 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import uvicorn
+
+    from gateway.config import GatewayConfig
 
 DEFAULT_SYMBOLS = "AAPL,MSFT,TSLA"
 DEFAULT_CANDLES_DB = "data/candles.sqlite3"
+DEFAULT_DATABASE_URL = "sqlite:data/reports.sqlite3"
 
 # flag dest -> (environment variable, default)
 ENV: dict[str, tuple[str, Any]] = {
@@ -41,6 +47,9 @@ ENV: dict[str, tuple[str, Any]] = {
     "transports": ("QUOTEGATE_TRANSPORTS", "ws,sse,poll"),
     "log_level": ("QUOTEGATE_LOG_LEVEL", "info"),
     "journal": ("QUOTEGATE_JOURNAL", None),
+    "database_url": ("QUOTEGATE_DATABASE_URL", DEFAULT_DATABASE_URL),
+    "reporter_queue_records": ("QUOTEGATE_REPORTER_QUEUE_RECORDS", 1_000_000),
+    "reporter_batch_records": ("QUOTEGATE_REPORTER_BATCH_RECORDS", 5000),
     "fsync": ("QUOTEGATE_FSYNC", "interval"),
     "fsync_interval_ms": ("QUOTEGATE_FSYNC_INTERVAL_MS", 5.0),
     "book_depth": ("QUOTEGATE_BOOK_DEPTH", 50),
@@ -121,6 +130,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "default none: nothing is written)",
     )
     a(
+        "--database-url",
+        metavar="URL",
+        help="reporting database for history, statements and reconciliation: "
+        "sqlite:PATH, postgresql://user@host:port/db, or 'none' for no reporter "
+        f"(QUOTEGATE_DATABASE_URL, default {DEFAULT_DATABASE_URL})",
+    )
+    a(
+        "--reporter-queue-records",
+        type=int,
+        help="records the reporter's queue holds before it overflows "
+        "(QUOTEGATE_REPORTER_QUEUE_RECORDS, default 1000000)",
+    )
+    a(
+        "--reporter-batch-records",
+        type=int,
+        help="records per reporting transaction at most "
+        "(QUOTEGATE_REPORTER_BATCH_RECORDS, default 5000)",
+    )
+    a(
         "--fsync",
         choices=("every", "interval", "never"),
         help="when the journal reaches the disk (QUOTEGATE_FSYNC, default interval)",
@@ -199,6 +227,53 @@ def default_web_dir() -> str | None:
     return None
 
 
+def _check_database(url: str) -> str | None:
+    """Open the reporting database once; the problem, or ``None``."""
+    import asyncio
+
+    from gateway.reporting.database import open_database
+
+    async def check() -> None:
+        db = open_database(url)
+        try:
+            await db.open()
+        finally:
+            await db.close()
+
+    try:
+        asyncio.run(check())
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def _redacted(url: str) -> str:
+    """A database URL without its password."""
+    scheme, sep, rest = url.partition("://")
+    if sep and "@" in rest:
+        userinfo, _, host = rest.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        return f"{scheme}://{user}@{host}"
+    return url
+
+
+def uvicorn_config(app: Any, gateway: GatewayConfig, **overrides: Any) -> uvicorn.Config:
+    """The ``uvicorn.Config`` quotegate serves ``app`` with: the lifespan and
+    :func:`gateway.roots.http_server.uvicorn_config_kwargs` (uvloop, the request-head limits,
+    the direct lanes for WebSocket frames and SSE bodies); ``overrides`` win (e.g. ``port``,
+    ``log_level``). Also installs the access-log token redaction (after uvicorn has configured
+    its loggers). ``quotegate run`` and ``quotegate bench fanout`` both serve with it."""
+    import uvicorn
+
+    from gateway.roots.http_server import install_log_redaction, uvicorn_config_kwargs
+
+    config = uvicorn.Config(
+        app, **{"lifespan": "on", **uvicorn_config_kwargs(gateway), **overrides}
+    )
+    install_log_redaction()
+    return config
+
+
 def _terminate(signum: int, frame: FrameType | None) -> None:
     # uvicorn captures SIGTERM, shuts down cleanly, then raises it again: exit 0 then.
     raise SystemExit(0)
@@ -239,7 +314,6 @@ def run(args: argparse.Namespace) -> int:
     from gateway.edge.app import create_app
     from gateway.marketdata.publisher import PublisherConfig, parse_conflate_ms
     from gateway.roots.embedded import EmbeddedConfig, EmbeddedRuntime
-    from gateway.roots.http_server import install_log_redaction, uvicorn_config_kwargs
     from gateway.roots.run_journal import RunJournalConfig
     from gateway.seams.candle_buffer import parse_retention_s
     from gateway.trading.accounts import AccountsError
@@ -276,6 +350,9 @@ def run(args: argparse.Namespace) -> int:
                 if s["journal"]
                 else None
             ),
+            database_url=None if s["database_url"] == "none" else s["database_url"],
+            reporter_queue_records=s["reporter_queue_records"],
+            reporter_batch_records=s["reporter_batch_records"],
             gc_threshold=s["gc_threshold"],
             engine=EngineConfig(
                 finished_orders_max=s["finished_orders_max"] or None,
@@ -295,6 +372,13 @@ def run(args: argparse.Namespace) -> int:
                 },
             }
         )
+        if embedded.database_url:
+            # opened (and migrated) once before the server: a database that cannot be reached
+            # stops the command with one line, not a traceback from the app's startup
+            problem = _check_database(embedded.database_url)
+            if problem is not None:
+                url = _redacted(embedded.database_url)
+                raise ValueError(f"reporting database {url}: {problem}")
     except (AccountsError, JournalError, ValueError, OSError) as exc:
         print(f"quotegate run: {exc}", file=sys.stderr)
         return 2
@@ -311,8 +395,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
     app = create_app(gateway, services=runtime.session)
-    config = uvicorn.Config(app, lifespan="on", **uvicorn_config_kwargs(gateway))
-    install_log_redaction()  # after uvicorn.Config has configured its loggers
+    config = uvicorn_config(app, gateway)
 
     class Server(uvicorn.Server):
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
@@ -337,6 +420,8 @@ def run(args: argparse.Namespace) -> int:
             f"{runtime.journal.restored_records} commands to restore; "
             f"{runtime.journal.epoch_reason or 'epoch given'})"
         )
+    if embedded.database_url:
+        banner.append(f"quotegate: reporting to {_redacted(embedded.database_url)}")
     if runtime.accounts.demo_key is not None:
         banner.append(f"quotegate: demo account 'demo', API key: {runtime.accounts.demo_key}")
     print("\n".join(banner), file=sys.stderr, flush=True)  # always shown, whatever the level

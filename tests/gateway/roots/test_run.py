@@ -33,6 +33,7 @@ def _start(port: int, log: Path, *extra: str) -> subprocess.Popen[bytes]:
             sys.executable, "-m", "gateway.roots.cli", "run",
             "--port", str(port), "--symbols", "AAPL,MSFT", "--rate", "1000",
             "--candles-db", ":memory:", "--demo-key", KEY, "--log-level", "warning",
+            "--database-url", f"sqlite:{log.parent / 'reports.sqlite3'}",
             *extra,
         ],
         cwd=ROOT,
