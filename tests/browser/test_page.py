@@ -101,9 +101,13 @@ def test_an_order_placed_on_the_page_reaches_book_orders_and_balances(
     wait_for(page, "return document.querySelector('#balances tr[data-asset=USD]')")
     usd_reserved = page.locator("#balances tr[data-asset=USD] td").nth(2)
     assert usd_reserved.inner_text() == "0.00"
-    # click a bid ten levels deep: the form takes its price (whatever the row shows just then)
-    page.locator("#bids tr").nth(10).click()
-    price = page.input_value("#o-price")
+    # click a bid eight levels deep: the form takes its price (whatever the row shows just then)
+    wait_for(page, "return document.querySelectorAll('#bids tr[data-price]').length >= 10")
+    for _ in range(5):  # the row may empty between finding it and the click: click again
+        page.locator("#bids tr[data-price]").nth(7).click()
+        price = page.input_value("#o-price")
+        if price:
+            break
     assert float(price) > 0
     page.click(".side[data-side='buy']")
     page.fill("#o-qty", "700")
