@@ -2,14 +2,15 @@
 several apps and tests never share counters).
 
 Exposed at ``/metrics`` (``Metrics.render``): connections per transport, messages and bytes
-sent, conflations, slow disconnects, the largest batch of each write round, and the
+sent, conflations, slow disconnects, the largest batch of each write round, the
 publish-to-send lag (the oldest envelope's ``ts`` of each write round against the time it was
-written).
+written), and the reporter's lag, queue and overflow (read from the reporter at each scrape,
+when the node has one).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -31,6 +32,16 @@ LAG_BUCKETS_S = (
     5.0,
     10.0,
 )
+
+
+class ReporterGauges(Protocol):
+    """What the reporter gauges read (:class:`gateway.reporting.reporter.Reporter`)."""
+
+    def lag_events(self) -> int: ...
+
+    def pending_records(self) -> int: ...
+
+    def dropped_records(self) -> int: ...
 
 
 class TransportMetrics:
@@ -128,7 +139,28 @@ class Metrics:
         self.envelopes_received = Counter(
             "quotegate_envelopes_received", "Envelopes the hub got from the bus", registry=r
         )
+        self.reporter_lag = Gauge(
+            "quotegate_reporter_lag_events",
+            "Engine events not yet written to the reporting database (engine seq - written seq)",
+            registry=r,
+        )
+        self.reporter_pending = Gauge(
+            "quotegate_reporter_pending_records",
+            "Records waiting in the reporter's queue",
+            registry=r,
+        )
+        self.reporter_dropped = Gauge(
+            "quotegate_reporter_dropped_records",
+            "Records the reporter's queue refused after it overflowed (this run)",
+            registry=r,
+        )
         self._bound: dict[str, TransportMetrics] = {}
+
+    def watch_reporter(self, reporter: ReporterGauges) -> None:
+        """Read the reporter gauges from ``reporter`` at every scrape."""
+        self.reporter_lag.set_function(lambda: float(reporter.lag_events()))
+        self.reporter_pending.set_function(lambda: float(reporter.pending_records()))
+        self.reporter_dropped.set_function(lambda: float(reporter.dropped_records()))
 
     def transport(self, name: str) -> TransportMetrics:
         """The bound children for one transport label."""

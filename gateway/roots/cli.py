@@ -16,7 +16,9 @@ from types import ModuleType
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "run": ("gateway.roots.run", "run everything in one process (engine, feed, gateway, web UI)"),
     "replay": ("gateway.roots.replay", "run a command file through a fresh engine"),
-    "bench": ("loadtest.bench", "benchmarks: engine, publisher, store, fanout"),
+    "report": ("gateway.roots.report", "one account's statement for one day (reporting db)"),
+    "reconcile": ("gateway.roots.reconcile", "engine wallets against the reporting database"),
+    "bench": ("loadtest.bench", "benchmarks: engine, publisher, store, reporter, fanout"),
 }
 
 
