@@ -31,6 +31,10 @@ class HubConfig:
 
     queue_max_messages: int = 4096
     queue_max_bytes: int = 4 * 1024 * 1024
+    socket_send_buffer_bytes: int = 64 * 1024
+    """Each client socket's kernel send buffer (``SO_SNDBUF``; Linux doubles it for its
+    bookkeeping) under ``quotegate run``; 0 leaves the kernel's autotuning (up to 4 MiB a
+    connection by default, held before a stalled client shows up in the bound above)."""
     heartbeat_interval_s: float = 10.0
     max_connections: int = 10_000
     resume_retries: int = 3

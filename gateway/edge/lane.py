@@ -13,9 +13,10 @@ without this class) the endpoint falls back to ASGI ``websocket.send``.
 
 It also bounds what a client that never reads can make the server hold through uvicorn
 itself: the pong uvicorn writes for each WebSocket ping frame goes to the transport's
-buffer; when that buffer is past ``max_held_bytes`` the connection is aborted. And after a
-close frame the server waits ``close_timeout_s`` (not uvicorn's fixed 10 s) for the client's
-reply before it closes the socket.
+buffer; when that buffer is past ``max_held_bytes`` the connection is aborted. A close of the
+hub's (4008) aborts the connection with a TCP reset when the client has not taken everything,
+the close frame last, within ``close_timeout_s``; a client that took it gets twice that (not
+uvicorn's fixed 10 s) to answer before the socket is closed.
 
 SSE: :class:`LaneHttpProtocol` is uvicorn's httptools protocol offering each GET request a
 :class:`HttpBodyLane` as ``scope["extensions"]["quotegate.http_lane"]``
@@ -58,7 +59,10 @@ class LaneWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.close_timeout = self.close_timeout_s
+        # uvicorn's own timer after a close frame closes gracefully, which would queue the FIN
+        # behind what a stalled client never takes: it fires after close() has aborted such a
+        # connection (and closes one whose client took everything but did not answer)
+        self.close_timeout = 2 * self.close_timeout_s
         # the same uses as uvicorn's asyncio.Queue and asyncio.Event, without their deques
         # (about 3 KB less per connection)
         self.queue = _Inbox()  # type: ignore[assignment]
@@ -256,7 +260,23 @@ def _chunk(data: bytes) -> bytes:
 
 class LaneHttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol offering :class:`HttpBodyLane` to GET requests as
-    ``scope["extensions"]["quotegate.http_lane"]`` (:data:`gateway.edge.sse.HTTP_LANE`)."""
+    ``scope["extensions"]["quotegate.http_lane"]`` (:data:`gateway.edge.sse.HTTP_LANE`).
+
+    It also sets each connection's kernel send buffer to ``send_buffer_bytes`` (0: the
+    kernel's autotuning, up to ``net.ipv4.tcp_wmem``'s maximum, 4 MiB by default): what a
+    client does not read then shows up, within that much, in the transport's own buffer, where
+    the hub counts it against the client's bound, instead of megabytes held in the kernel
+    before anyone notices. A WebSocket keeps the socket of its upgrade request."""
+
+    send_buffer_bytes = 0
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        if self.send_buffer_bytes > 0:
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.send_buffer_bytes)
 
     def on_headers_complete(self) -> None:
         super().on_headers_complete()

@@ -200,7 +200,11 @@ def uvicorn_config_kwargs(config: GatewayConfig) -> dict[str, Any]:
     """``uvicorn.Config`` keyword arguments: the gateway's own, uvloop, and the protocol
     classes: httptools with the request-head limits and the SSE body lane, websockets-sansio
     with the WebSocket lane (:mod:`gateway.edge.lane`)."""
-    http = type("GatewayHttpProtocol", (LaneHttpProtocol, limited_protocol(config.http)), {})
+    http = type(
+        "GatewayHttpProtocol",
+        (LaneHttpProtocol, limited_protocol(config.http)),
+        {"send_buffer_bytes": config.hub.socket_send_buffer_bytes},
+    )
     return {
         **config.uvicorn_kwargs(),
         "http": http,

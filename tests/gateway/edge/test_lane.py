@@ -5,6 +5,7 @@ caches (one build per write round)."""
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import pytest
 from websockets.asyncio.client import connect
@@ -72,3 +73,18 @@ def test_one_channel_event_is_rendered_once() -> None:
     assert one.render([env]) is other.render([env])
     two = SseTransport({"trades.A": ("e", 9)})  # two channels: its own id
     assert two.render([env]) != one.render([env])
+
+
+async def test_the_lane_bounds_the_kernel_send_buffer(stack: Stack) -> None:
+    """What a stalled client leaves in the kernel is bounded (``socket_send_buffer_bytes``),
+    so it shows up in the transport's buffer that the hub counts (not 4 MiB of autotuning)."""
+    config = make_config(socket_send_buffer_bytes=32 * 1024)
+    async with serving(stack, config) as srv, connect(srv.ws_url) as ws:
+        reader = Reader(ws)
+        await reader.send({"op": "ping", "id": 1})
+        assert await reader.next() == {"type": "pong", "id": 1}
+        transport = await only_connection(srv.app.state.hub)
+        assert isinstance(transport, LaneWebSocketProtocol)
+        sock = transport.transport.get_extra_info("socket")
+        sndbuf = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        assert 32 * 1024 <= sndbuf <= 2 * 32 * 1024  # (Linux doubles what is set)
