@@ -103,11 +103,14 @@ def test_an_order_placed_on_the_page_reaches_book_orders_and_balances(
     assert usd_reserved.inner_text() == "0.00"
     # click a bid eight levels deep: the form takes its price (whatever the row shows just then)
     wait_for(page, "return document.querySelectorAll('#bids tr[data-price]').length >= 10")
-    for _ in range(5):  # the row may empty between finding it and the click: click again
+    # the row may empty, or the ladder move, between finding the row and the click (a busy
+    # machine renders late): click again, a moment later, a bounded number of times
+    for _ in range(20):
         page.locator("#bids tr[data-price]").nth(7).click()
         price = page.input_value("#o-price")
         if price:
             break
+        page.wait_for_timeout(250)
     assert float(price) > 0
     page.click(".side[data-side='buy']")
     page.fill("#o-qty", "700")
