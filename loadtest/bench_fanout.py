@@ -40,6 +40,7 @@ writes every run and the medians.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import multiprocessing
 import random
@@ -69,7 +70,7 @@ SERVERS = (
     "raw-ws",
 )
 SCENARIOS = ("steady", "steady-many", "max", "memory", "channels")
-DEFAULT_SERVERS = "quotegate-ws,quotegate-sse,websockets,starlette-ws,sse-starlette,socketio"
+DEFAULT_SERVERS = ",".join(s for s in SERVERS if s != "raw-ws")
 DEFAULT_CLIENT_CPUS: tuple[int, ...] = (1,)
 SATURATED_PCT = 90.0
 MEMORY_RATE = 10.0
@@ -273,10 +274,10 @@ class Processes:
     def close(self) -> None:
         for proc, pipe in self.clients:
             if proc.is_alive():
-                with _quiet():
+                with contextlib.suppress(OSError):
                     pipe.send(("close",))
         if self.server is not None and self.server.is_alive() and self.server_pipe is not None:
-            with _quiet():
+            with contextlib.suppress(OSError):
                 self.server_pipe.send(("stop",))
         for proc in [p for p, _ in self.clients] + [self.server]:
             if proc is None:
@@ -285,14 +286,6 @@ class Processes:
             if proc.is_alive():
                 proc.kill()
                 proc.join(5)
-
-
-class _quiet:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> bool:
-        return exc[0] is not None and issubclass(exc[0], OSError)  # type: ignore[arg-type]
 
 
 def client_specs(config: FanoutBenchConfig, p: Plan, port: int) -> list[ClientSpec]:

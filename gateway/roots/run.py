@@ -44,6 +44,7 @@ ENV: dict[str, tuple[str, Any]] = {
     "candles_db": ("QUOTEGATE_CANDLES_DB", DEFAULT_CANDLES_DB),
     "candles_retention_s": ("QUOTEGATE_CANDLES_RETENTION_S", "1s=86400"),
     "web_dir": ("QUOTEGATE_WEB_DIR", None),
+    "transports": ("QUOTEGATE_TRANSPORTS", "ws,sse,poll"),
     "log_level": ("QUOTEGATE_LOG_LEVEL", "info"),
     "journal": ("QUOTEGATE_JOURNAL", None),
     "database_url": ("QUOTEGATE_DATABASE_URL", DEFAULT_DATABASE_URL),
@@ -114,6 +115,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(QUOTEGATE_CANDLES_RETENTION_S, default 1s=86400)",
     )
     a("--web-dir", help="directory served at / (QUOTEGATE_WEB_DIR, default the repo's web/)")
+    a(
+        "--transports",
+        metavar="LIST",
+        help="streaming transports to offer, comma-separated; one left out is refused as a "
+        "blocking proxy would (WebSocket handshake 403, SSE/poll 404) "
+        "(QUOTEGATE_TRANSPORTS, default ws,sse,poll)",
+    )
     a("--log-level", help="debug, info, warning, error (QUOTEGATE_LOG_LEVEL, default info)")
     a(
         "--journal",
@@ -302,7 +310,7 @@ def run(args: argparse.Namespace) -> int:
 
     from engine import EngineConfig
     from engine.journal import JournalError
-    from gateway.config import GatewayConfig
+    from gateway.config import TRANSPORTS, GatewayConfig
     from gateway.edge.app import create_app
     from gateway.marketdata.publisher import PublisherConfig, parse_conflate_ms
     from gateway.roots.embedded import EmbeddedConfig, EmbeddedRuntime
@@ -357,6 +365,7 @@ def run(args: argparse.Namespace) -> int:
                 "port": s["port"],
                 "log_level": s["log_level"],
                 "web_dir": s["web_dir"] or default_web_dir(),
+                "transports": s["transports"],
                 **{
                     key: getattr(args, flag[2:].replace("-", "_"), None)
                     for flag, (key, _) in HTTP_LIMIT_FLAGS.items()
@@ -401,6 +410,8 @@ def run(args: argparse.Namespace) -> int:
         f"quotegate: feed={embedded.feed} symbols={symbols} "
         f"accounts={embedded.accounts_file or 'demo'}",
         f"quotegate: open http://{host}:{gateway.port}/",
+        "quotegate: transports "
+        + ",".join(t for t in TRANSPORTS if t in gateway.enabled_transports()),
     ]
     if runtime.journal is not None:
         jc = runtime.journal.config
