@@ -18,7 +18,9 @@ Each refusal is the API's JSON error body (``{"error":{"code":"too_large",..}}``
 ``Connection: close``; the connection is then half-closed, whatever the client still sends is
 read and dropped (never buffered) and it is closed after :data:`LINGER_S`. A request httptools
 cannot parse at all gets ``400 bad_request`` in the same JSON form, not uvicorn's plain-text
-400. The limits apply to every request, including the WebSocket upgrade.
+400, and so does a WebSocket upgrade without a valid ``Sec-WebSocket-Key`` or version 13
+(checked before the WebSocket library would answer it in plain text). The limits apply to
+every request, including the WebSocket upgrade.
 
 API keys passed as ``token=`` in a stream URL (``/v1/sse``, ``/v1/poll``, ``/v1/ws``) would
 otherwise reach uvicorn's access log (``uvicorn.access``; WebSocket handshakes are logged on
@@ -30,6 +32,8 @@ client got wrong (invalid UTF-8: one warning line instead).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import logging
 import re
 from typing import Any
@@ -96,6 +100,15 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._head_pending = False
         super().on_headers_complete()
 
+    def handle_websocket_upgrade(self) -> None:
+        """Refuse a WebSocket handshake the protocol library would answer with its plain-text
+        400 (no valid ``Sec-WebSocket-Key``, another version) in the API's JSON form."""
+        problem = _ws_handshake_problem(self.headers)
+        if problem is not None:
+            self._send_refusal(400, problem, code=BAD_REQUEST)
+            return
+        super().handle_websocket_upgrade()
+
     # -- reading -----------------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
@@ -152,13 +165,35 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             transport.close()
 
 
+def _ws_handshake_problem(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """What is wrong with a WebSocket upgrade request's key and version (RFC 6455 4.2.1),
+    ``None`` when they are good."""
+    keys = [v for n, v in headers if n == b"sec-websocket-key"]
+    versions = [v for n, v in headers if n == b"sec-websocket-version"]
+    if len(keys) != 1:
+        return "a WebSocket upgrade needs one Sec-WebSocket-Key"
+    try:
+        key = base64.b64decode(keys[0].strip(), validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if len(key) != 16:
+        return "Sec-WebSocket-Key must be 16 bytes in base64"
+    if [v.strip() for v in versions] != [b"13"]:
+        return "Sec-WebSocket-Version must be 13"
+    return None
+
+
 class _Refused(httptools.HttpParserError):
     """Raised from a parser callback to stop parsing a request past a limit."""
 
 
-def limited_protocol(limits: HttpConfig) -> type[LimitedHttpToolsProtocol]:
-    """A :class:`LimitedHttpToolsProtocol` subclass with these limits (uvicorn's ``http=``)."""
-    return type("LimitedHttpToolsProtocol", (LimitedHttpToolsProtocol,), {"limits": limits})
+def limited_protocol(
+    limits: HttpConfig, *bases: type[HttpToolsProtocol]
+) -> type[LimitedHttpToolsProtocol]:
+    """A :class:`LimitedHttpToolsProtocol` subclass with these limits (uvicorn's ``http=``).
+    ``bases``: other ``HttpToolsProtocol`` subclasses to combine with (their methods run
+    after the limits' through ``super()``, e.g. a protocol that adds scope extensions)."""
+    return type("LimitedHttpToolsProtocol", (LimitedHttpToolsProtocol, *bases), {"limits": limits})
 
 
 def uvicorn_config_kwargs(config: GatewayConfig) -> dict[str, Any]:

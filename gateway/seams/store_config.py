@@ -37,7 +37,10 @@ class RedisStoreConfig(StoreConfig):
     that it takes at most ``flush_duty_max_pct`` of the time (the lag grows instead of the
     publisher slowing down; batches get bigger, not more frequent). ``pending_max`` bounds the
     buffered updates per channel while Redis is unreachable (older ones are dropped; the
-    channel's history then restarts, so resumes across the hole get a snapshot).
+    channel's history then restarts, so resumes across the hole get a snapshot). Every
+    ``verify_interval_ms`` the flush task counts the channels Redis lists (one ``SCARD``); fewer
+    than written (Redis restarted empty between two flushes, or flushed by hand) rebuilds every
+    channel, as a failed flush does (0: never).
     """
 
     url: str = "redis://127.0.0.1:6379/0"
@@ -46,6 +49,7 @@ class RedisStoreConfig(StoreConfig):
     flush_duty_max_pct: int = 20
     pending_max: int = 10_000
     socket_timeout_s: float = 5.0
+    verify_interval_ms: int = 1000
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -55,3 +59,5 @@ class RedisStoreConfig(StoreConfig):
             raise ValueError("flush_duty_max_pct must be within 1..100")
         if self.pending_max < 1:
             raise ValueError("pending_max must be at least 1")
+        if self.verify_interval_ms < 0:
+            raise ValueError("verify_interval_ms must be >= 0 (0: never)")

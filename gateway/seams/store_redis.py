@@ -190,8 +190,13 @@ class RedisSnapshotStore:
         stretch = 100 / self._config.flush_duty_max_pct - 1
         failing = False
         wait_s = interval_s
+        verify_s = self._config.verify_interval_ms / 1000
+        verified = time.monotonic()
         while True:
             await asyncio.sleep(wait_s)
+            if verify_s > 0 and time.monotonic() - verified >= verify_s:
+                verified = time.monotonic()
+                await self._verify()
             if not self._pending and not self._rebuild:
                 wait_s = interval_s
                 continue
@@ -206,6 +211,25 @@ class RedisSnapshotStore:
             else:
                 failing = False
             wait_s = max(interval_s, (self.flush_cpu_seconds - built_s) * stretch)
+
+    async def _verify(self) -> None:
+        """Notice a Redis that lost what this writer wrote without a failed write in between
+        (restarted empty between two flushes, flushed by hand): fewer listed channels than
+        written means rebuild everything on the next flush."""
+        client = self._client
+        if client is None or self._rebuild or not self._listed:
+            return
+        try:
+            listed = await client.scard(self._prefix + "channels")
+        except (RedisError, OSError):
+            return  # the next flush fails, and that starts the rebuild
+        if int(listed) < len(self._listed):
+            log.warning(
+                "snapshot store: Redis holds %d of %d channels; rebuilding",
+                listed,
+                len(self._listed),
+            )
+            self._rebuild = True
 
     # --- writes -------------------------------------------------------------------------------
 

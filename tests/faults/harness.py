@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import signal
 import socket
@@ -31,9 +32,24 @@ ROOT = Path(__file__).resolve().parents[2]
 KEY = "fault-test-key-0123456789"
 
 
+try:
+    _LIBC: ctypes.CDLL | None = ctypes.CDLL("libc.so.6", use_errno=True)
+except OSError:
+    _LIBC = None
+
+
+def die_with_parent() -> None:
+    """In a child before ``exec``: SIGKILL it when the test process dies (killed by a timeout,
+    say), so that no server outlives its test (Linux ``PR_SET_PDEATHSIG``; libc is loaded in
+    the parent, the child only makes the call)."""
+    if _LIBC is not None:
+        _LIBC.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 class Quotegate:
     """``quotegate run`` as a child process on a free port (``--demo-key KEY``, candles in
-    memory, warnings only). ``env`` adds ``QUOTEGATE_*`` variables; the parent's are dropped."""
+    memory, the reporting database too: nothing shared between tests on disk; warnings only).
+    ``env`` adds ``QUOTEGATE_*`` variables; the parent's are dropped."""
 
     def __init__(self, log: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.log = log
@@ -73,6 +89,7 @@ class Quotegate:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                preexec_fn=die_with_parent,
             )  # fmt: skip
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

@@ -25,6 +25,9 @@ from tests.faults.harness import Client, client_frame, running, subscribe_op, ws
 pytestmark = pytest.mark.slow
 
 MB = 1 << 20
+STALL_MAX_S = 3.0
+"""The longest a bystander may go without a frame (at 300 orders/s it gets several a second;
+the unbounded server stalled everyone for 14 s). Generous for a shared 2-core machine."""
 FLOOD_S = 6.0
 RSS_GROWTH_MAX = 64 * MB
 """The bound on the server's RSS growth while one client floods (its send queue is bounded by
@@ -95,4 +98,4 @@ async def test_a_non_reading_flooder_is_bounded_and_others_unaffected(tmp_path: 
         assert bystander.updates > 100 and not bystander.gaps, bystander.gaps[:5]
         assert not bystander.checksum_mismatches
         stall = max(b - a for a, b in itertools.pairwise(arrivals))
-        assert stall < 1.0, f"the bystander's stream stalled for {stall:.2f} s"
+        assert stall < STALL_MAX_S, f"the bystander's stream stalled for {stall:.2f} s"

@@ -37,6 +37,9 @@ from tests.faults.harness import (
 pytestmark = pytest.mark.slow
 
 MB = 1 << 20
+STALL_MAX_S = 3.0
+"""The longest a bystander may go without a frame (at 300 orders/s it gets several a second;
+the unbounded server stalled everyone for 14 s). Generous for a shared 2-core machine."""
 
 
 def _send_huge(port: int, head: bytes, filler_bytes: int) -> tuple[int, dict[str, str], bytes]:
@@ -114,7 +117,7 @@ async def test_huge_header_and_url_are_refused_without_hurting_others(tmp_path: 
         assert bystander.updates > 50 and not bystander.gaps, bystander.gaps[:5]
         assert not bystander.checksum_mismatches
         stall = max(b - a for a, b in itertools.pairwise(arrivals))
-        assert stall < 1.0, f"the bystander's stream stalled for {stall:.2f} s"
+        assert stall < STALL_MAX_S, f"the bystander's stream stalled for {stall:.2f} s"
 
         many = ",".join(f"book.S{i}" for i in range(10_000)).encode()
         status, headers, body = _plain_get(qg.port, b"/v1/poll?ch=" + many)

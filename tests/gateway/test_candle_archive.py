@@ -244,3 +244,19 @@ async def test_background_flush_writes_the_file(tmp_path: Path) -> None:
         assert await reopened.range("AAPL", "1m", None, None, 5) == [candle(0)]
     finally:
         await reopened.close()
+
+
+async def test_redis_archive_unreachable_is_store_unavailable() -> None:
+    """A range read while Redis is down is StoreUnavailable (503 at the edge), not a 500."""
+    from gateway.seams.store import StoreUnavailable
+    from tests.services import free_port
+
+    archive = RedisCandleArchive(
+        RedisCandleConfig(url=f"redis://127.0.0.1:{free_port()}/0", socket_timeout_s=1.0)
+    )
+    await archive.start()
+    try:
+        with pytest.raises(StoreUnavailable):
+            await archive.range("AAPL", "1m", None, None, 10)
+    finally:
+        await archive.close()

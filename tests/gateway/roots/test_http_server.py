@@ -17,9 +17,11 @@ from starlette.routing import Route
 
 from gateway.config import GatewayConfig, HttpConfig
 from gateway.roots.http_server import (
+    LimitedHttpToolsProtocol,
     NoClientTracebacks,
     RedactTokens,
     install_log_redaction,
+    limited_protocol,
     redact_tokens,
     uvicorn_config_kwargs,
 )
@@ -190,3 +192,27 @@ def test_a_client_fault_is_logged_without_a_traceback() -> None:
     assert record.exc_info is None and record.levelno == logging.WARNING
     other = logging.LogRecord("uvicorn.error", logging.ERROR, __file__, 1, "boom", None, exc_info)
     assert NoClientTracebacks().filter(other) and other.exc_info is not None
+
+
+async def test_a_bad_websocket_handshake_gets_a_json_400() -> None:
+    upgrade = b"GET /echo HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    async with _serving() as port:
+        for extra in (
+            b"Sec-WebSocket-Version: 13\r\n",  # no key
+            b"Sec-WebSocket-Key: c2hvcnQ=\r\nSec-WebSocket-Version: 13\r\n",  # 5 bytes
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n",
+        ):
+            status, body = await _request(port, upgrade + extra + b"\r\n")
+            assert (status, _error(body)) == (400, "bad_request"), extra
+
+
+def test_the_limits_combine_with_another_httptools_protocol() -> None:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class Extension(HttpToolsProtocol):
+        """A protocol adding something of its own (as a lane for response bodies would)."""
+
+    combined = limited_protocol(LIMITS, Extension)
+    assert combined.limits is LIMITS
+    assert combined.__mro__.index(LimitedHttpToolsProtocol) < combined.__mro__.index(Extension)
+    assert issubclass(combined, Extension) and issubclass(combined, HttpToolsProtocol)

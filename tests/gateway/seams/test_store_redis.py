@@ -252,6 +252,29 @@ async def test_redis_back_empty_gets_every_channel_rebuilt() -> None:
         server.stop()
 
 
+async def test_redis_emptied_without_a_failed_write_is_noticed_and_rebuilt(
+    redis_url: str, client: aioredis.Redis
+) -> None:
+    pub = Publisher()
+    store = make(redis_url, pub, flush_interval_ms=10, verify_interval_ms=50)
+    await store.start()
+    try:
+        pub.publish_many(CH, 3)
+        pub.publish_many("orders.alice", 1)
+        await store.flush()
+        await client.flushdb()  # gone, and no write failed
+        for _ in range(200):
+            if store.rebuilds:
+                break
+            await asyncio.sleep(0.01)
+        assert store.rebuilds == 1
+        assert await store.channels() == sorted([CH, "orders.alice"])
+        snap = await store.snapshot("orders.alice")
+        assert snap is not None and snap.seq == 1
+    finally:
+        await store.close()
+
+
 async def test_pending_buffer_is_bounded() -> None:
     """Past ``pending_max`` buffered updates the oldest are dropped and the history restarts
     after the hole, so resuming across it gives a snapshot."""
