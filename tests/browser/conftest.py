@@ -104,6 +104,7 @@ class QuotegateServer:
                     "--rate", str(self.rate), "--candles-db", ":memory:",
                     "--demo-key", KEY, "--log-level", "warning",
                     "--journal", str(self.folder / "journal.log"),
+                    "--database-url", "none",  # the page tests predate the reporter
                     "--transports", transports,
                 ],
                 cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,

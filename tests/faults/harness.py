@@ -81,7 +81,7 @@ class Quotegate:
                 [
                     sys.executable, "-m", "gateway.roots.cli", "run",
                     "--port", str(self.port), "--candles-db", ":memory:",
-                    "--database-url", "sqlite::memory:",
+                    "--database-url", "none",  # fan-out faults: no reporter, as before it existed
                     "--demo-key", KEY, "--log-level", "warning", *self.args,
                 ],
                 cwd=ROOT,
