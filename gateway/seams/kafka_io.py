@@ -34,6 +34,7 @@ TOPIC_EXISTS = 36  # Kafka's TOPIC_ALREADY_EXISTS error code
 Headers = Sequence[tuple[str, bytes]]
 OnRecord = Callable[[Any], None]
 
+
 async def ensure_topics(config: KafkaConfig) -> None:
     """Create the commands, market-data and events topics if they are missing."""
     wanted = [
@@ -58,6 +59,7 @@ async def ensure_topics(config: KafkaConfig) -> None:
                 raise KafkaError(f"cannot create topic {topic}: error {code} {rest}")
     finally:
         await admin.close()
+
 
 class Sender:
     """A producer behind a synchronous, bounded ``send`` (see the module docstring).
@@ -193,6 +195,7 @@ class Sender:
         else:
             self.sent += 1
 
+
 class TopicReader:
     """Reads every partition of ``topic`` (no consumer group) and calls ``on_record`` with each
     record (an aiokafka ``ConsumerRecord``). ``start_offsets``: partition -> next offset;
@@ -288,6 +291,7 @@ class TopicReader:
                         self.errors += 1
                         log.exception("kafka %s: a record handler failed", self._name)
 
+
 async def partitions_of(
     consumer: AIOKafkaConsumer, topic: str, timeout_s: float = 30.0
 ) -> list[TopicPartition]:
@@ -302,6 +306,7 @@ async def partitions_of(
         if loop.time() > deadline:
             raise KafkaError(f"topic {topic} does not exist")
         await asyncio.sleep(0.1)
+
 
 async def seek(
     consumer: AIOKafkaConsumer,
