@@ -15,8 +15,17 @@ from types import ModuleType
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "run": ("gateway.roots.run", "run everything in one process (engine, feed, gateway, web UI)"),
+    "engine": (
+        "gateway.roots.engine_process",
+        "distributed mode: the engine process (commands from Kafka, market data to Kafka, "
+        "snapshots to Redis)",
+    ),
+    "gateway": (
+        "gateway.roots.gateway_process",
+        "distributed mode: a stateless gateway node (market data from Kafka, REST from Redis)",
+    ),
     "replay": ("gateway.roots.replay", "run a command file through a fresh engine"),
-    "bench": ("loadtest.bench", "benchmarks: engine, publisher, store"),
+    "bench": ("loadtest.bench", "benchmarks: engine, publisher, store, distributed"),
 }
 
 

@@ -42,6 +42,7 @@ from feeds.replay import ReplayConfig, ReplayFeed, read_commands
 from feeds.synthetic import DEFAULT_SYMBOLS, SyntheticConfig, SyntheticFeed
 from gateway.marketdata.publisher import Publisher, PublisherConfig
 from gateway.roots.run_journal import RunJournal, RunJournalConfig
+from gateway.seams.bus import MarketDataBus
 from gateway.seams.bus_memory import MemoryBus
 from gateway.seams.candle_buffer import DEFAULT_RETENTION_MS
 from gateway.seams.candles_sqlite import SqliteCandleArchive, SqliteCandleConfig
@@ -126,8 +127,19 @@ class EmbeddedConfig:
 class EmbeddedRuntime:
     """Owns the engine, publisher, bus, store, candle archive, feed and their tasks."""
 
-    def __init__(self, config: EmbeddedConfig, *, clock: Callable[[], int] = wall_clock_us):
+    def __init__(
+        self,
+        config: EmbeddedConfig,
+        *,
+        clock: Callable[[], int] = wall_clock_us,
+        bus: MarketDataBus | None = None,
+        archive: CandleArchive | None = None,
+    ):
+        """``bus`` and ``archive`` replace the memory bus and the SQLite archive (the engine
+        process of distributed mode passes its Kafka bus and Redis archive)."""
         self.config = config
+        self._bus_given = bus
+        self._archive_given = archive
         self._clock = clock
         self._replay_instruments: list[DefineInstrument] = []
         if config.feed == "replay":
@@ -166,8 +178,10 @@ class EmbeddedRuntime:
         self.engine = Engine(
             config.engine, clock=clock, journal=journal.journal if journal is not None else None
         )
-        self.bus = MemoryBus()
-        self.archive = _candle_archive(config.candles_db, config.candles_retention_ms)
+        self.bus: MarketDataBus = self._bus_given or MemoryBus()
+        self.archive = self._archive_given or _candle_archive(
+            config.candles_db, config.candles_retention_ms
+        )
         self.publisher = Publisher(
             pub_cfg,
             sink=self._sink,
