@@ -66,7 +66,7 @@ class Recorder:
             self._task.cancel()
 
     def position(self, channel: str) -> dict[str, Any]:
-        kind, seq, epoch, _ = self.got[channel][-1]
+        _, seq, epoch, _ = self.got[channel][-1]
         return {"epoch": epoch, "seq": seq}
 
     def updates(self, channel: str) -> dict[int, bytes]:

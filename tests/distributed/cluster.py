@@ -16,18 +16,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import orjson
 
 from tests.services import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "dist-test-key-0123456789"
 BOB_KEY = "dist-test-bob-0123456789"
-ACCOUNTS = (
-    '{"accounts": ['
-    '{"account": "alice", "apiKeys": ["%s"], "deposits": {"USD": "1000000", "AAPL": 1000}},'
-    '{"account": "bob", "apiKeys": ["%s"], "deposits": {"USD": "1000000", "AAPL": 1000}}'
-    "]}" % (KEY, BOB_KEY)
-)
+ACCOUNTS = orjson.dumps(
+    {
+        "accounts": [
+            {"account": name, "apiKeys": [key], "deposits": {"USD": "1000000", "AAPL": 1000}}
+            for name, key in (("alice", KEY), ("bob", BOB_KEY))
+        ]
+    }
+).decode()
 
 
 @dataclass

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 
 import httpx
-import orjson
 import pytest
 
 from tests.distributed.clients import (
