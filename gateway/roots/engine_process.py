@@ -11,7 +11,8 @@ Kafka bus in place of the memory bus and the Redis candle archive in place of SQ
   gateways' ``GET /v1/symbols`` and channel checks.
 
 Snapshots and per-channel history go to Redis (``--redis``, required); market data goes to the
-market-data topic.
+market-data topic, each hand-over to the producer only after the journal has flushed the
+commands that made it (``_durable``).
 
 **Restart** (with ``--journal PATH``): the runtime restores the engine and the publisher from the
 journal and keeps the epoch, so every channel's seq continues where it was and the Redis history
@@ -92,7 +93,7 @@ class EngineProcess:
         if not embedded.redis_url:
             raise ValueError("the engine process needs Redis (--redis URL)")
         self.kafka = kafka
-        self.bus = KafkaBus(kafka, consume=False, name="engine")
+        self.bus = KafkaBus(kafka, consume=False, name="engine", before_send=self._durable)
         archive = RedisCandleArchive(
             RedisCandleConfig(
                 url=embedded.redis_url,
@@ -117,6 +118,14 @@ class EngineProcess:
         )
         self.symbols = RedisSymbols(embedded.redis_url, key_prefix=key_prefix, reader=False)
         self._task: asyncio.Task[None] | None = None
+
+    def _durable(self) -> None:
+        """Before market data leaves the process: the journal holds the commands that made
+        it (written, and synced unless ``--fsync never``). A crash then never leaves clients
+        with seqs that the restarted engine numbers differently."""
+        journal = self.runtime.journal
+        if journal is not None and not journal.journal.closed:
+            journal.journal.flush()
 
     def _before(self, records: list[Any]) -> None:
         """Note the inSeq each record will get (only ``submit`` takes one) before any runs."""

@@ -18,6 +18,7 @@ always passes.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from gateway.seams.bus import Listener
@@ -32,11 +33,20 @@ class KafkaBus:
     """:class:`~gateway.seams.bus.MarketDataBus` over Kafka (see the module docstring)."""
 
     def __init__(
-        self, config: KafkaConfig, *, consume: bool = True, publish: bool = True, name: str = "bus"
+        self,
+        config: KafkaConfig,
+        *,
+        consume: bool = True,
+        publish: bool = True,
+        name: str = "bus",
+        before_send: Callable[[], None] | None = None,
     ) -> None:
+        """``before_send``: see :class:`~gateway.seams.kafka_io.Sender`."""
         self.config = config
         self._topic = config.marketdata_topic
-        self._sender = Sender(config, name=f"{name}-md") if publish else None
+        self._sender = (
+            Sender(config, name=f"{name}-md", before_send=before_send) if publish else None
+        )
         self._reader = (
             TopicReader(config, self._topic, self._on_record, name=f"{name}-md")
             if consume

@@ -5,7 +5,9 @@
 * :class:`Sender`: a producer whose ``send`` is synchronous and never blocks: records go to a
   bounded buffer that the sender's own task hands to the producer (which batches per partition,
   ``linger_ms``, and keeps per-partition order: one request in flight per partition).
-  ``flush()`` waits until everything handed over so far is acknowledged.
+  ``flush()`` waits until everything handed over so far is acknowledged. ``before_send`` runs
+  before each hand-over of what is queued (the engine makes its journal durable there, so no
+  record leaves the process ahead of the commands that made it).
 * :class:`TopicReader`: reads every partition of one topic without a consumer group (each node
   reads everything), from the end or from given offsets, and calls ``on_record`` for each
   record in partition order. ``caught_up()`` waits until it has read what the topic held when
@@ -69,9 +71,17 @@ class Sender:
     bound). ``errors`` counts records the producer failed to deliver.
     """
 
-    def __init__(self, config: KafkaConfig, *, name: str, pending_max: int = 100_000) -> None:
+    def __init__(
+        self,
+        config: KafkaConfig,
+        *,
+        name: str,
+        pending_max: int = 100_000,
+        before_send: Callable[[], None] | None = None,
+    ) -> None:
         self._config = config
         self._name = name
+        self._before_send = before_send
         self._pending: deque[tuple[str, bytes, bytes | None, Headers]] = deque(maxlen=pending_max)
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -174,6 +184,8 @@ class Sender:
 
     async def _hand_over(self, producer: AIOKafkaProducer) -> None:
         pending = self._pending
+        if pending and self._before_send is not None:
+            self._before_send()
         while pending:
             topic, value, key, headers = pending.popleft()
             try:
