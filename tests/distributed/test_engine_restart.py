@@ -31,7 +31,7 @@ async def _order(base: str, coid: str) -> httpx.Response:
 
 async def test_a_killed_engine_restarts_where_it_was(cluster: Cluster) -> None:
     engine = cluster.engine("--rate", "300", "--fsync", "interval")
-    g1 = cluster.gateway(name="g1", *("--command-timeout-s", "20"))
+    g1 = cluster.gateway("--command-timeout-s", "20", name="g1")
     before = Recorder(g1.base, CHANNELS, key=KEY)
     await before.start()
     await wait_for(lambda: all(len(before.updates(ch)) >= 20 for ch in CHANNELS[:3]))
@@ -54,9 +54,11 @@ async def test_a_killed_engine_restarts_where_it_was(cluster: Cluster) -> None:
     after = Recorder(g2.base, CHANNELS, key=KEY)
     await after.start()
     await wait_for(
-        lambda: all(before.got[ch][-1][1] >= seen[ch] + 20 for ch in CHANNELS[:3])
-        and all(len(after.updates(ch)) >= 10 for ch in CHANNELS[:3])
-        and any(b"while-down" in line for *_, line in before.got["orders"])
+        lambda: (
+            all(before.got[ch][-1][1] >= seen[ch] + 20 for ch in CHANNELS[:3])
+            and all(len(after.updates(ch)) >= 10 for ch in CHANNELS[:3])
+            and any(b"while-down" in line for *_, line in before.got["orders"])
+        )
     )
     await before.close()
     await after.close()
@@ -75,7 +77,7 @@ async def test_a_killed_engine_restarts_where_it_was(cluster: Cluster) -> None:
 
 
 async def test_without_an_engine_order_entry_times_out_with_504(cluster: Cluster) -> None:
-    g1 = cluster.gateway(name="g1", *("--command-timeout-s", "1"))
+    g1 = cluster.gateway("--command-timeout-s", "1", name="g1")
     resp = await _order(g1.base, "nobody-home")
     assert resp.status_code == 504
     assert resp.json()["error"]["code"] == "timeout"
