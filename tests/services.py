@@ -7,10 +7,14 @@ them directly (``free_port()`` for servers a test starts itself).
 from __future__ import annotations
 
 import importlib.util
+import os
 import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import NoReturn
+
+import pytest
 
 from loadtest.redis_server import (
     RedisServer,
@@ -27,8 +31,18 @@ __all__ = [
     "find_redis_binary",
     "find_tansu_binary",
     "free_port",
+    "missing_service",
     "wait_for_port",
 ]
+
+
+def missing_service(reason: str) -> NoReturn:
+    """A test's real service (Redis, Kafka, PostgreSQL, Chromium, Node) cannot be had: skip on a
+    developer's machine, but fail under CI (``CI`` set and not ``0``/``false``), where
+    ``.ci/run`` installs every service and a silent skip would hide a missing install step."""
+    if os.environ.get("CI", "").lower() not in ("", "0", "false"):
+        pytest.fail(f"required service missing in CI: {reason}", pytrace=False)
+    pytest.skip(reason)
 
 
 def wait_for_port(host: str, port: int, timeout_s: float = 10.0) -> None:
