@@ -35,6 +35,7 @@ from typing import Any
 
 from engine import Engine, EngineConfig
 from engine.commands import CancelOrder, Command, DefineInstrument, Deposit, NewOrder, ReplaceOrder
+from engine.core import JournalSink
 from engine.events import Cancelled, Done, Event, Rejected
 from engine.journal import JournalError
 from engine.sequencer import wall_clock_us
@@ -134,12 +135,16 @@ class EmbeddedRuntime:
         clock: Callable[[], int] = wall_clock_us,
         bus: MarketDataBus | None = None,
         archive: CandleArchive | None = None,
+        journal_tee: JournalTee | None = None,
     ):
         """``bus`` and ``archive`` replace the memory bus and the SQLite archive (the engine
-        process of distributed mode passes its Kafka bus and Redis archive)."""
+        process of distributed mode passes its Kafka bus and Redis archive); ``journal_tee``
+        is called with every record the engine journals (the failover log), after the
+        journal took it."""
         self.config = config
         self._bus_given = bus
         self._archive_given = archive
+        self._journal_tee = journal_tee
         self._clock = clock
         self._replay_instruments: list[DefineInstrument] = []
         if config.feed == "replay":
@@ -175,9 +180,10 @@ class EmbeddedRuntime:
         self._coid_prefix = journal.coid_prefix if journal is not None else ""
         self._replaying = False
         self._replay_tail: dict[str, deque[Envelope]] = {}
-        self.engine = Engine(
-            config.engine, clock=clock, journal=journal.journal if journal is not None else None
-        )
+        sink: JournalSink | None = journal.journal if journal is not None else None
+        if sink is not None and self._journal_tee is not None:
+            sink = _Tee(sink, self._journal_tee)
+        self.engine = Engine(config.engine, clock=clock, journal=sink)
         self.bus: MarketDataBus = self._bus_given or MemoryBus()
         self.archive = self._archive_given or _candle_archive(
             config.candles_db, config.candles_retention_ms
@@ -231,6 +237,8 @@ class EmbeddedRuntime:
         self.restored_commands = 0
         self.journal_error: JournalError | None = None
         self._gc_saved: tuple[int, int, int] | None = None
+        self.shadow_pending: list[str] | None = None
+        """In shadow mode (when a list): channels whose first snapshot is due at takeover."""
 
     # -- the sequencing point -------------------------------------------------------------
 
@@ -290,6 +298,9 @@ class EmbeddedRuntime:
     def _record_snapshots(self, channels: Iterable[str]) -> None:
         """Give the store a snapshot of channels that have none yet (a new symbol or account),
         so that REST and subscribers find them before their first update."""
+        if self._replaying and self.shadow_pending is not None:
+            self.shadow_pending.extend(channels)
+            return
         for channel in channels:
             envelope = self.publisher.snapshot(channel)
             if envelope is not None:
@@ -329,15 +340,30 @@ class EmbeddedRuntime:
         if self._started:
             return
         self._started = True
-        cfg = self.config
-        for component in (self.archive, self.store, self.bus):
-            await component.start()
-            self._closers.append(component.close)
+        await self.open()
+        await self.begin()
+
+    async def open(self, *, storage: bool = True) -> None:
+        """Start storage (unless ``storage`` is false: a standby engine starts it when it takes
+        over), restore the journal and start its sync task: the first half of ``start``."""
+        self._started = True
+        if storage:
+            await self.start_storage()
         self._raise_gc_threshold()  # the restore builds a large long-lived state
         if self.journal is not None:
             self._restore(self.journal)
             await self.journal.start()
             self._closers.append(self.journal.close)
+
+    async def start_storage(self) -> None:
+        for component in (self.archive, self.store, self.bus):
+            await component.start()
+            self._closers.append(component.close)
+
+    async def begin(self) -> None:
+        """Setup commands the journal does not hold yet, the feed and the flush task: the
+        second half of ``start`` (a standby engine runs it when it takes over)."""
+        cfg = self.config
         if isinstance(self.feed, SyntheticFeed):
             if self.restored_commands:
                 self._restart_synthetic(self.feed)
@@ -360,6 +386,39 @@ class EmbeddedRuntime:
             await self.feed.start()
             self._closers.append(self.feed.close)
 
+    # -- a standby's replica ----------------------------------------------------------------
+
+    @property
+    def shadow(self) -> bool:
+        """A standby's mode: envelopes are kept per channel (the last ``store_history_max``)
+        instead of going to the store and the bus."""
+        return self._replaying
+
+    @shadow.setter
+    def shadow(self, on: bool) -> None:
+        self._replaying = on
+
+    def apply_sequenced(self, in_seq: int, ts: int, cmd: Command) -> None:
+        """Apply one record of the leader's log: journaled here too, then run exactly as the
+        leader ran it (``Engine.submit_sequenced``), its envelopes kept in shadow mode."""
+        journal = self.journal
+        if journal is not None:
+            journal.journal.append(in_seq, ts, cmd)
+        events = self.engine.submit_sequenced(in_seq, ts, cmd)
+        ok = bool(events) and type(events[0]) is not Rejected
+        if isinstance(cmd, Deposit) and journal is not None and ok:
+            journal.funded.add((cmd.account, cmd.asset))
+        if type(cmd) is DefineInstrument:
+            self._defined(cmd)
+        if events:
+            self.publisher.on_events(events)
+        self.restored_commands += 1
+
+    def take_shadow(self) -> list[Envelope]:
+        """The envelopes kept in shadow mode (per channel in seq order), and forget them."""
+        tails, self._replay_tail = self._replay_tail, {}
+        return [envelope for tail in tails.values() for envelope in tail]
+
     def _restore(self, journal: RunJournal) -> None:
         """Replay the journal: the engine and the publisher (its envelopes go to the store,
         not the bus) come back to the state of the last recorded command."""
@@ -378,12 +437,14 @@ class EmbeddedRuntime:
             if conflated:
                 publisher.flush_due(ts)
 
-        self._replaying = True
+        shadow, self._replaying = self._replaying, True
         try:
             self.restored_commands = journal.replay(self.engine.submit_sequenced, replayed)
             publisher.flush_all()
         finally:
-            self._replaying = False
+            self._replaying = shadow
+        if shadow:
+            return  # a standby keeps the tail (take_shadow) for when it takes over
         # the store gets what it would keep of the replayed updates: each channel's last
         # history_max (older ones would only be dropped again)
         tails, self._replay_tail = self._replay_tail, {}
@@ -492,6 +553,23 @@ async def embedded_services(config: EmbeddedConfig) -> EmbeddedRuntime:
         await runtime.close()
         raise
     return runtime
+
+
+JournalTee = Callable[[int, int, Command], None]
+
+
+class _Tee:
+    """A journal sink that also hands each record to ``tee`` (after the journal took it)."""
+
+    __slots__ = ("_append", "_tee")
+
+    def __init__(self, sink: JournalSink, tee: JournalTee) -> None:
+        self._append = sink.append
+        self._tee = tee
+
+    def append(self, in_seq: int, ts: int, cmd: Command) -> None:
+        self._append(in_seq, ts, cmd)
+        self._tee(in_seq, ts, cmd)
 
 
 def _leading_instruments(path: str) -> list[DefineInstrument]:

@@ -119,7 +119,7 @@ class EngineProcess:
         self.symbols = RedisSymbols(embedded.redis_url, key_prefix=key_prefix, reader=False)
         self._task: asyncio.Task[None] | None = None
 
-    def _durable(self) -> None:
+    async def _durable(self) -> None:
         """Before market data leaves the process: the journal holds the commands that made
         it (written, and synced unless ``--fsync never``). A crash then never leaves clients
         with seqs that the restarted engine numbers differently."""

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -77,12 +77,14 @@ class Sender:
         *,
         name: str,
         pending_max: int = 100_000,
-        before_send: Callable[[], None] | None = None,
+        before_send: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._config = config
         self._name = name
         self._before_send = before_send
-        self._pending: deque[tuple[str, bytes, bytes | None, Headers]] = deque(maxlen=pending_max)
+        self._pending: deque[tuple[str, bytes, bytes | None, Headers, int | None]] = deque(
+            maxlen=pending_max
+        )
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -108,7 +110,7 @@ class Sender:
             producer = await self._connect(False)
             assert producer is not None
         self._producer = producer
-        self._task = asyncio.create_task(self._pump(), name=f"kafka-send-{self._name}")
+        self._task = asyncio.create_task(self._pump(producer), name=f"kafka-send-{self._name}")
 
     async def _connect(self, idempotent: bool) -> AIOKafkaProducer | None:
         cfg = self._config
@@ -150,15 +152,27 @@ class Sender:
             await producer.stop()
 
     def send(
-        self, topic: str, value: bytes, *, key: bytes | None = None, headers: Headers = ()
+        self,
+        topic: str,
+        value: bytes,
+        *,
+        key: bytes | None = None,
+        headers: Headers = (),
+        partition: int | None = None,
     ) -> None:
-        """Queue one record; never blocks."""
+        """Queue one record (to ``partition``, else the key's); never blocks."""
         pending = self._pending
         if len(pending) == pending.maxlen:
             self.dropped += 1
-        pending.append((topic, value, key, headers))
+        pending.append((topic, value, key, headers, partition))
         self._idle.clear()
         self._wake.set()
+
+    async def partitions(self, topic: str) -> list[int]:
+        """The topic's partition numbers (from the producer's metadata)."""
+        if self._producer is None:
+            raise RuntimeError("the sender is not started")
+        return sorted(await self._producer.partitions_for(topic))
 
     async def flush(self) -> None:
         """Wait until every record sent so far is acknowledged (or failed)."""
@@ -173,30 +187,34 @@ class Sender:
         if self._inflight:
             await asyncio.gather(*list(self._inflight), return_exceptions=True)
 
-    async def _pump(self) -> None:
+    async def _pump(self, producer: AIOKafkaProducer) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            producer = self._producer
-            if producer is None:
-                return
             await self._hand_over(producer)
 
     async def _hand_over(self, producer: AIOKafkaProducer) -> None:
         pending = self._pending
-        if pending and self._before_send is not None:
-            self._before_send()
-        while pending:
-            topic, value, key, headers = pending.popleft()
+        count = len(pending)
+        if count and self._before_send is not None:
+            await self._before_send()  # covers what was queued before it, not what came since
+            count = min(count, len(pending))
+        for _ in range(count):
+            topic, value, key, headers, partition = pending.popleft()
             try:
-                future = await producer.send(topic, value, key=key, headers=list(headers))
+                future = await producer.send(
+                    topic, value, key=key, headers=list(headers), partition=partition
+                )
             except KafkaError as exc:
                 self.errors += 1
                 log.warning("kafka %s: send failed: %s", self._name, exc)
                 continue
             self._inflight.add(future)
             future.add_done_callback(self._delivered)
-        self._idle.set()
+        if pending:
+            self._wake.set()
+        else:
+            self._idle.set()
 
     def _delivered(self, future: asyncio.Future[Any]) -> None:
         self._inflight.discard(future)

@@ -145,4 +145,4 @@ async def test_sender_buffer_is_bounded(kafka_bootstrap: str) -> None:
     for i in range(5):  # not started: nothing is handed over
         sender.send("t", b"%d" % i)
     assert sender.dropped == 2
-    assert [v for _, v, _, _ in sender._pending] == [b"2", b"3", b"4"]
+    assert [item[1] for item in sender._pending] == [b"2", b"3", b"4"]
