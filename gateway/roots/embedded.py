@@ -414,6 +414,14 @@ class EmbeddedRuntime:
             self.publisher.on_events(events)
         self.restored_commands += 1
 
+    def set_coid_prefix(self, prefix: str) -> None:
+        """The prefix of the feed's client order ids from now on (a new leader's own)."""
+        self._coid_prefix = prefix
+
+    def record_snapshots(self, channels: Iterable[str]) -> None:
+        """Give the store a first snapshot of each of ``channels`` (after shadow mode)."""
+        self._record_snapshots(channels)
+
     def take_shadow(self) -> list[Envelope]:
         """The envelopes kept in shadow mode (per channel in seq order), and forget them."""
         tails, self._replay_tail = self._replay_tail, {}

@@ -48,9 +48,9 @@ Handle = Callable[[str, dict[str, Any]], Awaitable[Any]]
 Before = Callable[[list[Any]], None]
 
 
-def new_node_id() -> str:
-    """A gateway node's id: unique per process start."""
-    return "gw-" + secrets.token_hex(6)
+def new_node_id(kind: str = "gw") -> str:
+    """A node's id (a gateway's, an engine's): unique per process start."""
+    return f"{kind}-" + secrets.token_hex(6)
 
 
 def _header(record: Any, wanted: str) -> bytes | None:
@@ -163,13 +163,22 @@ class CommandServer:
         self._owns_events = events is None
         self._max_records = max_records
         self._consumer: AIOKafkaConsumer | None = None
+        self._connected: tuple[AIOKafkaConsumer, list[TopicPartition]] | None = None
         self._task: asyncio.Task[None] | None = None
+        self.current: tuple[int, int] | None = None
+        """(partition, offset) of the request being handled, else ``None``."""
         self.handled = 0
         self.bad_requests = 0
         self.commit_errors = 0
 
-    async def start(self) -> None:
-        if self._consumer is not None:
+    def set_start_offsets(self, offsets: Mapping[int, int]) -> None:
+        """Where to start each partition (before ``start``)."""
+        self._start_offsets = dict(offsets)
+
+    async def connect(self) -> None:
+        """Connect and learn the partitions without reading yet (a standby engine does this
+        ahead of a takeover). Idempotent."""
+        if self._connected is not None:
             return
         cfg = self.config
         if cfg.create_topics:
@@ -188,11 +197,21 @@ class CommandServer:
         await consumer.start()
         try:
             partitions = await partitions_of(consumer, cfg.commands_topic)
-            consumer.assign(partitions)
-            await self._seek(consumer, partitions)
         except BaseException:
             await consumer.stop()
             raise
+        self._connected = (consumer, partitions)
+
+    async def start(self) -> None:
+        """Seek (``start_offsets``, the group's offsets, the end or the beginning) and start
+        reading. Idempotent."""
+        if self._consumer is not None:
+            return
+        await self.connect()
+        assert self._connected is not None
+        consumer, partitions = self._connected
+        consumer.assign(partitions)
+        await self._seek(consumer, partitions)
         self._consumer = consumer
         self._task = asyncio.create_task(self._loop(consumer), name="engine-commands")
 
@@ -220,10 +239,11 @@ class CommandServer:
     async def close(self) -> None:
         task, self._task = self._task, None
         await cancel_and_wait(task)
-        consumer, self._consumer = self._consumer, None
-        if consumer is not None:
+        self._consumer = None
+        connected, self._connected = self._connected, None
+        if connected is not None:
             with contextlib.suppress(Exception):
-                await consumer.stop()
+                await connected[0].stop()
         if self._owns_events:
             await self._events.close()
 
@@ -262,6 +282,7 @@ class CommandServer:
             self.bad_requests += 1
             log.warning("commands: skipped a malformed request at %s: %s", record.offset, exc)
             return
+        self.current = (record.partition, record.offset)
         try:
             answer: dict[str, Any] = {"req": req, "result": await self._handle(method, args)}
         except GatewayError as exc:
@@ -271,6 +292,8 @@ class CommandServer:
         except Exception:
             log.exception("commands: %s failed", method)
             answer = {"req": req, "error": {"code": INTERNAL, "message": "internal error"}}
+        finally:
+            self.current = None
         self.handled += 1
         self._events.send(
             self.config.events_topic,

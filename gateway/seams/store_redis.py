@@ -391,6 +391,18 @@ class RedisSnapshotStore:
             return Resume(Envelope.parse(reply[1], channel=channel), _NO_UPDATES)
         return Resume(None, _NO_UPDATES)
 
+    async def positions(self, channels: list[str]) -> dict[str, tuple[str, int]]:
+        """``(epoch, seq)`` of the newest update Redis holds for each channel that has one."""
+        if not channels:
+            return {}
+        metas = await self._require().mget([self._key(ch, "meta") for ch in channels])
+        out: dict[str, tuple[str, int]] = {}
+        for channel, meta in zip(channels, metas, strict=True):
+            stream = _parse_meta(_as_bytes(meta)) if meta is not None else None
+            if stream is not None:
+                out[channel] = (stream.epoch, stream.cur)
+        return out
+
     async def channels(self) -> list[str]:
         members = await self._require().smembers(self._prefix + "channels")
         return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)

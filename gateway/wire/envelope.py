@@ -26,8 +26,15 @@ class Envelope(NamedTuple):
 
     @classmethod
     def build(
-        cls, type_: str, channel: str, epoch: str, seq: int, ts: int, data: Any,
-        *, wire_channel: str | None = None,
+        cls,
+        type_: str,
+        channel: str,
+        epoch: str,
+        seq: int,
+        ts: int,
+        data: Any,
+        *,
+        wire_channel: str | None = None,
     ) -> Envelope:
         """Encode ``data`` into the protocol's envelope JSON once."""
         payload = orjson.dumps(
