@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from gateway.seams.candle_buffer import (
     DEFAULT_RETENTION_MS,
@@ -26,6 +27,7 @@ from gateway.seams.candle_buffer import (
     CandleKey,
     Cutoffs,
 )
+from gateway.wire.errors import UNAVAILABLE, GatewayError
 
 _RANGE_LUA = """
 local ts = redis.call('ZREVRANGEBYSCORE', KEYS[1], ARGV[2], ARGV[1], 'LIMIT', 0, ARGV[3])
@@ -120,14 +122,19 @@ class RedisCandleArchive(BufferedCandleArchive):
     ) -> list[dict[str, Any]]:
         self._require()
         zkey, hkey = self._keys(symbol, resolution)
-        rows = await self._range_script(
-            keys=[zkey, hkey],
-            args=[
-                "-inf" if start_ms is None else int(start_ms),
-                "+inf" if end_ms is None else int(end_ms),
-                int(limit),
-            ],
-        )
+        try:
+            rows = await self._range_script(
+                keys=[zkey, hkey],
+                args=[
+                    "-inf" if start_ms is None else int(start_ms),
+                    "+inf" if end_ms is None else int(end_ms),
+                    int(limit),
+                ],
+            )
+        except (RedisError, OSError) as exc:
+            raise GatewayError(
+                UNAVAILABLE, f"the candle archive is unavailable ({type(exc).__name__})"
+            ) from exc
         return [orjson.loads(row) for row in rows]
 
     def _require(self) -> aioredis.Redis:

@@ -35,6 +35,7 @@ from redis.exceptions import RedisError
 from gateway.seams.store import Resume
 from gateway.seams.store_config import RedisStoreConfig, SnapshotProvider
 from gateway.wire.envelope import SNAPSHOT, Envelope
+from gateway.wire.errors import UNAVAILABLE, GatewayError
 from runtime.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -147,6 +148,7 @@ class RedisSnapshotStore:
         """Awaited after a batch is built and before it is sent (the engine makes the commands
         behind the batch durable there)."""
         self.flushes = 0
+        self.rebuilds = 0
         self.flush_errors = 0
         self.flush_seconds = 0.0  # wall time spent writing batches (includes Redis round trips)
         self.flush_cpu_seconds = 0.0  # of which building batches (incl. provider snapshots)
@@ -201,14 +203,34 @@ class RedisSnapshotStore:
             built_s = self.flush_cpu_seconds
             try:
                 await self.flush()
+                if failing:
+                    await self._rebuild()
             except (RedisError, OSError) as exc:
                 self.flush_errors += 1
                 if not failing:
                     log.warning("snapshot store: flush failed (will retry): %s", exc)
                 failing = True
             else:
+                if failing:
+                    log.warning("snapshot store: Redis is back; every snapshot was rewritten")
                 failing = False
             wait_s = max(interval_s, (self.flush_cpu_seconds - built_s) * stretch)
+
+    async def _rebuild(self) -> None:
+        """After an outage Redis may have lost what it held (a restart without persistence):
+        forget what this writer believed it held and write every channel's snapshot again
+        (their histories restart there; resumes from before get a snapshot)."""
+        if self._provider is None:
+            return
+        known = list(self._streams)
+        self._streams.clear()
+        self._listed.clear()
+        for channel in known:
+            envelope = self._provider(channel)
+            if envelope is not None:
+                self.record_snapshot(envelope)
+        await self.flush()
+        self.rebuilds += 1
 
     # --- writes -------------------------------------------------------------------------------
 
@@ -373,17 +395,23 @@ class RedisSnapshotStore:
         return self._client
 
     async def snapshot(self, channel: str) -> Envelope | None:
-        payload = await self._require().get(self._key(channel, "snap"))
+        try:
+            payload = await self._require().get(self._key(channel, "snap"))
+        except (RedisError, OSError) as exc:
+            raise _unavailable(exc) from exc
         if payload is None:
             return None
         return Envelope.parse(_as_bytes(payload), channel=channel)
 
     async def resume(self, channel: str, epoch: str, seq: int) -> Resume:
         self._require()
-        reply = await self._resume_script(
-            keys=[self._key(channel, "meta"), self._key(channel, "snap")],
-            args=[epoch, int(seq), self._history_key(channel, 0)[:-1]],
-        )
+        try:
+            reply = await self._resume_script(
+                keys=[self._key(channel, "meta"), self._key(channel, "snap")],
+                args=[epoch, int(seq), self._history_key(channel, 0)[:-1]],
+            )
+        except (RedisError, OSError) as exc:
+            raise _unavailable(exc) from exc
         code = int(reply[0])
         if code == 2:
             return Resume(None, [Envelope.parse(p, channel=channel) for p in reply[1:]])
@@ -404,8 +432,16 @@ class RedisSnapshotStore:
         return out
 
     async def channels(self) -> list[str]:
-        members = await self._require().smembers(self._prefix + "channels")
+        try:
+            members = await self._require().smembers(self._prefix + "channels")
+        except (RedisError, OSError) as exc:
+            raise _unavailable(exc) from exc
         return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
+
+
+def _unavailable(exc: BaseException) -> GatewayError:
+    """A read that Redis could not answer, in the API's terms (REST: 503 ``unavailable``)."""
+    return GatewayError(UNAVAILABLE, f"the snapshot store is unavailable ({type(exc).__name__})")
 
 
 def _pair(key: bytes, value: bytes) -> bytes:

@@ -1,8 +1,8 @@
 """The instrument list in Redis: written by the engine process, read by every gateway node.
 
 One key, ``P symbols``: the JSON list ``GET /v1/symbols`` serves (``[{"symbol","tick","lot",
-"currency"}, ...]``). :class:`RedisSymbols` is both sides: the engine calls :meth:`publish` when
-the list changes; a gateway keeps a copy refreshed every ``refresh_interval_ms`` and serves it
+"currency"}, ...]``). :class:`RedisSymbols` is both sides: the engine calls :meth:`publish`
+every half second; a gateway keeps a copy refreshed every ``refresh_interval_ms`` and serves it
 from memory (:meth:`current`, synchronous), so a Redis outage leaves the last list in place.
 """
 
@@ -39,7 +39,6 @@ class RedisSymbols:
         self._client: aioredis.Redis | None = None
         self._task: asyncio.Task[None] | None = None
         self._current: list[dict[str, Any]] = []
-        self._written: bytes | None = None
 
     async def start(self) -> None:
         """Connect; a reader loads the list once (a Redis error leaves it empty) and starts
@@ -78,12 +77,11 @@ class RedisSymbols:
                 self._current = value
 
     async def publish(self, symbols: list[dict[str, Any]]) -> None:
-        """Write the list if it changed since the last successful write."""
-        data = orjson.dumps(symbols)
-        if data == self._written or self._client is None:
+        """Write the list (every call: a Redis that lost it, restarted without persistence,
+        gets it back on the next one)."""
+        if self._client is None:
             return
-        await self._client.set(self._key, data)
-        self._written = data
+        await self._client.set(self._key, orjson.dumps(symbols))
         self._current = symbols
 
     async def _loop(self) -> None:
