@@ -15,6 +15,7 @@ BENCHMARKS: dict[str, str] = {
     "engine": "matching engine: commands/s, latency, resting-order memory, replay lines/s",
     "publisher": "market-data publisher: events/s into envelopes",
     "store": "snapshot store: writes and reads per second",
+    "distributed": "engine + gateways over Kafka and Redis: latency vs run, commands/s, failover",
 }
 
 

@@ -31,6 +31,7 @@ has. A leader that cannot renew its lease within the TTL stops taking commands a
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -101,7 +102,12 @@ class EngineLog:
         await self._reader.caught_up()
 
     async def stop_following(self) -> None:
+        """Stop applying records now (the consumer itself is closed by ``close``)."""
+        await self._reader.pause()
+
+    async def close(self) -> None:
         await self._reader.close()
+        await self.sender.close()
 
     def _on_record(self, record: Any) -> None:
         if record.key != LOG_KEY:
@@ -171,13 +177,12 @@ class Failover:
     async def close(self) -> None:
         task, self._task = self._task, None
         await cancel_and_wait(task)
-        await self.log.stop_following()
         if self.leader.is_set():
             try:
                 await self.lease.release()
             except Exception as exc:
                 log.warning("lease: release failed: %s", exc)
-        await self.log.sender.close()
+        await self.log.close()
         await self.lease.close()
 
     async def _run(self) -> None:
@@ -202,16 +207,27 @@ class Failover:
             await cancel_and_wait(renewing)
 
     async def take_over(self, token: int) -> None:
+        loop = asyncio.get_running_loop()
+        marks = [loop.time()]
         self.store.fence = (self.lease.fence_key, token)
         await self.bus.start()
-        await self.bus.fence(token)
-        await self.log.fence(token)
+        await asyncio.gather(self.bus.fence(token), self.log.fence(token))
+        marks.append(loop.time())
         await self.log.caught_up()
         await self.log.stop_following()
+        marks.append(loop.time())
         if self.log.gap is not None:
             raise RuntimeError(f"cannot take over: {self.log.gap}")
         self.log.token = token
         await self._become_leader(token)
+        marks.append(loop.time())
+        fence_s, catch_s, lead_s = (b - a for a, b in itertools.pairwise(marks))
+        log.info(
+            "takeover: fences %.3f s, log caught up %.3f s, leading %.3f s",
+            fence_s,
+            catch_s,
+            lead_s,
+        )
 
     async def _renew(self, token: int) -> None:
         loop = asyncio.get_running_loop()

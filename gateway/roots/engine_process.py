@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import logging
@@ -58,6 +59,10 @@ from runtime.tasks import cancel_and_wait
 log = logging.getLogger("quotegate.engine")
 
 SYMBOLS_INTERVAL_S = 0.5
+REPUBLISH_MAX = 256
+"""Envelopes per channel a new leader publishes again from what it kept as a standby: what
+the old leader may not have sent (its market data waits only for its log records, so the
+unsent part is a few hand-overs at most)."""
 
 
 class OffsetLog:
@@ -250,7 +255,12 @@ class EngineProcess:
         envelopes = runtime.take_shadow()
         runtime.shadow = False
         stored = await runtime.store.positions(sorted({e.channel for e in envelopes}))
-        for envelope in envelopes:
+        counts = collections.Counter(e.channel for e in envelopes)
+        skip = {ch: max(0, n - REPUBLISH_MAX) for ch, n in counts.items()}
+        for envelope in envelopes:  # per channel in seq order; the newest REPUBLISH_MAX
+            if skip[envelope.channel]:
+                skip[envelope.channel] -= 1
+                continue
             epoch, seq = stored.get(envelope.channel, ("", 0))
             if envelope.epoch != epoch or envelope.seq > seq:
                 runtime.store.record(envelope)

@@ -191,7 +191,7 @@ class CommandServer:
             group_id=cfg.engine_group,
             enable_auto_commit=False,
             auto_offset_reset="latest" if self._from_end else "earliest",
-            fetch_max_wait_ms=50,
+            fetch_max_wait_ms=cfg.fetch_max_wait_ms,
             request_timeout_ms=max(cfg.request_timeout_ms, 40_000),
         )
         await consumer.start()

@@ -34,7 +34,8 @@ class KafkaConfig:
     * ``events_topic`` (key = the gateway node an answer goes to, else the account): the engine's
       per-command record (its input sequence number, events) and the answers to order entry.
 
-    ``linger_ms`` and ``compression`` tune the producers (see BENCHMARKS.md, "Distributed").
+    ``linger_ms`` and ``compression`` tune the producers, ``fetch_max_wait_ms`` how long the
+    broker may hold a fetch while it has nothing new (see BENCHMARKS.md, "Distributed").
     ``idempotent``: ask the broker for an idempotent producer id; a broker that refuses it
     (Tansu's memory storage does) leaves the producer ordered but not idempotent, and
     consumers drop repeated envelopes by channel seq (logged once at start).
@@ -56,6 +57,7 @@ class KafkaConfig:
     max_batch_bytes: int = 256 * 1024
     idempotent: bool = True
     client_id: str = "quotegate"
+    fetch_max_wait_ms: int = 10
     engine_group: str = "quotegate-engine"
     request_timeout_ms: int = 10_000
 
@@ -76,6 +78,8 @@ class KafkaConfig:
             raise ValueError(f"compression must be one of {', '.join(COMPRESSIONS)}")
         if self.max_batch_bytes < 1024:
             raise ValueError("max_batch_bytes must be at least 1024")
+        if self.fetch_max_wait_ms < 0:
+            raise ValueError("fetch_max_wait_ms must be >= 0")
         if self.request_timeout_ms < 100:
             raise ValueError("request_timeout_ms must be at least 100")
 

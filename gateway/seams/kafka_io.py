@@ -265,7 +265,7 @@ class TopicReader:
             client_id=f"{cfg.client_id}-{self._name}",
             enable_auto_commit=False,
             auto_offset_reset="latest" if self._from_end else "earliest",
-            fetch_max_wait_ms=100,
+            fetch_max_wait_ms=cfg.fetch_max_wait_ms,
             request_timeout_ms=max(cfg.request_timeout_ms, 40_000),
         )
         await consumer.start()
@@ -278,6 +278,11 @@ class TopicReader:
             raise
         self._consumer = consumer
         self._task = asyncio.create_task(self._loop(consumer), name=f"kafka-read-{self._name}")
+
+    async def pause(self) -> None:
+        """Stop handing records to ``on_record`` (the consumer stays open until ``close``)."""
+        task, self._task = self._task, None
+        await cancel_and_wait(task)
 
     async def close(self) -> None:
         """Stop reading. Idempotent."""
