@@ -59,6 +59,7 @@ from gateway.wire.errors import UNAVAILABLE, GatewayError
 from runtime.tasks import cancel_and_wait
 
 FEEDS = ("synthetic", "replay", "none")
+RESTORED_TAIL = 256
 _SYMBOL_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")  # no dots: symbols are parts of channel names
 REPLAY_SCAN_LINES = 10_000
 _ORDER_COMMANDS = (NewOrder, CancelOrder, ReplaceOrder)
@@ -237,6 +238,10 @@ class EmbeddedRuntime:
         self.restored_commands = 0
         self.journal_error: JournalError | None = None
         self._gc_saved: tuple[int, int, int] | None = None
+        self.restored_tail: list[Envelope] = []
+        """The newest ``RESTORED_TAIL`` envelopes of each channel rebuilt from the journal
+        (recorded in the store, not published): a distributed engine publishes them again, for
+        what its previous run may not have sent before it died."""
         self.shadow_pending: list[str] | None = None
         """In shadow mode (when a list): channels whose first snapshot is due at takeover."""
 
@@ -456,6 +461,7 @@ class EmbeddedRuntime:
         # the store gets what it would keep of the replayed updates: each channel's last
         # history_max (older ones would only be dropped again)
         tails, self._replay_tail = self._replay_tail, {}
+        self.restored_tail = [e for tail in tails.values() for e in list(tail)[-RESTORED_TAIL:]]
         record = self.store.record
         for tail in tails.values():
             for envelope in tail:

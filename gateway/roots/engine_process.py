@@ -197,7 +197,7 @@ class EngineProcess:
         never leaves clients with seqs that the next engine numbers differently."""
         journal = self.runtime.journal
         if journal is not None and not journal.journal.closed:
-            journal.journal.flush()
+            await asyncio.to_thread(journal.journal.flush_begin())  # the loop never blocks
         if self.engine_log is not None and self.engine_log.token:
             await self.engine_log.sender.flush()
 
@@ -225,7 +225,12 @@ class EngineProcess:
     async def start(self) -> None:
         await self.symbols.start()
         if self.failover is None:
-            await self.runtime.start()
+            await self.runtime.open()
+            # what the previous run may have died before sending (gateways drop what they have)
+            tail, self.runtime.restored_tail = self.runtime.restored_tail, []
+            for envelope in tail:
+                self.bus.publish(envelope)
+            await self.runtime.begin()
             await self._serve_commands(self._start_offsets)
             return
         runtime = self.runtime
