@@ -56,6 +56,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--in-flight", type=int, default=500, help="commands awaiting their answer at once")
     a("--failovers", type=int, default=3, help="leader kills in the failover phase (0: skip)")
     a("--lease-ttl-ms", type=int, default=1000)
+    a(
+        "--fsync",
+        choices=("every", "interval", "never"),
+        default="interval",
+        help="engines' journal",
+    )
     a("--phases", default="latency,commands,failover")
 
 
@@ -180,7 +186,7 @@ async def _main_phases(
 ) -> None:
     cluster = _cluster(kafka, redis, folder, "dist")
     try:
-        cluster.engine("--rate", str(args.rate), "--history-max", "1000")
+        cluster.engine("--rate", str(args.rate), "--fsync", args.fsync)
         g1 = cluster.gateway(name="g1")
         g2 = cluster.gateway(name="g2")
         if "latency" in phases:
@@ -304,7 +310,8 @@ def _leader_time(node: Node, timeout_s: float = 60.0) -> float:
 
 async def _failover_phase(args: argparse.Namespace, kafka: str, redis: str, folder: Path) -> None:
     cluster = _cluster(kafka, redis, folder, "failover")
-    flags = ("--failover", "--lease-ttl-ms", str(args.lease_ttl_ms), "--rate", str(args.rate))
+    flags = ("--failover", "--lease-ttl-ms", str(args.lease_ttl_ms), "--rate", str(args.rate),
+             "--fsync", args.fsync)  # fmt: skip
     own: list[float] = []
     visible: list[float] = []
     try:

@@ -12,8 +12,9 @@ from redis.exceptions import ResponseError
 
 from gateway.seams.store import Resume
 from gateway.seams.store_config import RedisStoreConfig
-from gateway.seams.store_redis import RedisSnapshotStore
+from gateway.seams.store_redis import FencedError, RedisSnapshotStore
 from gateway.wire.envelope import SNAPSHOT, UPDATE, Envelope
+from gateway.wire.errors import GatewayError
 from tests.gateway.store_support import Publisher
 from tests.services import RedisServer, RedisServerConfig, free_port
 
@@ -336,3 +337,90 @@ async def test_no_history_key_is_ever_orphaned(redis_url: str, client: aioredis.
             assert set(await key_names(client, f"t:{{{CH}}}:h:*")) == expected, step
     finally:
         await store.close()
+
+
+async def test_a_fenced_store_writes_only_while_its_token_is_current(
+    redis_url: str, client: aioredis.Redis
+) -> None:
+    """The engine leader's fencing: a batch is refused whole once another token is current,
+    and kept for a retry (a deposed writer never overwrites its successor)."""
+    pub = Publisher()
+    store = make(redis_url, pub)
+    store.fence = ("qg:fence", 7)
+    await store.start()
+    try:
+        await client.set("qg:fence", 7)
+        pub.publish_many(CH, 2)
+        await store.flush()
+        await client.set("qg:fence", 8)  # a new leader took over
+        pub.publish_many(CH, 2)
+        with pytest.raises(FencedError):
+            await store.flush()
+        assert [e.seq for e in (await store.resume(CH, "e1", 0)).updates] == [1, 2]
+        store.fence = ("qg:fence", 8)
+        await store.flush()  # the kept batch goes once the token is ours again
+        assert [e.seq for e in (await store.resume(CH, "e1", 0)).updates] == [1, 2, 3, 4]
+    finally:
+        await store.close()
+
+
+async def test_before_write_runs_before_each_batch(redis_url: str) -> None:
+    pub = Publisher()
+    store = make(redis_url, pub)
+    seen: list[int] = []
+
+    async def durable() -> None:
+        seen.append(len(await store.channels()))  # what Redis holds before the batch
+
+    store.before_write = durable
+    await store.start()
+    try:
+        pub.publish_many(CH, 3)
+        await store.flush()
+        assert seen == [0]
+        assert await store.positions([CH, "book.NONE"]) == {CH: ("e1", 3)}
+    finally:
+        await store.close()
+
+
+async def test_reads_without_redis_are_unavailable() -> None:
+    store = make(f"redis://127.0.0.1:{free_port()}/0", None, socket_timeout_s=0.5)
+    await store.start()
+    try:
+        for read in (store.snapshot(CH), store.resume(CH, "e1", 0), store.channels()):
+            with pytest.raises(GatewayError) as caught:
+                await read
+            assert caught.value.code == "unavailable" and caught.value.status == 503
+    finally:
+        await store.close()
+
+
+async def test_after_an_outage_every_snapshot_is_written_again() -> None:
+    """Redis restarted empty under a running writer: once it answers, the flush task rewrites
+    every channel's snapshot (quiet ones included) and lists them again."""
+    port = free_port()
+    server = RedisServer(RedisServerConfig(port=port))
+    server.start()
+    pub = Publisher()
+    store = make(f"redis://127.0.0.1:{port}/0", pub, flush_interval_ms=20, socket_timeout_s=0.5)
+    await store.start()
+    try:
+        pub.publish_many(CH, 3)
+        pub.publish_many("ticker.QUIET", 1)
+        await store.flush()
+        server.stop()
+        pub.publish_many(CH, 1)
+        await asyncio.sleep(0.3)  # the flush task fails meanwhile
+        server = RedisServer(RedisServerConfig(port=port))
+        server.start()
+        for _ in range(200):
+            if store.rebuilds:
+                break
+            await asyncio.sleep(0.02)
+        assert store.rebuilds == 1
+        assert await store.channels() == sorted([CH, "ticker.QUIET"])
+        quiet = await store.snapshot("ticker.QUIET")
+        assert quiet is not None and quiet.seq == 1
+    finally:
+        await store.close()
+        server.stop()
