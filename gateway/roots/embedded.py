@@ -39,10 +39,10 @@ from engine.core import JournalSink
 from engine.events import Cancelled, Done, Event, Rejected
 from engine.journal import JournalError
 from engine.sequencer import wall_clock_us
-from feeds.replay import ReplayConfig, ReplayFeed, read_commands
+from feeds.replay import ReplayConfig, ReplayFeed, leading_instruments
 from feeds.synthetic import DEFAULT_SYMBOLS, SyntheticConfig, SyntheticFeed
 from gateway.marketdata.publisher import Publisher, PublisherConfig
-from gateway.roots.run_journal import RunJournal, RunJournalConfig
+from gateway.roots.run_journal import JournalTee, RunJournal, RunJournalConfig, TeeSink
 from gateway.seams.bus import MarketDataBus
 from gateway.seams.bus_memory import MemoryBus
 from gateway.seams.candle_buffer import DEFAULT_RETENTION_MS
@@ -61,7 +61,6 @@ from runtime.tasks import cancel_and_wait
 FEEDS = ("synthetic", "replay", "none")
 RESTORED_TAIL = 256
 _SYMBOL_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")  # no dots: symbols are parts of channel names
-REPLAY_SCAN_LINES = 10_000
 _ORDER_COMMANDS = (NewOrder, CancelOrder, ReplaceOrder)
 _FEEDBACK_EVENTS = (Done, Cancelled, Rejected)  # what the synthetic feed observes
 log = logging.getLogger("quotegate.run")
@@ -150,7 +149,7 @@ class EmbeddedRuntime:
         self._replay_instruments: list[DefineInstrument] = []
         if config.feed == "replay":
             assert config.replay_file is not None
-            self._replay_instruments = _leading_instruments(config.replay_file)
+            self._replay_instruments = leading_instruments(config.replay_file)
         symbols = (
             [i.symbol for i in self._replay_instruments]
             if config.feed == "replay"
@@ -183,7 +182,7 @@ class EmbeddedRuntime:
         self._replay_tail: dict[str, deque[Envelope]] = {}
         sink: JournalSink | None = journal.journal if journal is not None else None
         if sink is not None and self._journal_tee is not None:
-            sink = _Tee(sink, self._journal_tee)
+            sink = TeeSink(sink, self._journal_tee)
         self.engine = Engine(config.engine, clock=clock, journal=sink)
         self.bus: MarketDataBus = self._bus_given or MemoryBus()
         self.archive = self._archive_given or _candle_archive(
@@ -567,35 +566,6 @@ async def embedded_services(config: EmbeddedConfig) -> EmbeddedRuntime:
         await runtime.close()
         raise
     return runtime
-
-
-JournalTee = Callable[[int, int, Command], None]
-
-
-class _Tee:
-    """A journal sink that also hands each record to ``tee`` (after the journal took it)."""
-
-    __slots__ = ("_append", "_tee")
-
-    def __init__(self, sink: JournalSink, tee: JournalTee) -> None:
-        self._append = sink.append
-        self._tee = tee
-
-    def append(self, in_seq: int, ts: int, cmd: Command) -> None:
-        self._append(in_seq, ts, cmd)
-        self._tee(in_seq, ts, cmd)
-
-
-def _leading_instruments(path: str) -> list[DefineInstrument]:
-    """Instrument definitions among the first lines of a replay file (defined before the
-    opening deposits, which may be in shares of them)."""
-    out: list[DefineInstrument] = []
-    for i, cmd in enumerate(read_commands(path)):
-        if i >= REPLAY_SCAN_LINES:
-            break
-        if isinstance(cmd, DefineInstrument):
-            out.append(cmd)
-    return out
 
 
 def _snapshot_store(config: EmbeddedConfig, provider: SnapshotProvider) -> SnapshotStore:

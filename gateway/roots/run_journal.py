@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.commands import Command, Deposit
+from engine.core import JournalSink
 from engine.events import Event, Rejected
 from engine.journal import FSYNC_POLICIES, FsyncPolicy, Journal, JournalConfig, replay
 from gateway.marketdata.sequencing import new_epoch
@@ -146,3 +147,20 @@ class RunJournal:
             except Exception:  # surfaces again on the next append, where the engine sees it
                 log.exception("journal %s: sync failed", self.config.path)
                 return
+
+
+JournalTee = Callable[[int, int, Command], None]
+
+
+class TeeSink:
+    """A journal sink that also hands each record to ``tee`` (after the journal took it)."""
+
+    __slots__ = ("_append", "_tee")
+
+    def __init__(self, sink: JournalSink, tee: JournalTee) -> None:
+        self._append = sink.append
+        self._tee = tee
+
+    def append(self, in_seq: int, ts: int, cmd: Command) -> None:
+        self._append(in_seq, ts, cmd)
+        self._tee(in_seq, ts, cmd)
