@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from engine import risk
+from engine import messages, risk
 from engine.commands import BUY, CancelOrder, ReplaceOrder
 from engine.events import (
     INSUFFICIENT_FUNDS,
@@ -42,15 +42,11 @@ def _open_order(
 ) -> Order | list[Event]:
     account, coid = cmd.account, cmd.client_order_id
     if type(account) is not str or type(coid) is not str:
-        return engine._reject(
-            in_seq, ts, account, coid, MALFORMED, "account and clientOrderId are required"
-        )
+        return engine._reject(in_seq, ts, account, coid, MALFORMED, messages.ids_required())
     clients = engine._by_client.get(account)
     order = None if clients is None else clients.get(coid)
     if order is None:
-        return engine._reject(
-            in_seq, ts, account, coid, UNKNOWN_ORDER, f"no order {coid!r} for this account"
-        )
+        return engine._reject(in_seq, ts, account, coid, UNKNOWN_ORDER, messages.no_order(coid))
     if order.level is None:
         return engine._reject(
             in_seq,
@@ -58,7 +54,7 @@ def _open_order(
             account,
             coid,
             UNKNOWN_ORDER,
-            f"order {coid!r} is {order.status}, not open",
+            messages.not_open(coid, order.status),
             order.symbol,
         )
     return order
@@ -125,7 +121,7 @@ def replace(engine: Engine, cmd: ReplaceOrder, in_seq: int, ts: int) -> list[Eve
     assert old_price is not None
     if price_text is None and new_qty is None:
         return engine._reject(
-            in_seq, ts, account, coid, MALFORMED, "replace needs price and/or qty", symbol
+            in_seq, ts, account, coid, MALFORMED, messages.replace_needs_change(), symbol
         )
     price = old_price
     if price_text is not None:
@@ -170,7 +166,7 @@ def replace(engine: Engine, cmd: ReplaceOrder, in_seq: int, ts: int) -> list[Eve
                     account,
                     coid,
                     INSUFFICIENT_FUNDS,
-                    f"needs {delta} more {asset} units, {have} available",
+                    messages.insufficient(delta, have, asset, inst, more=True),
                     symbol,
                 )
         elif reserved[asset] < -delta:

@@ -1,4 +1,4 @@
-"""Engine input: small immutable command values (``../shared/spec/commands.md``).
+"""Engine input: small immutable command values (docs/engine.md, "Commands").
 
 Field values are kept as they arrive on the wire (prices and cash as decimal strings) and are
 validated by the engine, so that a bad value becomes a ``rejected`` event with its reason

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol
 
-from engine import risk
+from engine import messages, risk
 from engine.admin import build_instrument, deposit_units, is_text
 from engine.amend import cancel, replace
 from engine.book import OrderBook
@@ -321,14 +321,14 @@ class Engine:
         self, in_seq: int, ts: int, account: object, coid: object, text: object, inst: Instrument
     ) -> list[Event]:
         """``bad_price``: ``text`` is not a positive multiple of the instrument's tick."""
-        message = f"price {text!r} is not a positive multiple of the tick {inst.tick}"
+        message = messages.bad_price(text, inst)
         return self._reject(in_seq, ts, account, coid, BAD_PRICE, message, inst.symbol)
 
     def _reject_qty(
         self, in_seq: int, ts: int, account: object, coid: object, qty: object, inst: Instrument
     ) -> list[Event]:
         """``bad_qty``: ``qty`` is not a positive multiple of the instrument's lot."""
-        message = f"qty {qty!r} is not a positive multiple of the lot {inst.lot}"
+        message = messages.bad_qty(qty, inst)
         return self._reject(in_seq, ts, account, coid, BAD_QTY, message, inst.symbol)
 
     def _malformed(self, cmd: Malformed, in_seq: int, ts: int) -> list[Event]:
@@ -419,7 +419,7 @@ class Engine:
             inst, book, limited = self._markets[symbol]
         except (KeyError, TypeError):  # unknown or unhashable
             return self._reject(
-                in_seq, ts, account, coid, UNKNOWN_SYMBOL, f"unknown symbol {symbol!r}", symbol
+                in_seq, ts, account, coid, UNKNOWN_SYMBOL, messages.unknown_symbol(symbol), symbol
             )
         if (
             type(account) is not str
@@ -430,19 +430,19 @@ class Engine:
             or not (account.isascii() or is_text(account))
             or not (coid.isascii() or is_text(coid))
         ):
-            return self._reject(
-                in_seq, ts, account, coid, MALFORMED, "account and clientOrderId are required"
-            )
+            return self._reject(in_seq, ts, account, coid, MALFORMED, messages.ids_required())
         if side == BUY:
             buy = True
         elif side == SELL:
             buy = False
         else:
-            return self._reject(in_seq, ts, account, coid, MALFORMED, f"bad side {side!r}", symbol)
+            return self._reject(
+                in_seq, ts, account, coid, MALFORMED, messages.bad_side(side), symbol
+            )
         if otype == LIMIT:
             if tif != GTC and tif != IOC and tif != FOK:
                 return self._reject(
-                    in_seq, ts, account, coid, MALFORMED, f"bad tif {tif!r}", symbol
+                    in_seq, ts, account, coid, MALFORMED, messages.bad_tif(tif), symbol
                 )
             if type(price_text) is str:  # (a str subclass is not a price: bad_price)
                 try:
@@ -456,13 +456,13 @@ class Engine:
         elif otype == MARKET:
             if price_text is not None:
                 return self._reject(
-                    in_seq, ts, account, coid, BAD_PRICE, "a market order has no price", symbol
+                    in_seq, ts, account, coid, BAD_PRICE, messages.market_with_price(), symbol
                 )
             price = None
             tif = IOC
         else:
             return self._reject(
-                in_seq, ts, account, coid, MALFORMED, f"bad order type {otype!r}", symbol
+                in_seq, ts, account, coid, MALFORMED, messages.bad_type(otype), symbol
             )
         if type(qty) is not int or qty <= 0 or qty % inst.lot or qty > _MAX_INT:
             return self._reject_qty(in_seq, ts, account, coid, qty, inst)
@@ -478,7 +478,7 @@ class Engine:
                     account,
                     coid,
                     DUPLICATE_ORDER,
-                    f"clientOrderId {coid!r} was already used by this account",
+                    messages.duplicate(coid),
                     symbol,
                 )
         if limited:
@@ -516,7 +516,7 @@ class Engine:
                     account,
                     coid,
                     INSUFFICIENT_FUNDS,
-                    f"needs {need} {asset} units, {have} available",
+                    messages.insufficient(need, have, asset, inst),
                     symbol,
                 )
             avail[asset] = have - need

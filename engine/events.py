@@ -1,4 +1,4 @@
-"""Engine output: small immutable event values (``../shared/spec/commands.md``).
+"""Engine output: small immutable event values (docs/engine.md, "Events").
 
 Every event carries ``seq`` (gap-free from 1 over the whole engine output), ``in_seq`` (the
 input command that caused it) and ``ts`` (microseconds). Prices are integer ticks of the

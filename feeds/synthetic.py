@@ -264,6 +264,8 @@ class SyntheticFeed:
         self._setup_done = False
         self.submitted = 0
         self.errors = 0
+        self.ticks = 0
+        """Pacing ticks run so far (each reads the clock once and sends what is due)."""
 
     def submit_setup(self) -> None:
         """Submit the instrument definitions and deposits (once; ``start`` calls it too)."""
@@ -282,6 +284,11 @@ class SyntheticFeed:
     async def close(self) -> None:
         task, self._task = self._task, None
         await cancel_and_wait(task)
+
+    @property
+    def running(self) -> bool:
+        """Whether the pacing task is alive (started and not closed)."""
+        return self._task is not None and not self._task.done()
 
     def _send(self, cmd: Command) -> None:
         try:
@@ -312,4 +319,5 @@ class SyntheticFeed:
             owed -= n
             for _ in range(n):
                 self._send(self.market.next_command())
+            self.ticks += 1
             await asyncio.sleep(interval_s)

@@ -80,6 +80,30 @@ class RestConfig:
 
 
 @dataclass(kw_only=True, frozen=True)
+class HttpConfig:
+    """Limits on what the HTTP server reads of a request before the app sees it (every
+    endpoint, including the WebSocket upgrade); past them the request is answered with the
+    API's JSON error and the connection closed: ``414 too_large`` for the URL, ``431
+    too_large`` for the headers (``gateway.roots.http_server``). The defaults leave room for
+    the longest cursor the gateway issues (``gateway.wire.cursor.MAX_CURSOR_CHARS``, sent as
+    ``cursor=`` or ``Last-Event-ID``) next to a full ``ch=`` list."""
+
+    max_url_bytes: int = 64 * 1024
+    """The request target (path and query): the request line is this plus method and version."""
+    max_header_bytes: int = 40 * 1024
+    """One header line (name and value)."""
+    max_headers_bytes: int = 64 * 1024
+    """All header lines of one request together."""
+    max_headers: int = 100
+    """Header lines per request."""
+
+    def __post_init__(self) -> None:
+        for name in ("max_url_bytes", "max_header_bytes", "max_headers_bytes", "max_headers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"http.{name} must be at least 1")
+
+
+@dataclass(kw_only=True, frozen=True)
 class GatewayConfig:
     """The ASGI app (:func:`gateway.edge.app.create_app`) and the server in front of it."""
 
@@ -93,6 +117,7 @@ class GatewayConfig:
     sse: SseConfig = field(default_factory=SseConfig)
     poll: PollConfig = field(default_factory=PollConfig)
     rest: RestConfig = field(default_factory=RestConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
 
     @classmethod
     def from_env(
@@ -150,6 +175,9 @@ class GatewayConfig:
             "ws_ping_interval": self.ws.ping_interval_s,
             "ws_ping_timeout": self.ws.ping_timeout_s,
             "ws_per_message_deflate": False,
+            # the h11 implementation's own bound on an unfinished request head (the httptools
+            # one gets gateway.roots.http_server's limits)
+            "h11_max_incomplete_event_size": self.http.max_url_bytes + self.http.max_headers_bytes,
             "log_level": self.log_level,
         }
 
@@ -169,6 +197,7 @@ _SECTIONS: dict[str, type] = {
     "sse": SseConfig,
     "poll": PollConfig,
     "rest": RestConfig,
+    "http": HttpConfig,
 }
 
 

@@ -15,6 +15,7 @@ BENCHMARKS: dict[str, str] = {
     "engine": "matching engine: commands/s, latency, resting-order memory, replay lines/s",
     "publisher": "market-data publisher: events/s into envelopes",
     "store": "snapshot store: writes and reads per second",
+    "durability": "journal: latency publish-after-commit would add vs the clean-shutdown mark",
     "distributed": "engine + gateways over Kafka and Redis: latency vs run, commands/s, failover",
 }
 
@@ -31,7 +32,9 @@ def build_parser(name: str) -> argparse.ArgumentParser:
     """The chosen benchmark's own parser (imports its module)."""
     module = importlib.import_module(f"loadtest.bench_{name}")
     parser = argparse.ArgumentParser(
-        prog=f"quotegate bench {name}", description=BENCHMARKS.get(name, name)
+        prog=f"quotegate bench {name}",
+        description=BENCHMARKS.get(name, name),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     module.add_arguments(parser)
     parser.set_defaults(_bench=module)

@@ -58,7 +58,9 @@ from engine.commands import Command
 from engine.journal import Journal, JournalConfig
 from loadtest.args import EXIT_BAD_ARGUMENTS, ArgumentCheck
 from loadtest.cmdgen import CmdGenConfig, generate, resting, write_jsonl
+from loadtest.journal_cost import SINKS as JOURNAL_SINKS
 from loadtest.journal_cost import bench_journal_cost, describe
+from loadtest.progress import Progress, silent
 
 TARGETS = {
     "throughput_cmd_s": 300_000,
@@ -89,27 +91,26 @@ class EngineBenchConfig:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--commands", type=int, default=1_000_000, help="stream length")
-    parser.add_argument("--symbols", type=int, default=100)
-    parser.add_argument("--accounts", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument(
-        "--resting", type=int, default=1_000_000, help="resting orders for the memory phase"
-    )
-    parser.add_argument("--fsync-interval-ms", type=float, default=5.0)
-    parser.add_argument(
+    a = parser.add_argument
+    a("--commands", type=int, default=1_000_000, help="length of the generated command stream")
+    a("--symbols", type=int, default=100, help="symbols the stream trades")
+    a("--accounts", type=int, default=100, help="accounts the stream trades for")
+    a("--seed", type=int, default=1, help="seed of the generated stream")
+    a("--resting", type=int, default=1_000_000, help="resting orders for the memory phase")
+    a("--fsync-interval-ms", type=float, default=5.0, help="the journal's group-commit interval")
+    a(
         "--phases",
         default=",".join(DEFAULT_PHASES),
-        help=f"comma-separated subset of {','.join(PHASES)} (default: all but journal)",
+        help=f"comma-separated subset of {','.join(PHASES)}",
     )
-    parser.add_argument("--profile", action="store_true", help="print cProfile's hot spots")
-    parser.add_argument(
+    a("--profile", action="store_true", help="also print cProfile's hot spots")
+    a(
         "--gc",
         default="tuned,default",
         help=f"comma-separated cyclic garbage collector settings among {','.join(GC_MODES)}",
     )
-    parser.add_argument("--repeat", type=int, default=3, help="runs of each timed phase")
-    parser.add_argument("--json", default=None, metavar="FILE", help="also write results here")
+    a("--repeat", type=int, default=3, help="runs of each timed phase (the median is reported)")
+    a("--json", default=None, metavar="FILE", help="also write the results here as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -131,7 +132,8 @@ def run(args: argparse.Namespace) -> int:
         gc_modes=gc_modes,
         repeat=args.repeat,
     )
-    results = run_bench(config, log=lambda text: print(text, flush=True))
+    with Progress(planned_work(config), desc="bench engine", unit="cmd") as progress:
+        results = run_bench(config, log=progress.write, progress=progress)
     if args.json:
         Path(args.json).write_bytes(orjson.dumps(results, option=orjson.OPT_INDENT_2) + b"\n")
     return 0
@@ -235,8 +237,15 @@ def _rates(name: str, values: Sequence[float]) -> dict[str, Any]:
     }
 
 
+def _no_progress(n: int) -> None:
+    pass
+
+
 def bench_throughput(
-    config: EngineBenchConfig, commands: Sequence[Command], directory: str
+    config: EngineBenchConfig,
+    commands: Sequence[Command],
+    directory: str,
+    advance: Callable[[int], None] = _no_progress,
 ) -> dict[str, Any]:
     on: list[tuple[float, float]] = []
     off: list[tuple[float, float]] = []
@@ -246,9 +255,11 @@ def bench_throughput(
         path.unlink(missing_ok=True)
         journal = _journal(directory, path.name, config.fsync_interval_ms)
         on.append(_throughput(commands, journal))
+        advance(len(commands))
         journal_bytes, syncs = path.stat().st_size, journal.syncs
         path.unlink()
         off.append(_throughput(commands, None))
+        advance(len(commands))
     return {
         **_rates("throughput_journal_cmd_s", [w for w, _ in on]),
         **_rates("throughput_journal_cmd_cpu_s", [c for _, c in on]),
@@ -308,10 +319,16 @@ def _latency_run(
 
 
 def bench_latency(
-    config: EngineBenchConfig, commands: Sequence[Command], directory: str
+    config: EngineBenchConfig,
+    commands: Sequence[Command],
+    directory: str,
+    advance: Callable[[int], None] = _no_progress,
 ) -> dict[str, Any]:
     """The median of each percentile over the repeats; ``latency_p99_us_best`` the lowest p99."""
-    runs = [_latency_run(config, commands, directory) for _ in range(config.repeat)]
+    runs = []
+    for _ in range(config.repeat):
+        runs.append(_latency_run(config, commands, directory))
+        advance(len(commands))
     out: dict[str, Any] = {}
     for key in runs[0]:
         if key == "by_events":
@@ -335,12 +352,20 @@ def _replay_run(path: Path, out: Path) -> tuple[int, float, float]:
     return lines, time.perf_counter() - started, time.process_time() - cpu_started
 
 
-def bench_replay(commands: Sequence[Command], directory: str, repeat: int = 1) -> dict[str, Any]:
+def bench_replay(
+    commands: Sequence[Command],
+    directory: str,
+    repeat: int = 1,
+    advance: Callable[[int], None] = _no_progress,
+) -> dict[str, Any]:
     path = Path(directory) / "cmds.jsonl"
     if not path.exists():
         write_jsonl(str(path), commands)
     out = Path(directory) / "events.jsonl"
-    runs = [_replay_run(path, out) for _ in range(repeat)]
+    runs = []
+    for _ in range(repeat):
+        runs.append(_replay_run(path, out))
+        advance(len(commands))
     lines = runs[0][0]
     events = out.read_bytes().count(b"\n")
     return {
@@ -378,12 +403,32 @@ def _set_gc(mode: str, default: tuple[int, int, int]) -> None:
     gc.set_threshold(gen0, default[1], default[2])
 
 
-def run_bench(config: EngineBenchConfig, log: Callable[[str], None]) -> dict[str, Any]:
-    """Run the chosen phases; the results as a JSON-able dict."""
+def planned_work(config: EngineBenchConfig) -> int:
+    """The commands the chosen phases will process, for the progress bar's total."""
+    n, repeat, phases = config.commands, config.repeat, config.phases
+    per_mode = (
+        repeat
+        * n
+        * (
+            2 * ("throughput" in phases)
+            + ("latency" in phases)
+            + ("replay" in phases)
+            + len(JOURNAL_SINKS) * ("journal" in phases)
+        )
+    )
+    resting_orders = config.resting_orders if "resting" in phases else 0
+    return resting_orders + n + per_mode * len(config.gc_modes) + n * config.profile
+
+
+def run_bench(
+    config: EngineBenchConfig, log: Callable[[str], None], *, progress: Progress | None = None
+) -> dict[str, Any]:
+    """Run the chosen phases; the results as a JSON-able dict. ``progress`` advances by the
+    commands each finished run processed (:func:`planned_work` in all)."""
     threshold = gc.get_threshold()
     enabled = gc.isenabled()
     try:
-        return _run_phases(config, log, threshold)
+        return _run_phases(config, log, threshold, progress or silent())
     finally:
         gc.unfreeze()
         gc.set_threshold(*threshold)
@@ -427,8 +472,12 @@ def _log_mode(log: Callable[[str], None], mode: str, r: dict[str, Any]) -> None:
 
 
 def _run_phases(
-    config: EngineBenchConfig, log: Callable[[str], None], default: tuple[int, int, int]
+    config: EngineBenchConfig,
+    log: Callable[[str], None],
+    default: tuple[int, int, int],
+    progress: Progress,
 ) -> dict[str, Any]:
+    advance = progress.advance
     results: dict[str, Any] = {
         "commands": config.commands,
         "symbols": config.symbols,
@@ -448,13 +497,17 @@ def _run_phases(
     )
     if "resting" in config.phases and config.resting_orders > 0:
         _set_gc(config.gc_modes[0], default)
+        progress.note("resting orders")
         results.update(bench_resting(config))
+        advance(config.resting_orders)
         log(
             f"  resting: {results['resting_orders']} orders, RSS +{results['resting_rss_mb']} MB"
             f" ({results['resting_mb_per_million']} MB per million)"
         )
     gen = CmdGenConfig(seed=config.seed, symbols=config.symbols, accounts=config.accounts)
+    progress.note("generating commands")
     commands = list(generate(gen, config.commands))
+    advance(len(commands))
     gc.collect()
     gc.freeze()  # the stream is the harness's, not the engine's: keep it out of collections
     by_mode: dict[str, dict[str, Any]] = {}
@@ -463,12 +516,16 @@ def _run_phases(
             _set_gc(mode, default)
             r: dict[str, Any] = {}
             if "throughput" in config.phases:
-                r.update(bench_throughput(config, commands, directory))
+                progress.note(f"gc {mode}: throughput")
+                r.update(bench_throughput(config, commands, directory, advance))
             if "latency" in config.phases:
-                r.update(bench_latency(config, commands, directory))
+                progress.note(f"gc {mode}: latency")
+                r.update(bench_latency(config, commands, directory, advance))
             if "replay" in config.phases:
-                r.update(bench_replay(commands, directory, config.repeat))
+                progress.note(f"gc {mode}: replay")
+                r.update(bench_replay(commands, directory, config.repeat, advance))
             if "journal" in config.phases:
+                progress.note(f"gc {mode}: journal cost")
                 r.update(
                     bench_journal_cost(
                         _throughput,
@@ -478,11 +535,15 @@ def _run_phases(
                         fsync_interval_ms=config.fsync_interval_ms,
                     )
                 )
+                advance(config.repeat * len(JOURNAL_SINKS) * len(commands))
             by_mode[mode] = r
             _log_mode(log, mode, r)
         results.update(by_mode[config.gc_modes[0]])
         results["gc_modes"] = by_mode
         if config.profile:
             _set_gc(config.gc_modes[0], default)
-            log(profile_pass(commands, directory))
+            progress.note("profile")
+            text = profile_pass(commands, directory)
+            advance(len(commands))
+            log(text)
     return results

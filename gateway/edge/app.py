@@ -28,7 +28,7 @@ from gateway.fanout.hub import Hub
 from gateway.metrics import Metrics
 from gateway.seams.services import Services
 from gateway.wire import errors
-from gateway.wire.errors import GatewayError, error_response
+from gateway.wire.errors import GatewayError, error_response, gateway_error_response
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,7 @@ ROUTE_MODULES = (
     "gateway.edge.poll",
     "gateway.edge.routes_marketdata",
     "gateway.edge.routes_orders",
+    "gateway.edge.openapi",
 )
 """Modules whose ``routes()`` are mounted, in this order (missing modules are skipped)."""
 
@@ -54,7 +55,7 @@ _STATUS_CODES = {
     401: errors.UNAUTHORIZED,
     403: errors.FORBIDDEN,
     404: errors.NOT_FOUND,
-    405: errors.BAD_REQUEST,
+    405: errors.METHOD_NOT_ALLOWED,
     409: errors.CONFLICT,
     413: errors.TOO_LARGE,
     429: errors.RATE_LIMITED,
@@ -142,14 +143,24 @@ def create_app(
 
 async def _gateway_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, GatewayError)
-    return error_response(exc.status, exc.code, exc.message)
+    return gateway_error_response(exc)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own errors (no route, wrong method) in the API's terms."""
     assert isinstance(exc, HTTPException)
     code = _STATUS_CODES.get(exc.status_code, errors.BAD_REQUEST)
     headers = dict(exc.headers) if exc.headers else None
-    return error_response(exc.status_code, code, str(exc.detail), headers=headers)
+    where = f"{request.method} {request.url.path[:200]}"
+    if exc.status_code == 404:
+        message = f"no such endpoint: {where}"
+    elif exc.status_code == 405:
+        allow = (headers or {}).get("Allow") or (headers or {}).get("allow") or ""
+        allowed = ", ".join(sorted(m.strip() for m in allow.split(",") if m.strip()))
+        message = f"method not allowed: {where}" + (f" (allowed: {allowed})" if allowed else "")
+    else:
+        message = str(exc.detail)
+    return error_response(exc.status_code, code, message, headers=headers)
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:

@@ -8,7 +8,10 @@ A poll answers ``{"cursor":"..","messages":[envelopes]}``:
   updates, or a snapshot where the history no longer reaches or the epoch changed);
 * when that is nothing and ``wait`` > 0 (capped at ``PollConfig.wait_max_s``): a short-lived
   hub connection with a :class:`PollTransport` waits for the first batch of live envelopes,
-  the same path the WebSocket and SSE take (one Transport protocol, three adapters).
+  the same path the WebSocket and SSE take (one Transport protocol, three adapters). The
+  connection's idle heartbeat (``HubConfig.heartbeat_interval_s``, 10 s) ends the wait too:
+  an idle long poll answers ``{"cursor":..,"messages":[{"type":"heartbeat","ts":..}]}``
+  (the cursor unchanged) within the heartbeat interval, as every transport must.
 
 The returned cursor is the position after the last message returned on each channel, so the
 next poll continues without a gap or a duplicate. The body is built by joining the envelopes'
@@ -34,7 +37,7 @@ from gateway.edge.routes_marketdata import symbol_names
 from gateway.fanout.hub import Hub
 from gateway.fanout.transport import Outgoing
 from gateway.seams.services import Services
-from gateway.seams.store import SnapshotStore
+from gateway.seams.store import SnapshotStore, StoreUnavailable
 from gateway.wire import cursor
 from gateway.wire.channels import ORDERS, orders_channel, parse_channel
 from gateway.wire.envelope import UPDATE, Envelope
@@ -44,7 +47,7 @@ from gateway.wire.errors import (
     UNAUTHORIZED,
     UNKNOWN_CHANNEL,
     GatewayError,
-    error_response,
+    gateway_error_response,
 )
 
 MAX_CH_PARAM_CHARS = 8192
@@ -144,22 +147,28 @@ def parse_stream_request(request: Request, *, cursor_text: str | None) -> Stream
 # -- the poll transport ----------------------------------------------------------------------
 
 
+HEARTBEAT_PREFIX = b'{"type":"heartbeat",'
+
+
 class PollTransport:
-    """Collects the envelopes of a long poll's hub connection; control messages (heartbeats)
-    are not part of a poll answer and are dropped. ``wait`` returns once a batch with at least
-    one envelope arrived, or after the timeout."""
+    """Collects the envelopes of a long poll's hub connection, and its idle heartbeat. Other
+    control messages are not part of a poll answer and are dropped. ``wait`` returns once a
+    batch with at least one envelope, or a heartbeat, arrived, or after the timeout."""
 
     name = "poll"
 
     def __init__(self) -> None:
         self.envelopes: list[Envelope] = []
+        self.heartbeat: bytes | None = None
         self._arrived = asyncio.Event()
 
     async def send(self, batch: Sequence[Outgoing]) -> None:
         for item in batch:
             if type(item) is not bytes:
                 self.envelopes.append(item)  # type: ignore[arg-type]
-        if self.envelopes:
+            elif item.startswith(HEARTBEAT_PREFIX):
+                self.heartbeat = item
+        if self.envelopes or self.heartbeat is not None:
             self._arrived.set()
 
     async def close(self, code: int, reason: str) -> None:
@@ -198,9 +207,13 @@ def _wait_s(request: Request) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise GatewayError(BAD_REQUEST, "wait must be a number of seconds") from None
+        value = math.nan
     if not math.isfinite(value) or value < 0:
-        raise GatewayError(BAD_REQUEST, "wait must be a number of seconds") from None
+        raise GatewayError(
+            BAD_REQUEST,
+            f"wait must be a number of seconds, 0 or more (at most {config.wait_max_s:g} is "
+            f"used), not {text[:32]!r}",
+        ) from None
     return min(value, config.wait_max_s)
 
 
@@ -243,25 +256,31 @@ def advance(
     return fresh, after
 
 
-def poll_body(cursor_text: str, envelopes: Sequence[Envelope]) -> bytes:
-    """``{"cursor":..,"messages":[..]}`` from the envelopes' payloads, not re-encoded."""
+def poll_body(
+    cursor_text: str, envelopes: Sequence[Envelope], control: Sequence[bytes] = ()
+) -> bytes:
+    """``{"cursor":..,"messages":[..]}`` from the envelopes' payloads, not re-encoded, then
+    the ``control`` messages (a heartbeat)."""
     head = b'{"cursor":"' + cursor_text.encode("ascii") + b'","messages":['
-    return head + b",".join([env.payload for env in envelopes]) + b"]}"
+    return head + b",".join([env.payload for env in envelopes] + list(control)) + b"]}"
 
 
 async def long_poll(
     hub: Hub, req: StreamRequest, timeout_s: float, *, gone: Receive | None = None
-) -> list[Envelope]:
-    """Wait up to ``timeout_s`` for what arrives after ``req.positions`` (through the hub);
-    stop early when the client disconnects (``gone``: the request's ASGI ``receive``)."""
+) -> PollTransport:
+    """Wait up to ``timeout_s`` for what arrives after ``req.positions`` (through the hub),
+    or the connection's idle heartbeat; stop early when the client disconnects (``gone``: the
+    request's ASGI ``receive``). The transport holds what arrived."""
     transport = PollTransport()
     conn = hub.connect(transport, account=req.account)
     try:
         await hub.subscribe(conn, list(req.channels.values()), since=req.internal_since())
+        if len(conn.subscriptions) < len(req.channels):  # the hub dropped what it could not read
+            raise StoreUnavailable()
         await transport.wait(timeout_s, gone=gone)
     finally:
         await hub.disconnect(conn)
-    return transport.envelopes
+    return transport
 
 
 async def poll(request: Request) -> Response:
@@ -271,11 +290,14 @@ async def poll(request: Request) -> Response:
         services: Services = request.app.state.services
         found = await catch_up(services.store, req)
         messages, after = advance(req.positions, found)
+        control: list[bytes] = []
         if not messages and wait_s > 0:
             hub: Hub = request.app.state.hub
-            found = await long_poll(hub, req, wait_s, gone=request.receive)
-            messages, after = advance(req.positions, found)
-    except GatewayError as exc:
-        return error_response(exc.status, exc.code, exc.message)
-    body = poll_body(cursor.encode(after), messages)
+            waited = await long_poll(hub, req, wait_s, gone=request.receive)
+            messages, after = advance(req.positions, waited.envelopes)
+            if not messages and waited.heartbeat is not None:
+                control.append(waited.heartbeat)
+    except GatewayError as exc:  # the store's StoreUnavailable too: 503 with Retry-After
+        return gateway_error_response(exc)
+    body = poll_body(cursor.encode(after), messages, control)
     return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})

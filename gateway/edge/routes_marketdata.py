@@ -280,17 +280,25 @@ async def trades(request: Request) -> Response:
 
 
 async def healthz(request: Request) -> Response:
-    """``200 {"status":"ok"}`` when the snapshot store answers, else 503."""
+    """``200 {"status":"ok"}`` when the snapshot store answers reads and its writes go
+    through (a store with a ``writer_error`` attribute, the Redis one, says why its last write
+    failed until a write, and the rebuild after an outage, succeeded), else 503."""
     checks: dict[str, str] = {}
+    store = _services(request).store
+    headers = {"Cache-Control": "no-store", "Retry-After": "1"}
     try:
-        channels = await asyncio.wait_for(
-            _services(request).store.channels(), timeout=HEALTH_TIMEOUT_S
-        )
+        channels = await asyncio.wait_for(store.channels(), timeout=HEALTH_TIMEOUT_S)
         checks["store"] = "ok"
     except Exception as exc:
         checks["store"] = f"error: {type(exc).__name__}"
         body = {"status": "unavailable", "checks": checks}
-        return Response(orjson.dumps(body), status_code=503, media_type=JSON)
+        return Response(orjson.dumps(body), status_code=503, media_type=JSON, headers=headers)
+    writer_error = getattr(store, "writer_error", None)
+    if writer_error:
+        checks["store_writes"] = f"error: {writer_error}"
+        body_bad: dict[str, object] = {"status": "unavailable", "checks": checks}
+        body_bad["channels"] = len(channels)
+        return Response(orjson.dumps(body_bad), status_code=503, media_type=JSON, headers=headers)
     body_ok = {"status": "ok", "checks": checks, "channels": len(channels)}
     return Response(orjson.dumps(body_ok), media_type=JSON, headers={"Cache-Control": "no-store"})
 

@@ -17,7 +17,9 @@ or parameter, 404 for an order that does not exist *or belongs to someone else* 
 not revealed), 409 when the order is no longer open, 413 for a body over the limit, 429 over the
 per-account order rate, 503 when order entry is not available. An order the engine rejects gets
 400 (or 409 for ``duplicate_order``, ``unknown_order``, ``insufficient_funds``) and the reason
-as ``error.reason``.
+as ``error.reason``. A cancel or replace (``DELETE`` or ``op``) that cannot be done always says
+``reason: "unknown_order"``: with 404 when there is no such order for the account, with 409
+when the order is no longer open.
 """
 
 from __future__ import annotations
@@ -37,18 +39,19 @@ from gateway.wire.errors import (
     BAD_REQUEST,
     CONFLICT,
     FORBIDDEN,
+    HTTP_STATUS,
     NOT_FOUND,
     RATE_LIMITED,
     TOO_LARGE,
     UNAUTHORIZED,
     UNAVAILABLE,
     GatewayError,
-    error_body,
     error_response,
 )
 
 JSON = "application/json"
-CONFLICT_REASONS = frozenset({"duplicate_order", "unknown_order", "insufficient_funds"})
+UNKNOWN_ORDER = "unknown_order"
+CONFLICT_REASONS = frozenset({"duplicate_order", UNKNOWN_ORDER, "insufficient_funds"})
 _INT_MAX = 2**63 - 1
 
 
@@ -194,16 +197,18 @@ def _limit(request: Request) -> int:
     return limit
 
 
+def _reason_error(code: str, message: str, reason: str) -> Response:
+    """An error body that also names the engine's rejection ``reason``."""
+    body = {"error": {"code": code, "message": message, "reason": reason}}
+    return _json(body, HTTP_STATUS[code])
+
+
 def _rejection(events: list[dict[str, Any]]) -> Response | None:
     for ev in events:
         if ev.get("event") == "rejected":
             reason = str(ev.get("reason"))
-            conflict = reason in CONFLICT_REASONS
-            body = orjson.loads(
-                error_body(CONFLICT if conflict else BAD_REQUEST, str(ev.get("message") or reason))
-            )
-            body["error"]["reason"] = reason
-            return _json(body, 409 if conflict else 400)
+            code = CONFLICT if reason in CONFLICT_REASONS else BAD_REQUEST
+            return _reason_error(code, str(ev.get("message") or reason), reason)
     return None
 
 
@@ -229,7 +234,8 @@ async def _post_order(request: Request, orders: OrderService, account: str) -> R
             raise GatewayError(BAD_REQUEST, f"{op} needs the order's clientOrderId")
         existing = await _by_client(orders, account, coid)
         if existing is None:
-            raise GatewayError(NOT_FOUND, f"no order with clientOrderId {coid!r}")
+            message = f"no order with clientOrderId {orjson.dumps(coid).decode()}"
+            return _reason_error(NOT_FOUND, message, UNKNOWN_ORDER)
     events = await orders.submit(account, body)
     rejected = _rejection(events)
     if rejected is not None:
@@ -239,11 +245,13 @@ async def _post_order(request: Request, orders: OrderService, account: str) -> R
 
 
 async def _delete_order(request: Request, orders: OrderService, account: str) -> Response:
-    order = await orders.order(account, _order_id(request))
+    order_id = _order_id(request)
+    order = await orders.order(account, order_id)
     if order is None:
-        raise GatewayError(NOT_FOUND, "no such order")
+        return _reason_error(NOT_FOUND, "no such order for this account", UNKNOWN_ORDER)
     if order.get("status") not in ("new", "partially_filled"):
-        raise GatewayError(CONFLICT, f"the order is {order.get('status')}, not open")
+        message = f"order {order_id} is {order.get('status')}, not open"
+        return _reason_error(CONFLICT, message, UNKNOWN_ORDER)
     events = await orders.submit(account, {"op": "cancel", "clientOrderId": order["clientOrderId"]})
     rejected = _rejection(events)
     if rejected is not None:
@@ -252,9 +260,10 @@ async def _delete_order(request: Request, orders: OrderService, account: str) ->
 
 
 async def _get_order(request: Request, orders: OrderService, account: str) -> Response:
-    order = await orders.order(account, _order_id(request))
+    order_id = _order_id(request)
+    order = await orders.order(account, order_id)
     if order is None:
-        raise GatewayError(NOT_FOUND, "no such order")
+        raise GatewayError(NOT_FOUND, "no such order for this account")
     return _json(order)
 
 

@@ -10,9 +10,17 @@ where the history no longer reaches). Control messages (heartbeats) are events w
 The stream opens with a ``retry:`` field (``SseConfig.retry_ms``). The connection's writer
 hands each batch to :class:`SseTransport`, which renders it as one chunk: one write per batch.
 ``send`` waits until the response has taken the chunk, so a slow reader holds back only its own
-writer (whose queue then conflates, see :mod:`gateway.fanout.connection`). Heartbeats come from the
-hub on idle links; the stream adds its own if nothing at all was written for
-``SseConfig.heartbeat_interval_s``.
+writer (whose queue then conflates, see :mod:`gateway.fanout.connection`). Heartbeats have one
+source on this transport, so that an idle stream gets one per interval with a rising ``ts``:
+the stream writes one whenever nothing at all was written for the shorter of
+``SseConfig.heartbeat_interval_s`` and ``HubConfig.heartbeat_interval_s``, and the transport
+drops the connection's own idle heartbeats (which would race it).
+
+A channel the snapshot store cannot serve (Redis down) is never left silent: the hub sends an
+``unavailable`` error and drops the channel, and the stream then ends after that event, so the
+client reconnects (``retry:``) and resumes every channel from its ``Last-Event-ID``. While the
+store stays down each reconnect gets the same: a ``200`` stream with the ``unavailable`` event,
+then its end (not a ``503``: an ``EventSource`` gives up for good on an error status).
 """
 
 from __future__ import annotations
@@ -28,13 +36,13 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from gateway.config import GatewayConfig
-from gateway.edge.poll import StreamRequest, parse_stream_request, wire_name
+from gateway.edge.poll import HEARTBEAT_PREFIX, StreamRequest, parse_stream_request, wire_name
 from gateway.fanout.connection import Connection, heartbeat_message
 from gateway.fanout.hub import Hub
 from gateway.fanout.transport import Outgoing
 from gateway.wire import cursor
 from gateway.wire.envelope import Envelope
-from gateway.wire.errors import GatewayError, error_response
+from gateway.wire.errors import GatewayError, gateway_error_response
 
 _END = b""
 
@@ -61,7 +69,8 @@ class SseTransport:
         positions = self.positions
         for item in batch:
             if type(item) is bytes:
-                parts.append(b"data: " + item + b"\n\n")
+                if not item.startswith(HEARTBEAT_PREFIX):  # the stream writes its own
+                    parts.append(b"data: " + item + b"\n\n")
                 continue
             env: Envelope = item  # type: ignore[assignment]
             positions[wire_name(env.channel)] = (env.epoch, env.seq)
@@ -72,7 +81,9 @@ class SseTransport:
     async def send(self, batch: Sequence[Outgoing]) -> None:
         if self.closed:
             raise ConnectionError("stream closed")
-        await self._chunks.put(self.render(batch))
+        chunk = self.render(batch)
+        if chunk:  # (b"" is the end marker)
+            await self._chunks.put(chunk)
 
     async def close(self, code: int, reason: str) -> None:
         if self.closed:
@@ -107,7 +118,8 @@ async def _stream(
     try:
         yield retry_field(config.sse.retry_ms)
         await hub.subscribe(conn, list(req.channels.values()), since=req.internal_since())
-        idle_s = config.sse.heartbeat_interval_s
+        wanted = len(req.channels)
+        idle_s = min(config.sse.heartbeat_interval_s, config.hub.heartbeat_interval_s)
         while not conn.closed or transport.pending():
             chunk = await transport.next_chunk(idle_s)
             if chunk is None:
@@ -116,6 +128,11 @@ async def _stream(
                 return
             else:
                 yield chunk
+            if len(conn.subscriptions) < wanted and not transport.pending():
+                # the hub dropped a channel the snapshot store could not serve (its
+                # ``unavailable`` error is in what was just sent): end the stream, so that the
+                # EventSource reconnects after ``retry`` and resumes from its Last-Event-ID
+                return
     finally:
         transport.closed = True
         await hub.disconnect(conn)
@@ -132,7 +149,7 @@ async def sse(request: Request) -> Response:
         transport = SseTransport(req.positions)
         conn = hub.connect(transport, account=req.account)
     except GatewayError as exc:
-        return error_response(exc.status, exc.code, exc.message)
+        return gateway_error_response(exc)
     return EventSourceResponse(
         _stream(hub, conn, transport, req, config),
         ping=0,

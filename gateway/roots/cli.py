@@ -29,9 +29,27 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+DESCRIPTION = (
+    "quotegate: a realtime market-data gateway with an embedded matching engine. "
+    "Run 'quotegate COMMAND --help' for a command's options."
+)
+
+
+def version() -> str:
+    """The installed distribution's version (``pyproject.toml``)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("quotegate")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return "unknown"
+
+
 def build_parser(chosen: str | None = None) -> argparse.ArgumentParser:
     """The parser; only ``chosen``'s module is imported to add its arguments."""
-    parser = argparse.ArgumentParser(prog="quotegate", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="quotegate", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"quotegate {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)

@@ -136,11 +136,15 @@ class EmbeddedRuntime:
         bus: MarketDataBus | None = None,
         archive: CandleArchive | None = None,
         journal_tee: JournalTee | None = None,
+        synced_before_publish: bool = False,
     ):
         """``bus`` and ``archive`` replace the memory bus and the SQLite archive (the engine
         process of distributed mode passes its Kafka bus and Redis archive); ``journal_tee``
         is called with every record the engine journals (the failover log), after the
-        journal took it."""
+        journal took it; ``synced_before_publish``: nothing leaves this runtime before the
+        journal synced it (the engine process), so a crash keeps the epoch
+        (:meth:`RunJournal.epoch`)."""
+        self._synced_before_publish = synced_before_publish
         self.config = config
         self._bus_given = bus
         self._archive_given = archive
@@ -174,9 +178,14 @@ class EmbeddedRuntime:
         pub_cfg = config.publisher or PublisherConfig()
         if journal is not None and pub_cfg.epoch is None:
             # conflated seqs depend on timer timing, which a replay does not reproduce: a
-            # restart then starts a new history (new epoch)
+            # restart then starts a new history (new epoch); so does a restart after a crash
+            # that may have lost published commands (RunJournal.epoch)
             reuse = not any(pub_cfg.conflate_ms.values())
-            pub_cfg = dataclasses.replace(pub_cfg, epoch=journal.epoch(reuse=reuse))
+            synced = self._synced_before_publish
+            pub_cfg = dataclasses.replace(
+                pub_cfg,
+                epoch=journal.epoch(reuse=reuse, synced_before_publish=synced),
+            )
         self._coid_prefix = journal.coid_prefix if journal is not None else ""
         self._replaying = False
         self._replay_tail: dict[str, deque[Envelope]] = {}

@@ -139,8 +139,13 @@ class EngineProcess:
                 retention_ms=embedded.candles_retention_ms,
             )
         )
+        # market data, store batches and answers wait for the journal's sync (_durable)
         self.runtime = EmbeddedRuntime(
-            embedded, bus=self.bus, archive=archive, journal_tee=self._tee
+            embedded,
+            bus=self.bus,
+            archive=archive,
+            journal_tee=self._tee,
+            synced_before_publish=True,
         )
         journal = self.runtime.journal
         self.offsets: OffsetLog | None = None

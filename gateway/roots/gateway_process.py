@@ -145,7 +145,8 @@ def run(args: argparse.Namespace) -> int:
 
     from gateway.config import GatewayConfig
     from gateway.edge.app import create_app
-    from gateway.roots.run import default_web_dir, settings
+    from gateway.roots.http_server import install_log_redaction, uvicorn_config_kwargs
+    from gateway.roots.run import bind_error, bind_listener, default_web_dir, settings
     from gateway.trading.accounts import AccountsError
 
     try:
@@ -182,10 +183,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"quotegate gateway: {exc}", file=sys.stderr)
         return 2
 
+    try:
+        listener = bind_listener(gateway.host, gateway.port)
+    except OSError as exc:
+        print(bind_error(gateway.host, gateway.port, exc), file=sys.stderr)
+        return 2
     app = create_app(gateway, services=process.session)
-    config = uvicorn.Config(
-        app, loop="uvloop", http="httptools", lifespan="on", **gateway.uvicorn_kwargs()
-    )
+    config = uvicorn.Config(app, lifespan="on", **uvicorn_config_kwargs(gateway))
+    install_log_redaction()  # API keys given as token= never reach the logs
     server = uvicorn.Server(config)
     host = gateway.host if ":" not in gateway.host else f"[{gateway.host}]"
     print(
@@ -195,5 +200,6 @@ def run(args: argparse.Namespace) -> int:
         flush=True,
     )
     signal.signal(signal.SIGTERM, _terminate)
-    server.run()
+    with listener:
+        server.run(sockets=[listener])
     return 0 if server.started else 1

@@ -2,7 +2,7 @@
 
 ``quotegate replay --input cmds.jsonl --output events.jsonl [--marketdata md.jsonl]``
 (``-`` is standard input / output). Every input line is one command in the spec's JSON form
-(``../shared/spec/commands.md``); a line that is not a valid command becomes a ``rejected``
+(docs/engine.md, "Commands"); a line that is not a valid command becomes a ``rejected``
 event (``malformed``) and the stream goes on. Every event is written as one JSON line
 (:func:`engine.codec.encode_event`).
 

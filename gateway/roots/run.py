@@ -8,6 +8,7 @@ environment over the default. The gateway's own tuning (``QUOTEGATE_WS_*``, ``QU
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import signal
@@ -54,12 +55,31 @@ ENV: dict[str, tuple[str, Any]] = {
 }
 
 
+HTTP_LIMIT_FLAGS: dict[str, tuple[str, str]] = {
+    "--http-max-url-bytes": ("http.max_url_bytes", "longest URL, else 414 (default 65536)"),
+    "--http-max-header-bytes": (
+        "http.max_header_bytes",
+        "longest header line, else 431 (default 40960)",
+    ),
+    "--http-max-headers-bytes": (
+        "http.max_headers_bytes",
+        "all header lines of a request, else 431 (default 65536)",
+    ),
+    "--http-max-headers": ("http.max_headers", "header lines per request, else 431 (default 100)"),
+}
+"""Flags of the HTTP request-head limits (``gateway.config.HttpConfig``): flag -> (config key,
+help). Their environment variables are read by ``GatewayConfig.from_env``."""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``quotegate run`` (defaults ``None``: then the environment, then ``ENV``)."""
     a = parser.add_argument
     a("--host", help="address to bind (QUOTEGATE_HOST, default 127.0.0.1)")
     a("--port", type=int, help="port (QUOTEGATE_PORT, default 8000)")
     a("--web-dir", help="directory served at / (QUOTEGATE_WEB_DIR, default the repo's web/)")
+    for flag, (key, what) in HTTP_LIMIT_FLAGS.items():
+        env = "QUOTEGATE_" + key.upper().replace(".", "_")
+        a(flag, type=int, dest=flag[2:].replace("-", "_"), help=f"{what} ({env})")
     add_engine_arguments(parser)
 
 
@@ -234,6 +254,32 @@ def _terminate(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
+def bind_listener(host: str, port: int) -> socket.socket:
+    """The listening socket of ``host:port``, bound before anything is announced (so a busy
+    port is reported first, not after the banner and the app's startup). ``OSError`` when it
+    cannot be bound."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+        sock.set_inheritable(True)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def bind_error(host: str, port: int, exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        why = f"port {port} on {host} is already in use (is another server running there?)"
+    else:
+        why = f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+    return f"quotegate run: {why}; choose another with --port N (or QUOTEGATE_PORT), --host A"
+
+
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -241,6 +287,7 @@ def run(args: argparse.Namespace) -> int:
     from gateway.config import GatewayConfig
     from gateway.edge.app import create_app
     from gateway.roots.embedded import EmbeddedRuntime
+    from gateway.roots.http_server import install_log_redaction, uvicorn_config_kwargs
     from gateway.trading.accounts import AccountsError
 
     try:
@@ -256,21 +303,30 @@ def run(args: argparse.Namespace) -> int:
                 "port": s["port"],
                 "log_level": s["log_level"],
                 "web_dir": s["web_dir"] or default_web_dir(),
+                **{
+                    key: getattr(args, flag[2:].replace("-", "_"), None)
+                    for flag, (key, _) in HTTP_LIMIT_FLAGS.items()
+                },
             }
         )
+    except (AccountsError, JournalError, ValueError, OSError) as exc:
+        print(f"quotegate run: {exc}", file=sys.stderr)
+        return 2
+    try:
+        listener = bind_listener(gateway.host, gateway.port)
+    except OSError as exc:
+        print(bind_error(gateway.host, gateway.port, exc), file=sys.stderr)
+        return 2
+    try:
         runtime = EmbeddedRuntime(embedded)
     except (AccountsError, JournalError, ValueError, OSError) as exc:
+        listener.close()
         print(f"quotegate run: {exc}", file=sys.stderr)
         return 2
 
     app = create_app(gateway, services=runtime.session)
-    config = uvicorn.Config(
-        app,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        **gateway.uvicorn_kwargs(),
-    )
+    config = uvicorn.Config(app, lifespan="on", **uvicorn_config_kwargs(gateway))
+    install_log_redaction()  # after uvicorn.Config has configured its loggers
 
     class Server(uvicorn.Server):
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
@@ -290,11 +346,13 @@ def run(args: argparse.Namespace) -> int:
         jc = runtime.journal.config
         banner.append(
             f"quotegate: journal {jc.path} (fsync={jc.fsync}, "
-            f"{runtime.journal.restored_records} commands to restore)"
+            f"{runtime.journal.restored_records} commands to restore; "
+            f"{runtime.journal.epoch_reason or 'epoch given'})"
         )
     if runtime.accounts.demo_key is not None:
         banner.append(f"quotegate: demo account 'demo', API key: {runtime.accounts.demo_key}")
     print("\n".join(banner), file=sys.stderr, flush=True)  # always shown, whatever the level
     signal.signal(signal.SIGTERM, _terminate)
-    server.run()
+    with listener:
+        server.run(sockets=[listener])
     return 0 if server.started else 1

@@ -27,7 +27,7 @@ from gateway.seams.candle_buffer import (
     CandleKey,
     Cutoffs,
 )
-from gateway.wire.errors import UNAVAILABLE, GatewayError
+from gateway.seams.store import StoreUnavailable
 
 _RANGE_LUA = """
 local ts = redis.call('ZREVRANGEBYSCORE', KEYS[1], ARGV[2], ARGV[1], 'LIMIT', 0, ARGV[3])
@@ -132,9 +132,7 @@ class RedisCandleArchive(BufferedCandleArchive):
                 ],
             )
         except (RedisError, OSError) as exc:
-            raise GatewayError(
-                UNAVAILABLE, f"the candle archive is unavailable ({type(exc).__name__})"
-            ) from exc
+            raise StoreUnavailable("the candle archive is unavailable; try again") from exc
         return [orjson.loads(row) for row in rows]
 
     def _require(self) -> aioredis.Redis:

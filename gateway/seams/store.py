@@ -11,6 +11,19 @@ from collections.abc import Sequence
 from typing import NamedTuple, Protocol
 
 from gateway.wire.envelope import Envelope
+from gateway.wire.errors import UNAVAILABLE, GatewayError
+
+RETRY_AFTER_S = 1
+"""The ``Retry-After`` a client gets with a ``503 unavailable`` while the store is down."""
+
+
+class StoreUnavailable(GatewayError):
+    """A read the store could not serve (its server is down or unreachable): ``503
+    unavailable`` with ``Retry-After`` at the edge, never a 500."""
+
+    def __init__(self, message: str = "the snapshot store is unavailable; try again") -> None:
+        super().__init__(UNAVAILABLE, message)
+        self.headers = {"Retry-After": str(RETRY_AFTER_S)}
 
 
 class Resume(NamedTuple):
@@ -56,7 +69,9 @@ class SnapshotStore(Protocol):
         """Write everything buffered now."""
 
     async def snapshot(self, channel: str) -> Envelope | None:
-        """The channel's latest snapshot, or ``None`` if the channel has none yet."""
+        """The channel's latest snapshot, or ``None`` if the channel has none yet. Reads
+        (``snapshot``, ``resume``, ``channels``) raise :class:`StoreUnavailable` when the
+        store's server cannot be reached."""
 
     async def resume(self, channel: str, epoch: str, seq: int) -> Resume:
         """Everything after ``(epoch, seq)``, or a snapshot (see :class:`Resume`)."""

@@ -32,10 +32,9 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from gateway.seams.store import Resume
+from gateway.seams.store import Resume, StoreUnavailable
 from gateway.seams.store_config import RedisStoreConfig, SnapshotProvider
 from gateway.wire.envelope import SNAPSHOT, Envelope
-from gateway.wire.errors import UNAVAILABLE, GatewayError
 from runtime.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
@@ -135,6 +134,7 @@ class RedisSnapshotStore:
         self._pending: dict[str, deque[Envelope]] = {}
         self._streams: dict[str, _Stream | None] = {}
         self._listed: set[str] = set()
+        self._known: set[str] = set()  # every channel a flush wrote (what a rebuild restores)
         self._bases: dict[str, bytes] = {}
         self._client: aioredis.Redis | None = None
         self._resume_script: Any = None
@@ -147,8 +147,11 @@ class RedisSnapshotStore:
         self.before_write: Callable[[], Awaitable[None]] | None = None
         """Awaited after a batch is built and before it is sent (the engine makes the commands
         behind the batch durable there)."""
-        self.flushes = 0
+        self._rebuild = False
+        self.writer_error: str | None = None
+        """Why the last flush failed, ``None`` once a flush (and any rebuild) succeeded."""
         self.rebuilds = 0
+        self.flushes = 0
         self.flush_errors = 0
         self.flush_seconds = 0.0  # wall time spent writing batches (includes Redis round trips)
         self.flush_cpu_seconds = 0.0  # of which building batches (incl. provider snapshots)
@@ -197,40 +200,20 @@ class RedisSnapshotStore:
         wait_s = interval_s
         while True:
             await asyncio.sleep(wait_s)
-            if not self._pending:
+            if not self._pending and not self._rebuild:
                 wait_s = interval_s
                 continue
             built_s = self.flush_cpu_seconds
             try:
                 await self.flush()
-                if failing:
-                    await self._rebuild()
             except (RedisError, OSError) as exc:
                 self.flush_errors += 1
                 if not failing:
                     log.warning("snapshot store: flush failed (will retry): %s", exc)
                 failing = True
             else:
-                if failing:
-                    log.warning("snapshot store: Redis is back; every snapshot was rewritten")
                 failing = False
             wait_s = max(interval_s, (self.flush_cpu_seconds - built_s) * stretch)
-
-    async def _rebuild(self) -> None:
-        """After an outage Redis may have lost what it held (a restart without persistence):
-        forget what this writer believed it held and write every channel's snapshot again
-        (their histories restart there; resumes from before get a snapshot)."""
-        if self._provider is None:
-            return
-        known = list(self._streams)
-        self._streams.clear()
-        self._listed.clear()
-        for channel in known:
-            envelope = self._provider(channel)
-            if envelope is not None:
-                self.record_snapshot(envelope)
-        await self.flush()
-        self.rebuilds += 1
 
     # --- writes -------------------------------------------------------------------------------
 
@@ -246,24 +229,60 @@ class RedisSnapshotStore:
         self.record(envelope)
 
     async def flush(self) -> None:
+        """Write what is buffered. After a failed flush (Redis down, restarted, emptied) the
+        next one first rebuilds every known channel: it reads their metas again and writes a
+        fresh snapshot from the publisher (plus the updates buffered meanwhile) and the
+        channel set, so a Redis that came back empty is whole again without a restart."""
         async with self._lock:
             client = self._client
-            if not self._pending or client is None:
+            if client is None or not (self._pending or self._rebuild):
                 return
-            # Learn the streams of new channels BEFORE taking the batch: from the take to the
-            # provider's snapshots nothing may await, or the snapshots would run ahead of it.
-            while unknown := [ch for ch in self._pending if ch not in self._streams]:
-                await self._load_streams(client, unknown)
-            taken, self._pending = self._pending, {}
-            started = time.perf_counter()
             try:
-                await self._write(client, taken)
-            except BaseException:
-                self._restore(taken)
+                await self._flush(client)
+            except (RedisError, OSError) as exc:
+                self._rebuild = True
+                self.writer_error = f"{type(exc).__name__}: {exc}"
                 raise
-            finally:
-                self.flush_seconds += time.perf_counter() - started
-            self.flushes += 1
+            if self._rebuild:
+                self.rebuilds += 1
+                log.warning(
+                    "snapshot store: Redis is back; %d channels rebuilt", len(self._streams)
+                )
+            self._rebuild = False
+            self.writer_error = None
+
+    async def _flush(self, client: aioredis.Redis) -> None:
+        if self._rebuild:
+            self._mark_all_dirty()
+        # Learn the streams of new channels BEFORE taking the batch: from the take to the
+        # provider's snapshots nothing may await, or the snapshots would run ahead of it.
+        while unknown := [ch for ch in self._pending if ch not in self._streams]:
+            await self._load_streams(client, unknown)
+        taken, self._pending = self._pending, {}
+        started = time.perf_counter()
+        try:
+            await self._write(client, taken)
+        except BaseException:
+            self._restore(taken)
+            raise
+        finally:
+            self.flush_seconds += time.perf_counter() - started
+        self.flushes += 1
+
+    def _mark_all_dirty(self) -> None:
+        """Forget what Redis was known to hold and queue every channel this writer has
+        written (with a provider snapshot) for the next batch."""
+        known = [*self._known, *self._streams, *self._listed]
+        self._streams.clear()
+        self._listed.clear()
+        provider = self._provider
+        for channel in dict.fromkeys(known):
+            if (
+                channel not in self._pending
+                and provider is not None
+                and provider(channel) is not None
+            ):
+                self._pending[channel] = deque(maxlen=self._config.pending_max)
 
     def _restore(self, taken: dict[str, deque[Envelope]]) -> None:
         """Put a failed batch back in front of what was recorded meanwhile."""
@@ -386,6 +405,7 @@ class RedisSnapshotStore:
         await _send(client, packed, replies, fence=self.fence)
         self._streams.update(streams)
         self._listed.update(listed)
+        self._known.update(streams)
 
     # --- reads --------------------------------------------------------------------------------
 
@@ -398,7 +418,7 @@ class RedisSnapshotStore:
         try:
             payload = await self._require().get(self._key(channel, "snap"))
         except (RedisError, OSError) as exc:
-            raise _unavailable(exc) from exc
+            raise StoreUnavailable() from exc
         if payload is None:
             return None
         return Envelope.parse(_as_bytes(payload), channel=channel)
@@ -411,7 +431,7 @@ class RedisSnapshotStore:
                 args=[epoch, int(seq), self._history_key(channel, 0)[:-1]],
             )
         except (RedisError, OSError) as exc:
-            raise _unavailable(exc) from exc
+            raise StoreUnavailable() from exc
         code = int(reply[0])
         if code == 2:
             return Resume(None, [Envelope.parse(p, channel=channel) for p in reply[1:]])
@@ -423,7 +443,10 @@ class RedisSnapshotStore:
         """``(epoch, seq)`` of the newest update Redis holds for each channel that has one."""
         if not channels:
             return {}
-        metas = await self._require().mget([self._key(ch, "meta") for ch in channels])
+        try:
+            metas = await self._require().mget([self._key(ch, "meta") for ch in channels])
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable() from exc
         out: dict[str, tuple[str, int]] = {}
         for channel, meta in zip(channels, metas, strict=True):
             stream = _parse_meta(_as_bytes(meta)) if meta is not None else None
@@ -435,13 +458,8 @@ class RedisSnapshotStore:
         try:
             members = await self._require().smembers(self._prefix + "channels")
         except (RedisError, OSError) as exc:
-            raise _unavailable(exc) from exc
+            raise StoreUnavailable() from exc
         return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
-
-
-def _unavailable(exc: BaseException) -> GatewayError:
-    """A read that Redis could not answer, in the API's terms (REST: 503 ``unavailable``)."""
-    return GatewayError(UNAVAILABLE, f"the snapshot store is unavailable ({type(exc).__name__})")
 
 
 def _pair(key: bytes, value: bytes) -> bytes:

@@ -20,6 +20,7 @@ TOO_LARGE = "too_large"
 # REST-only codes
 FORBIDDEN = "forbidden"
 NOT_FOUND = "not_found"
+METHOD_NOT_ALLOWED = "method_not_allowed"
 CONFLICT = "conflict"
 UNAVAILABLE = "unavailable"
 TIMEOUT = "timeout"
@@ -42,6 +43,7 @@ HTTP_STATUS: dict[str, int] = {
     UNAUTHORIZED: 401,
     FORBIDDEN: 403,
     NOT_FOUND: 404,
+    METHOD_NOT_ALLOWED: 405,
     CONFLICT: 409,
     TOO_LARGE: 413,
     TOO_MANY_SUBSCRIPTIONS: 429,
@@ -65,6 +67,8 @@ class GatewayError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+        self.headers: dict[str, str] = {}
+        """Extra response headers (``Retry-After`` of an ``unavailable`` that will pass)."""
 
     @property
     def status(self) -> int:
@@ -76,6 +80,12 @@ class TooManyConnections(GatewayError):
 
     def __init__(self) -> None:
         super().__init__(UNAVAILABLE, "too many connections")
+        self.headers = {"Retry-After": "1"}
+
+
+def gateway_error_response(exc: GatewayError) -> Response:
+    """The JSON error response of a :class:`GatewayError`, with its headers."""
+    return error_response(exc.status, exc.code, exc.message, headers=exc.headers or None)
 
 
 def error_message(code: str, message: str, id: Any = None) -> bytes:

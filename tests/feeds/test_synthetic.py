@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
 from engine.commands import (
@@ -20,6 +18,7 @@ from engine.commands import (
 from engine.events import Cancelled, Done
 from engine.instruments import Instrument
 from feeds.synthetic import SyntheticConfig, SyntheticFeed, SyntheticMarket
+from tests.waiting import until
 
 
 def _config(**kw: object) -> SyntheticConfig:
@@ -152,15 +151,13 @@ async def test_driver_paces_by_its_clock() -> None:
     await feed.start()
     setup_n = len(SyntheticMarket(cfg).setup())
     assert len(got) == setup_n
-    await asyncio.sleep(0.01)
+    await until(lambda: feed.ticks >= 3, what="three pacing ticks")
     assert len(got) == setup_n  # the clock has not moved: nothing is due
     now[0] = 0.5
-    for _ in range(500):
-        if len(got) >= setup_n + 250:
-            break
-        await asyncio.sleep(0.002)
-    await asyncio.sleep(0.01)
-    assert len(got) == setup_n + 250
+    await until(lambda: len(got) >= setup_n + 250, what="half a second's orders")
+    ticks = feed.ticks
+    await until(lambda: feed.ticks >= ticks + 3, what="three more ticks")
+    assert len(got) == setup_n + 250  # and not one more: the clock has not moved again
     await feed.close()
     await feed.close()  # idempotent
     expected = SyntheticMarket(cfg)
@@ -224,14 +221,12 @@ async def test_driver_drops_a_backlog_and_batches() -> None:
     feed = SyntheticFeed(cfg, submit, clock=clock)
     await feed.start()
     setup_n = len(got)
-    await asyncio.sleep(0.01)  # the task has read the clock
+    await until(lambda: feed.ticks >= 1, what="the task to read the clock")
     per_tick.clear()
     now[0] = 10.0  # a paused loop: 5000 orders owed, only one second's worth (500) is kept
-    for _ in range(1000):
-        if len(got) >= setup_n + 500:
-            break
-        await asyncio.sleep(0.002)
-    await asyncio.sleep(0.02)
+    await until(lambda: len(got) >= setup_n + 500, what="the kept second of orders")
+    done = feed.ticks
+    await until(lambda: feed.ticks >= done + 3, what="three more ticks")
     await feed.close()
     assert len(got) == setup_n + 500
     assert sorted(per_tick.values()) == [100] * 5

@@ -2,7 +2,7 @@
 
 ``command_lines(data)`` reads the fuzzer's bytes with a small deterministic reader (no
 atheris needed, so a crash file replays under plain Python) and builds 1-40 JSON lines: mostly
-well-formed commands of ``../shared/spec/commands.md`` over 1-3 symbols and 2-3 accounts, with
+well-formed commands (docs/engine.md, "Commands") over 1-3 symbols and 2-3 accounts, with
 some fields mutated (wrong types, huge or negative integers, off-tick prices, odd decimal
 strings, unicode, missing or extra fields) and some raw garbage lines. The choices are biased
 towards what reaches rare branches: crossing prices around one centre, FOK quantities near the

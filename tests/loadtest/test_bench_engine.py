@@ -110,3 +110,32 @@ def test_bad_phase_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert "sometimes" in capsys.readouterr().err
     assert main(["bench", "engine", *TINY, "--repeat", "0"]) == 2
     assert set(PHASES) == {"resting", "throughput", "latency", "replay", "journal"}
+
+
+def test_the_progress_bar_reaches_exactly_the_planned_work() -> None:
+    """The bar's total is the commands every phase will process, and it advances run by run
+    to exactly that total (so its ETA is the time left)."""
+    from loadtest.bench_engine import planned_work
+    from loadtest.progress import Progress
+
+    config = EngineBenchConfig(
+        commands=2_000,
+        symbols=4,
+        accounts=3,
+        resting_orders=500,
+        repeat=2,
+        phases=PHASES,
+        gc_modes=("tuned", "off"),
+    )
+    seen: list[int] = []
+    with Progress(planned_work(config), desc="t", unit="cmd", enabled=False) as progress:
+        advance = progress.advance
+
+        def spy(n: int) -> None:
+            advance(n)
+            seen.append(progress.done)
+
+        progress.advance = spy  # type: ignore[method-assign]
+        run_bench(config, lambda _: None, progress=progress)
+        assert progress.done == planned_work(config)
+    assert len(seen) > 10 and seen == sorted(seen)  # many small steps, never backwards

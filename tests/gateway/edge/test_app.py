@@ -154,10 +154,18 @@ def test_gateway_error_and_http_errors_are_json(erring_app: Any) -> None:
     }
     response = erring_app.get("/no/such/path")
     assert response.status_code == 404
-    assert orjson.loads(response.content)["error"]["code"] == "not_found"
+    assert orjson.loads(response.content) == {
+        "error": {"code": "not_found", "message": "no such endpoint: GET /no/such/path"}
+    }
     response = erring_app.post("/gone")
     assert response.status_code == 405
-    assert orjson.loads(response.content)["error"]["code"] == "bad_request"
+    assert sorted(response.headers["allow"].split(", ")) == ["GET", "HEAD"]
+    assert orjson.loads(response.content) == {
+        "error": {
+            "code": "method_not_allowed",
+            "message": "method not allowed: POST /gone (allowed: GET, HEAD)",
+        }
+    }
 
 
 def test_websocket_served_by_the_app(client: Any) -> None:

@@ -138,6 +138,42 @@ async def test_wait_returns_empty_after_the_capped_wait(
     assert app.state.hub.connection_count == 0
 
 
+async def test_an_idle_long_poll_answers_a_heartbeat_within_the_interval(
+    stack: Stack,
+) -> None:
+    """The protocol's heartbeat (at least every heartbeat interval on an idle link) holds for
+    polling too: a long poll longer than the interval answers the heartbeat when it is due,
+    with the cursor unchanged, and sooner than the wait it asked for."""
+    config = dataclasses.replace(
+        make_config(heartbeat_interval_s=0.2), poll=PollConfig(wait_max_s=30)
+    )
+    app = create_app(config, services=stack.services, metrics=stack.metrics)
+    async with running(app) as http:
+        first = (await http.get("/v1/poll", params={"ch": "book.AAPL"})).json()
+        params = {"ch": "book.AAPL", "cursor": first["cursor"], "wait": 20}
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        r = await asyncio.wait_for(http.get("/v1/poll", params=params), 10)
+        took = loop.time() - started
+        body = r.json()
+        assert [m["type"] for m in body["messages"]] == ["heartbeat"]
+        assert body["messages"][0]["ts"] > 1_700_000_000_000_000
+        assert body["cursor"] == first["cursor"]
+        assert 0.15 <= took < 10  # the heartbeat interval, not the 20 s asked for
+        # a wait shorter than the interval ends empty, without a heartbeat
+        short = await http.get("/v1/poll", params={**params, "wait": 0.05})
+        assert short.json()["messages"] == []
+
+
+async def test_a_bad_wait_says_what_a_wait_is(http: httpx.AsyncClient) -> None:
+    r = await http.get("/v1/poll", params={"ch": "book.AAPL", "wait": "-1"})
+    assert r.json()["error"] == {
+        "code": "bad_request",
+        "message": f"wait must be a number of seconds, 0 or more (at most {WAIT_MAX_S:g} is "
+        "used), not '-1'",
+    }
+
+
 async def test_orders_needs_a_token(http: httpx.AsyncClient, stack: Stack) -> None:
     r = await http.get("/v1/poll", params={"ch": "orders"})
     assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"

@@ -275,3 +275,87 @@ async def test_rate_limit_is_429_per_account() -> None:
 async def test_no_order_service_is_503() -> None:
     async with _client(_services(with_orders=False)) as c:
         _assert_error(await c.get("/v1/account", headers=_auth(ALICE)), 503, "unavailable")
+
+
+async def test_cancel_or_replace_of_an_unknown_order_is_404_unknown_order(
+    client: httpx.AsyncClient,
+) -> None:
+    """Unknown (never placed, someone else's, forgotten): 404 ``not_found``; known but no
+    longer open: 409 ``conflict``; both with reason ``unknown_order``, on every route."""
+    for body in (
+        {"op": "cancel", "clientOrderId": "nope"},
+        {"op": "replace", "clientOrderId": "nope", "qty": 1},
+    ):
+        err = _assert_error(
+            await client.post("/v1/order", headers=_auth(ALICE), json=body), 404, "not_found"
+        )
+        assert err["error"] == {
+            "code": "not_found",
+            "message": 'no order with clientOrderId "nope"',
+            "reason": "unknown_order",
+        }
+    err = _assert_error(
+        await client.delete("/v1/order/424242", headers=_auth(ALICE)), 404, "not_found"
+    )
+    assert err["error"]["reason"] == "unknown_order"
+    placed = await client.post("/v1/order", headers=_auth(ALICE), json=_order(clientOrderId="c1"))
+    oid = placed.json()["order"]["orderId"]
+    assert (await client.delete(f"/v1/order/{oid}", headers=_auth(ALICE))).status_code == 200
+    err = _assert_error(
+        await client.delete(f"/v1/order/{oid}", headers=_auth(ALICE)), 409, "conflict"
+    )
+    assert err["error"] == {
+        "code": "conflict",
+        "message": f"order {oid} is cancelled, not open",
+        "reason": "unknown_order",
+    }
+    again = await client.post(
+        "/v1/order", headers=_auth(ALICE), json={"op": "cancel", "clientOrderId": "c1"}
+    )
+    err = _assert_error(again, 409, "conflict")
+    assert err["error"] == {
+        "code": "conflict",
+        "message": 'the order with clientOrderId "c1" is cancelled, not open',
+        "reason": "unknown_order",
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            {"symbol": "AAPL", "side": "buy", "type": "limit", "qty": 1},
+            "a limit order needs a price: a decimal string on the tick 0.01",
+        ),
+        (_order(price="100.001"), 'price "100.001" is not a positive multiple of the tick 0.01'),
+        (_order(qty=100_000), "needs 10000000.00 USD, 100000.00 available"),
+        (_order("sell", qty=1000), "needs 1000 AAPL shares, 100 available"),
+        (_order(side="bid"), 'side must be "buy" or "sell", not "bid"'),
+        (_order(tif="DAY"), 'tif must be "GTC", "IOC" or "FOK", not "DAY"'),
+        (_order(type="stop"), 'type must be "limit" or "market", not "stop"'),
+        (_order(symbol="NOPE"), 'unknown symbol "NOPE"'),
+        (
+            {"symbol": "AAPL", "side": "buy", "type": "market", "price": "1.00", "qty": 1},
+            "a market order has no price: leave price out, or use type limit",
+        ),
+    ],
+)
+async def test_rejection_messages_speak_the_api(
+    client: httpx.AsyncClient, body: dict[str, Any], message: str
+) -> None:
+    """Field names and values as the client wrote them, cash as decimal strings, shares as
+    integers: never the engine's ticks or 10**-8 cash units, never Python's ``None``."""
+    resp = await client.post("/v1/order", headers=_auth(ALICE), json=body)
+    assert resp.json()["error"]["message"] == message
+
+
+async def test_replace_beyond_the_funds_says_how_much_more(client: httpx.AsyncClient) -> None:
+    await client.post("/v1/order", headers=_auth(ALICE), json=_order(clientOrderId="m1"))
+    resp = await client.post(
+        "/v1/order",
+        headers=_auth(ALICE),
+        json={"op": "replace", "clientOrderId": "m1", "qty": 2000},
+    )
+    err = _assert_error(resp, 409, "conflict")["error"]
+    assert err["reason"] == "insufficient_funds"
+    assert err["message"] == "needs 199500.00 more USD, 99500.00 available"

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -171,6 +172,33 @@ async def test_heartbeat_on_idle(stack: Stack) -> None:
             raise AssertionError("no heartbeat")
 
 
+async def test_an_idle_stream_gets_one_heartbeat_per_interval_with_rising_ts(
+    stack: Stack,
+) -> None:
+    """With the connection's heartbeat and the stream's at the same interval, an idle stream
+    still gets one heartbeat per interval (not two), each ``ts`` later than the last."""
+    interval_s = 0.1
+    config = dataclasses.replace(
+        make_config(heartbeat_interval_s=interval_s),
+        sse=SseConfig(heartbeat_interval_s=interval_s),
+    )
+    async with serving(stack, config) as server, sse(server, "book.AAPL") as events:
+        await events.data()  # the snapshot
+        loop = asyncio.get_running_loop()
+        beats: list[tuple[float, int]] = []
+        while len(beats) < 8:
+            event = await asyncio.wait_for(events.next(), 5)
+            msg = orjson.loads(event["data"])
+            assert msg["type"] == "heartbeat"
+            beats.append((loop.time(), msg["ts"]))
+    stamps = [ts for _, ts in beats]
+    assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+    # one per interval: 8 heartbeats take about 7 intervals (two per interval would take 3.5)
+    assert beats[-1][0] - beats[0][0] >= 7 * interval_s * 0.8
+    gaps_us = [b - a for a, b in itertools.pairwise(stamps)]
+    assert min(gaps_us) >= interval_s * 1e6 * 0.5
+
+
 async def test_stream_heartbeat_when_the_hub_is_quiet(stack: Stack) -> None:
     config = dataclasses.replace(make_config(), sse=SseConfig(heartbeat_interval_s=0.1))
     async with serving(stack, config) as server, sse(server, "book.AAPL") as events:
@@ -233,13 +261,14 @@ async def test_transport_renders_one_chunk_per_batch() -> None:
     transport = SseTransport({"book.A": ("e", 1)})
     a = Envelope.build("update", "book.A", "e", 2, 1, {"x": 1})
     b = Envelope.build("update", "orders.bob", "e", 7, 1, {"x": 2}, wire_channel="orders")
-    await transport.send([a, b'{"type":"heartbeat","ts":1}', b])
+    error = b'{"type":"error","code":"unavailable","message":"x"}'
+    await transport.send([a, b'{"type":"heartbeat","ts":1}', error, b])
     chunk = await transport.next_chunk(1.0)
     assert chunk is not None
     events = chunk.split(b"\n\n")
-    assert events[-1] == b"" and len(events) == 4
+    assert events[-1] == b"" and len(events) == 4  # the connection's heartbeat is dropped
     assert events[0].startswith(b"id: ") and events[0].endswith(b"data: " + a.payload)
-    assert events[1] == b'data: {"type":"heartbeat","ts":1}'
+    assert events[1] == b"data: " + error
     last_id = events[2].split(b"\n")[0].removeprefix(b"id: ").decode()
     assert cursor.decode(last_id) == {"book.A": ("e", 2), "orders": ("e", 7)}
     await transport.close(4008, "slow")

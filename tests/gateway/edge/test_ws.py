@@ -16,6 +16,7 @@ from websockets.exceptions import ConnectionClosed
 from gateway.config import GatewayConfig, HubConfig, WsConfig
 from gateway.edge.ws import TokenBucket
 from tests.gateway.conftest import Server, Stack
+from tests.waiting import until
 
 # -- helpers ---------------------------------------------------------------------------------
 
@@ -398,7 +399,8 @@ async def test_stalled_client_on_orders_is_closed_4008(server: Server, stack: St
         await stalled.handshake()
         await stalled.send({"op": "auth", "token": "key-alice", "id": 1})
         await stalled.send({"op": "subscribe", "ch": ["orders"], "id": 2})
-        await asyncio.sleep(0.05)
+        hub = server.app.state.hub
+        await until(lambda: hub.subscribers("orders.alice") == 1, what="the subscription")
         metrics = stack.metrics
         pad = "y" * 4000
         for _ in range(100):

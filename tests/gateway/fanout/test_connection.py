@@ -13,6 +13,7 @@ from gateway.fanout.transport import Outgoing
 from gateway.metrics import Metrics
 from gateway.wire.envelope import SNAPSHOT, UPDATE, Envelope
 from tests.gateway.conftest import RecordingTransport
+from tests.waiting import until
 
 
 def env(
@@ -53,7 +54,6 @@ async def stalled(
     live(conn, *channels)
     transport.gate.clear()
     conn.start()
-    await asyncio.sleep(0)
     return conn, transport, metrics
 
 
@@ -153,7 +153,8 @@ async def test_overflow_conflates_market_data_channel() -> None:
     transport.gate.clear()  # the client stopped reading
     conn.start()
     conn.deliver(env("book.A", 1))
-    await asyncio.sleep(0)  # the writer takes seq 1 and blocks in send
+    # the writer takes seq 1 and blocks in send
+    await until(lambda: conn.queued == 0, what="the writer to take seq 1")
     conn.deliver(env("trades.A", 1))
     for seq in range(2, 200):
         conn.deliver(env("book.A", seq))  # never blocks
@@ -226,11 +227,20 @@ async def test_heartbeat_on_idle_link() -> None:
 
 
 async def test_close_is_idempotent() -> None:
-    conn, _, _, _ = make()
+    """``close`` stops the writer and drops what is queued, leaves the transport to its
+    endpoint, and can be called again; nothing delivered later is sent."""
+    conn, transport, _, _ = make(HubConfig(heartbeat_interval_s=0.01))
+    live(conn, "book.A")
     conn.start()
+    await transport.wait_for(lambda: bool(transport.controls()))  # the writer runs
     await conn.close()
     await conn.close()
     assert conn.closed
+    await asyncio.wait_for(conn.wait_closed(), 5)  # the writer task has ended
+    assert transport.closed is None  # the endpoint closes the transport, not close()
+    sent = len(transport.items())
+    conn.deliver(env("book.A", 1))
+    assert conn.queued == 0 and len(transport.items()) == sent  # (no writer left to send)
 
 
 @pytest.mark.parametrize("channel", ["orders.alice"])

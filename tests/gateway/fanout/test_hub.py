@@ -12,11 +12,14 @@ import pytest
 from gateway.config import HubConfig
 from gateway.fanout.hub import Hub
 from gateway.metrics import Metrics
+from gateway.seams.bus import Listener
+from gateway.seams.bus_memory import MemoryBus
 from gateway.seams.store import Resume
 from gateway.seams.store_memory import MemorySnapshotStore
 from gateway.wire.envelope import SNAPSHOT, UPDATE, Envelope
 from gateway.wire.errors import TooManyConnections
-from tests.gateway.conftest import FakePublisher, RecordingTransport, Stack, make_stack
+from tests.gateway.conftest import EPOCH, FakePublisher, RecordingTransport, Stack, make_stack
+from tests.waiting import until
 
 
 def seqs(envelopes: list[Envelope]) -> list[tuple[str, int]]:
@@ -204,7 +207,7 @@ async def test_orders_overflow_disconnects_only_that_client(stack: Stack) -> Non
         stack.publisher.emit("orders.alice", {"event": "accepted"})
     await conn.wait_closed()
     assert stuck.closed == (4008, "slow")
-    await asyncio.sleep(0)
+    await until(lambda: hub.connection_count == 0, what="the hub to forget the connection")
     assert hub.connection_count == 0 and hub.subscribers("orders.alice") == 0
     assert stack.metrics.value("quotegate_connections", {"transport": "ws"}) == 0
     await hub.close()
@@ -224,12 +227,31 @@ async def test_connection_limit(stack: Stack) -> None:
 
 
 async def test_close_stops_listening(stack: Stack) -> None:
-    hub = Hub(HubConfig(), bus=stack.bus, store=stack.store)
+    """``close`` takes the hub off the bus (idempotently): a closed hub is not called for
+    anything published later."""
+
+    class WatchedBus(MemoryBus):
+        def __init__(self) -> None:
+            super().__init__()
+            self.listening: list[object] = []
+
+        def add_listener(self, listener: Listener) -> None:
+            super().add_listener(listener)
+            self.listening.append(listener)
+
+        def remove_listener(self, listener: Listener) -> None:
+            super().remove_listener(listener)
+            self.listening = [x for x in self.listening if x != listener]
+
+    bus = WatchedBus()
+    hub = Hub(HubConfig(), bus=bus, store=stack.store)
     await hub.start()
+    assert len(bus.listening) == 1
     await hub.close()
     await hub.close()
-    stack.publisher.emit("book.AAPL")  # no listener left, nothing raises
-    assert stack.bus.listener_errors == 0
+    assert bus.listening == []
+    bus.publish(Envelope.build(UPDATE, "book.AAPL", EPOCH, 99, 1, {}))  # nothing raises
+    assert bus.listener_errors == 0
 
 
 async def test_store_failure_drops_the_channel_with_an_error(stack: Stack) -> None:
@@ -250,9 +272,8 @@ async def test_store_failure_drops_the_channel_with_an_error(stack: Stack) -> No
     [error] = transport.controls()
     assert error["type"] == "error" and error["code"] == "unavailable"
     assert "book.AAPL" not in conn.subscriptions
-    stack.publisher.emit("book.AAPL")
-    await asyncio.sleep(0.01)
-    assert transport.envelopes() == []
+    stack.publisher.emit("book.AAPL")  # the memory bus delivers synchronously
+    assert conn.queued == 0 and transport.envelopes() == []
     await hub.close()
 
 

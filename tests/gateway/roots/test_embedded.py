@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -11,17 +12,13 @@ import pytest
 from engine.commands import NewOrder
 from gateway.roots.embedded import EmbeddedConfig, EmbeddedRuntime, embedded_services
 from gateway.wire.envelope import Envelope
+from tests.waiting import until
 
 KEY = "test-demo-key-0123456789"
 
 
-async def _until(predicate: object, timeout_s: float = 20.0) -> None:
-    assert callable(predicate)
-    for _ in range(int(timeout_s / 0.01)):
-        if predicate():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition not reached")
+async def _until(predicate: Callable[[], bool], timeout_s: float = 20.0) -> None:
+    await until(predicate, timeout_s=timeout_s)
 
 
 async def test_quiet_runtime_defines_symbols_and_demo_account() -> None:
@@ -262,10 +259,10 @@ async def test_stop_feed_keeps_storage_open() -> None:
         await _until(lambda: runtime.commands > 200)
         await runtime.stop_feed()
         await runtime.stop_feed()  # idempotent
+        assert runtime.feed is not None and not runtime.feed.running  # no task sends orders
         count = runtime.commands
-        await asyncio.sleep(0.05)
-        assert runtime.commands == count  # no more order flow
         snap = await runtime.store.snapshot("book.AAPL")  # the store still answers
         assert snap is not None and snap.data()["bids"]
+        assert runtime.commands == count
     finally:
         await runtime.close()

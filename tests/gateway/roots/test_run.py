@@ -179,6 +179,25 @@ def test_bad_accounts_file_exits_2(tmp_path: Path, free_port: int) -> None:
     assert "non-empty list" in log.read_text()
 
 
+def test_a_busy_port_is_reported_before_anything_is_announced(
+    tmp_path: Path, free_port: int
+) -> None:
+    import socket
+
+    log = tmp_path / "run.log"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", free_port))
+        taken.listen()
+        proc = _start(free_port, log)
+        proc.wait(timeout=60)
+    out = log.read_text()
+    assert proc.returncode == 2, out
+    assert out.startswith(f"quotegate run: port {free_port} on 127.0.0.1 is already in use"), out
+    assert "--port" in out
+    for announced in ("open http", "API key", "startup", "Errno"):
+        assert announced not in out, out
+
+
 def test_flags_win_over_environment_over_defaults() -> None:
     parser = argparse.ArgumentParser()
     add_arguments(parser)

@@ -13,6 +13,7 @@ import orjson
 import pytest
 from starlette.applications import Starlette
 
+from engine.commands import DefineInstrument
 from engine.journal import FsyncPolicy, scan
 from gateway.edge.routes_orders import routes
 from gateway.marketdata.publisher import PublisherConfig
@@ -253,7 +254,64 @@ async def test_epoch_kept_with_journal_new_when_conflated(tmp_path: Path) -> Non
         finally:
             await runtime.close()
     assert epochs[0] == epochs[1] != epochs[2]
-    assert (tmp_path / "journal.log.epoch").read_text().strip() == epochs[2]
+    saved = (tmp_path / "journal.log.epoch").read_text().splitlines()
+    assert saved[0] == epochs[2] and saved[1].startswith("clean ")
+
+
+def _crash(runtime: EmbeddedRuntime) -> None:
+    """What a kill -9 leaves behind, minus the lost tail: the journal file as written so far
+    and the epoch file as the run left it (no clean-shutdown mark)."""
+    assert runtime.journal is not None
+    runtime.journal.journal.close()  # the low-level journal: no mark
+
+
+@pytest.mark.parametrize("fsync", ["interval", "never", "every"])
+async def test_epoch_after_a_crash_is_new_unless_every_command_was_synced(
+    tmp_path: Path, fsync: FsyncPolicy
+) -> None:
+    path = tmp_path / "journal.log"
+    first = await embedded_services(_config(path, fsync))
+    await _order(first, side="buy", price="10.00")
+    epoch = first.publisher.epoch
+    _crash(first)
+    await first.close()  # (the journal is closed already: no mark is written)
+    assert len((tmp_path / "journal.log.epoch").read_text().splitlines()) == 1
+    second = await embedded_services(_config(path, fsync))
+    try:
+        assert second.journal is not None
+        if fsync == "every":  # every published update was on the disk first
+            assert second.publisher.epoch == epoch, second.journal.epoch_reason
+        else:
+            assert second.publisher.epoch != epoch
+            assert "no clean shutdown" in second.journal.epoch_reason
+            resumed = await second.store.resume("book.AAPL", epoch, 1)
+            assert resumed.snapshot is not None  # old positions get a snapshot
+    finally:
+        await second.close()
+    third = await embedded_services(_config(path, fsync))  # after a clean stop: kept
+    try:
+        assert third.publisher.epoch == second.publisher.epoch
+        assert third.journal is not None and "clean shutdown" in third.journal.epoch_reason
+    finally:
+        await third.close()
+
+
+def test_a_stale_clean_mark_does_not_keep_the_epoch(tmp_path: Path) -> None:
+    path = tmp_path / "j.log"
+    journal = RunJournal(RunJournalConfig(path=str(path)))
+    journal.journal.append(1, 1, DefineInstrument(symbol="AAPL", tick="0.01", lot=1))
+    first = journal.epoch(reuse=True)  # no records at open: new
+    asyncio.run(journal.close())
+    assert (tmp_path / "j.log.epoch").read_text() == f"{first}\nclean 1\n"
+    again = RunJournal(RunJournalConfig(path=str(path)))
+    again.journal.append(2, 2, DefineInstrument(symbol="MSFT", tick="0.01", lot=1))
+    asyncio.run(again.close())  # never asked for the epoch: the file is not touched
+    third = RunJournal(RunJournalConfig(path=str(path)))
+    try:
+        assert third.epoch() != first  # the mark names inSeq 1, the journal ends at 2
+        assert "inSeq 1" in third.epoch_reason
+    finally:
+        asyncio.run(third.close())
 
 
 async def test_gc_is_frozen_while_running_and_restored_at_close(tmp_path: Path) -> None:
