@@ -24,8 +24,13 @@ return 0
 """
 
 _RENEW_LUA = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
   return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+if not holder and redis.call('GET', KEYS[2]) == ARGV[3] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
 end
 return 0
 """
@@ -75,9 +80,17 @@ class RedisLease:
         return token
 
     async def renew(self) -> bool:
-        """Extend the lease; ``False`` when this node no longer holds it."""
+        """Extend the lease; ``False`` when this node no longer holds it. A lease that ran out
+        while nobody else took it (the fence still holds this node's token) is taken back:
+        no other leader existed in between."""
         renewed = await self._client.eval(
-            _RENEW_LUA, 1, self.leader_key, self.node, str(self.ttl_ms)
+            _RENEW_LUA,
+            2,
+            self.leader_key,
+            self.fence_key,
+            self.node,
+            str(self.ttl_ms),
+            str(self.token),
         )
         return bool(int(renewed))
 

@@ -41,3 +41,22 @@ async def test_one_holder_and_growing_tokens(redis_url: str) -> None:
 def test_a_ttl_below_100_ms_is_refused() -> None:
     with pytest.raises(ValueError):
         RedisLease("redis://127.0.0.1:1/0", node="a", ttl_ms=50)
+
+
+async def test_a_lapsed_lease_nobody_took_is_renewed(redis_url: str) -> None:
+    """The holder's loop was late (the TTL ran out) but no other node acquired: the fence still
+    holds its token, so renewing takes the lease back; once another node acquired, it cannot."""
+    a = RedisLease(redis_url, node="a", ttl_ms=150)
+    b = RedisLease(redis_url, node="b", ttl_ms=150)
+    try:
+        await a.acquire()
+        await asyncio.sleep(0.3)
+        assert await a.holder() is None
+        assert await a.renew()
+        assert await a.holder() == "a"
+        await asyncio.sleep(0.3)
+        assert await b.acquire() > a.token
+        assert not await a.renew()
+    finally:
+        await a.close()
+        await b.close()
