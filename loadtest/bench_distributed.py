@@ -47,22 +47,22 @@ CHANNELS = ["book.AAPL", "trades.AAPL", "ticker.AAPL"]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument
-    a("--kafka", default=None, metavar="HOST:PORT", help="default: start a Tansu broker")
-    a("--redis", default=None, metavar="URL", help="default: start a Redis")
+    a("--kafka", default=None, metavar="HOST:PORT", help="the broker; none: start a Tansu broker")
+    a("--redis", default=None, metavar="URL", help="the Redis; none: start one")
     a("--rate", type=float, default=200.0, help="synthetic orders/s (latency, failover)")
     a("--seconds", type=float, default=10.0, help="latency measured per mode")
     a("--clients", type=int, default=10, help="WebSocket clients per gateway node")
     a("--commands", type=int, default=20_000, help="commands in the commands phase")
     a("--in-flight", type=int, default=500, help="commands awaiting their answer at once")
     a("--failovers", type=int, default=3, help="leader kills in the failover phase (0: skip)")
-    a("--lease-ttl-ms", type=int, default=1000)
+    a("--lease-ttl-ms", type=int, default=1000, help="the engines' lease TTL (failover phase)")
     a(
         "--fsync",
         choices=("every", "interval", "never"),
         default="interval",
         help="engines' journal",
     )
-    a("--phases", default="latency,commands,failover")
+    a("--phases", default="latency,commands,failover", help="which phases, comma-separated")
 
 
 def run(args: argparse.Namespace) -> int:
