@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 ENV_PREFIX = "QUOTEGATE_"
+TRANSPORTS = ("ws", "sse", "poll")
+"""The streaming transports, in the order a client prefers them."""
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -51,6 +53,9 @@ class WsConfig:
     rate_burst_msgs: int = 20
     ping_interval_s: float = 20.0
     ping_timeout_s: float = 20.0
+    close_timeout_s: float = 1.0
+    """How long a slow client (4008) gets to take what it was sent and the close frame before
+    the connection is aborted."""
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -59,6 +64,9 @@ class SseConfig:
 
     retry_ms: int = 2000
     heartbeat_interval_s: float = 10.0
+    close_timeout_s: float = 1.0
+    """How long an ended stream's client gets to take what is left before the connection is
+    aborted (under uvicorn with the direct lane)."""
 
 
 @dataclass(kw_only=True, frozen=True)
@@ -112,12 +120,32 @@ class GatewayConfig:
     web_dir: str | None = None
     """Directory served at ``/`` (the repo's ``web/``); ``None`` serves no pages."""
     log_level: str = "info"
+    transports: str = ",".join(TRANSPORTS)
+    """Comma-separated transports this server offers (``QUOTEGATE_TRANSPORTS``); a transport
+    left out answers its endpoint the way a blocking proxy would (see
+    :mod:`gateway.edge.app`), so that clients fall back for real."""
     hub: HubConfig = field(default_factory=HubConfig)
     ws: WsConfig = field(default_factory=WsConfig)
     sse: SseConfig = field(default_factory=SseConfig)
     poll: PollConfig = field(default_factory=PollConfig)
     rest: RestConfig = field(default_factory=RestConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
+
+    def __post_init__(self) -> None:
+        self.enabled_transports()  # a bad list fails here, not at the first request
+
+    def enabled_transports(self) -> frozenset[str]:
+        """The transports of :attr:`transports`; ``ValueError`` for an unknown name or none."""
+        names = [n.strip() for n in self.transports.split(",") if n.strip()]
+        unknown = [n for n in names if n not in TRANSPORTS]
+        if unknown:
+            raise ValueError(
+                f"transports: unknown {', '.join(map(repr, unknown))}; "
+                f"choose from {', '.join(TRANSPORTS)}"
+            )
+        if not names:
+            raise ValueError(f"transports: name at least one of {', '.join(TRANSPORTS)}")
+        return frozenset(names)
 
     @classmethod
     def from_env(

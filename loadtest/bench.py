@@ -15,7 +15,11 @@ BENCHMARKS: dict[str, str] = {
     "engine": "matching engine: commands/s, latency, resting-order memory, replay lines/s",
     "publisher": "market-data publisher: events/s into envelopes",
     "store": "snapshot store: writes and reads per second",
+    "reporter": "reporting database: rows/s into SQLite and PostgreSQL, engine commands/s "
+    "with the reporter off and on",
     "durability": "journal: latency publish-after-commit would add vs the clean-shutdown mark",
+    "fanout": "push fan-out: quotegate WebSocket/SSE/polling against websockets, Starlette, "
+    "sse-starlette and python-socketio, side by side",
     "distributed": "engine + gateways over Kafka and Redis: latency vs run, commands/s, failover",
 }
 

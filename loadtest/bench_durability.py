@@ -42,13 +42,12 @@ from loadtest.args import EXIT_BAD_ARGUMENTS, ArgumentCheck
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--rates", default="1000,20000", help="commands/s, comma-separated (default 1000,20000)"
-    )
-    parser.add_argument("--seconds", type=float, default=2.0, help="per rate (default 2)")
-    parser.add_argument("--fsync-interval-ms", type=float, default=5.0, help="default 5")
-    parser.add_argument("--every-commands", type=int, default=2000, help="default 2000")
-    parser.add_argument("--dir", default=None, help="where the journals go (default: a temp dir)")
+    a = parser.add_argument
+    a("--rates", default="1000,20000", help="command rates to measure, commands/s, comma-separated")
+    a("--seconds", type=float, default=2.0, help="how long each rate runs, seconds")
+    a("--fsync-interval-ms", type=float, default=5.0, help="the journal's group-commit interval")
+    a("--every-commands", type=int, default=2000, help="appends timed under fsync=every")
+    a("--dir", default=None, help="where the journals go (none: a temporary directory)")
 
 
 def run(args: argparse.Namespace) -> int:

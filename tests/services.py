@@ -1,4 +1,5 @@
-"""Helpers that start the real servers tests need (no mocks): Redis and a Kafka broker.
+"""Helpers that start the real servers tests need (no mocks): Redis, PostgreSQL and a Kafka
+broker.
 
 ``tests/conftest.py`` turns these into session fixtures; tests and benchmarks may also use
 them directly (``free_port()`` for servers a test starts itself).
@@ -12,6 +13,7 @@ from typing import NoReturn
 import pytest
 
 from loadtest.kafka_broker import KafkaBroker, find_tansu_binary, wait_for_port
+from loadtest.postgres_server import PostgresServer, find_pg_bin
 from loadtest.redis_server import (
     RedisServer,
     RedisServerConfig,
@@ -21,8 +23,10 @@ from loadtest.redis_server import (
 
 __all__ = [
     "KafkaBroker",
+    "PostgresServer",
     "RedisServer",
     "RedisServerConfig",
+    "find_pg_bin",
     "find_redis_binary",
     "find_tansu_binary",
     "free_port",

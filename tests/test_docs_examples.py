@@ -29,7 +29,7 @@ KEY = "docs-example-key-0123456789"
 # the import names of pyproject.toml's [project] dependencies (plus the project's own packages)
 INSTALLED = {
     "orjson", "starlette", "sse_starlette", "websockets", "uvicorn", "uvloop", "httptools",
-    "redis", "aiokafka", "hdrh", "prometheus_client", "tqdm",
+    "redis", "aiokafka", "hdrh", "prometheus_client", "tqdm", "asyncpg",
     "engine", "feeds", "runtime", "gateway", "loadtest",
 }  # fmt: skip
 
@@ -79,6 +79,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         proc = subprocess.Popen(
             [sys.executable, "-m", "gateway.roots.cli", "run", "--port", str(port),
              "--rate", "500", "--candles-db", ":memory:", "--demo-key", KEY,
+             "--database-url", f"sqlite:{log.parent / 'reports.sqlite3'}",
              "--log-level", "warning"],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip

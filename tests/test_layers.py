@@ -28,20 +28,24 @@ ALLOWED: dict[str, frozenset[str]] = {
     "gateway.trading": frozenset(
         {"gateway", "gateway.wire", "gateway.seams", "gateway.marketdata", "engine", "runtime"}
     ),
+    "gateway.reporting": frozenset(
+        {"gateway", "gateway.wire", "gateway.seams", "engine", "runtime"}
+    ),
     "gateway.edge": frozenset(
         {"gateway", "gateway.wire", "gateway.seams", "gateway.fanout", "runtime"}
     ),
     "gateway.roots": frozenset(
         {
             "gateway", "gateway.wire", "gateway.seams", "gateway.fanout", "gateway.edge",
-            "gateway.trading", "gateway.marketdata", "engine", "feeds", "runtime", "loadtest",
+            "gateway.trading", "gateway.marketdata", "gateway.reporting", "engine", "feeds",
+            "runtime", "loadtest",
         }
     ),
     "loadtest": frozenset(
         {
             "gateway", "gateway.wire", "gateway.seams", "gateway.fanout", "gateway.edge",
-            "gateway.trading", "gateway.marketdata", "gateway.roots", "engine", "feeds",
-            "runtime",
+            "gateway.trading", "gateway.marketdata", "gateway.reporting", "gateway.roots",
+            "engine", "feeds", "runtime",
         }
     ),
 }

@@ -3,14 +3,18 @@
 The lifespan starts the services (bus, store, candle archive), builds the :class:`Hub` over
 them and keeps everything on ``app.state``: ``config``, ``services``, ``hub``, ``metrics``.
 Routes come from the transport and route modules, each exposing ``routes()``; the web UI is
-served from ``config.web_dir`` at ``/``. Errors never reach a client as a traceback: a
-:class:`~gateway.wire.errors.GatewayError` becomes its JSON error, anything else a JSON 500.
+served from ``config.web_dir`` at ``/``. A streaming transport that ``config.transports``
+leaves out is refused the way a proxy that blocks it would: the WebSocket handshake gets HTTP
+403, the SSE and poll endpoints ``404 not_found``; clients then fall back to the next one.
+Errors never reach a client as a traceback: a :class:`~gateway.wire.errors.GatewayError`
+becomes its JSON error, anything else a JSON 500.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+import mimetypes
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
@@ -20,8 +24,9 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Mount
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
+from starlette.websockets import WebSocket
 
 from gateway.config import GatewayConfig
 from gateway.fanout.hub import Hub
@@ -31,6 +36,10 @@ from gateway.wire import errors
 from gateway.wire.errors import GatewayError, error_response, gateway_error_response
 
 log = logging.getLogger(__name__)
+
+# the page imports the chart library as an ES module (.mjs); a browser runs a module script
+# only when it is served as JavaScript, whatever the host's /etc/mime.types says
+mimetypes.add_type("text/javascript", ".mjs")
 
 ServicesSource = (
     Services
@@ -49,6 +58,13 @@ ROUTE_MODULES = (
     "gateway.edge.openapi",
 )
 """Modules whose ``routes()`` are mounted, in this order (missing modules are skipped)."""
+
+TRANSPORT_MODULES = {
+    "ws": ("gateway.edge.ws", "/v1/ws"),
+    "sse": ("gateway.edge.sse", "/v1/sse"),
+    "poll": ("gateway.edge.poll", "/v1/poll"),
+}
+"""Each streaming transport's module and endpoint."""
 
 _STATUS_CODES = {
     400: errors.BAD_REQUEST,
@@ -119,11 +135,20 @@ def create_app(
             hub = Hub(config.hub, bus=svc.bus, store=svc.store, metrics=metrics)
             await hub.start()
             stack.push_async_callback(hub.close)
+            if svc.reporter is not None:
+                metrics.watch_reporter(svc.reporter)
             app.state.services = svc
             app.state.hub = hub
             yield
 
-    routes: list[BaseRoute] = [*collect_routes(), *extra_routes]
+    enabled = config.enabled_transports()
+    refused = [name for name in TRANSPORT_MODULES if name not in enabled]
+    modules = [m for m in ROUTE_MODULES if m not in {TRANSPORT_MODULES[n][0] for n in refused}]
+    routes: list[BaseRoute] = [
+        *(refusal_route(name) for name in refused),
+        *collect_routes(modules),
+        *extra_routes,
+    ]
     if config.web_dir is not None and os.path.isdir(config.web_dir):
         routes.append(Mount("/", app=StaticFiles(directory=config.web_dir, html=True), name="web"))
 
@@ -139,6 +164,24 @@ def create_app(
     app.state.config = config
     app.state.metrics = metrics
     return app
+
+
+def refusal_route(transport: str) -> BaseRoute:
+    """The route that refuses a switched-off transport at its endpoint."""
+    path = TRANSPORT_MODULES[transport][1]
+    if transport == "ws":
+
+        async def refuse_ws(websocket: WebSocket) -> None:
+            await websocket.close(code=1008)  # before accept: the handshake gets HTTP 403
+
+        return WebSocketRoute(path, refuse_ws)
+
+    async def refuse_http(request: Request) -> Response:
+        return error_response(
+            404, errors.NOT_FOUND, f"the {transport} transport is switched off on this server"
+        )
+
+    return Route(path, refuse_http, methods=["GET"])
 
 
 async def _gateway_error(request: Request, exc: Exception) -> Response:

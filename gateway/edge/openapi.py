@@ -57,6 +57,17 @@ def _int(lo: int, hi: int | None = None, default: int | None = None) -> dict[str
     return out
 
 
+HISTORY_PARAMS = [
+    _query("startTime", _int(0), "from this ts, microseconds (history)"),
+    _query("endTime", _int(0), "up to this ts, microseconds (history)"),
+    _query("cursor", {"type": "string"}, "the nextCursor of the previous page (history)"),
+]
+NEXT_CURSOR = {
+    "type": ["string", "null"],
+    "description": "history answers: the cursor of the next page, null on the last",
+}
+
+
 def _json(schema: dict[str, Any], text: str, **headers: str) -> dict[str, Any]:
     out: dict[str, Any] = {"description": text, "content": {"application/json": {"schema": schema}}}
     if headers:
@@ -394,7 +405,8 @@ def document() -> dict[str, Any]:
         },
         "/v1/orders": {
             "get": {
-                "summary": "your orders, the newest limit, oldest first",
+                "summary": "your orders, the newest limit, oldest first; with startTime, "
+                "endTime or cursor, one page of the reporting database's history",
                 "security": AUTH,
                 "parameters": [
                     _query(
@@ -403,13 +415,17 @@ def document() -> dict[str, Any]:
                         "open, or every retained order",
                     ),
                     _query("limit", _int(1, 10_000, 1000), "how many"),
+                    *HISTORY_PARAMS,
                 ],
                 "responses": {
                     "200": _json(
                         {
                             "type": "object",
                             "required": ["orders"],
-                            "properties": {"orders": {"type": "array", "items": _ref("Order")}},
+                            "properties": {
+                                "orders": {"type": "array", "items": _ref("Order")},
+                                "nextCursor": NEXT_CURSOR,
+                            },
                         },
                         "the orders",
                     ),
@@ -419,13 +435,13 @@ def document() -> dict[str, Any]:
         },
         "/v1/execution": {
             "get": {
-                "summary": "your fills, the newest limit, oldest first",
+                "summary": "your fills, the newest limit, oldest first; with startTime, endTime "
+                "or cursor, one page of the reporting database's history",
                 "security": AUTH,
                 "parameters": [
                     _query("symbol", {"type": "string"}, "only this symbol"),
                     _query("orderId", _int(0), "only this order"),
-                    _query("startTime", _int(0), "from this ts, microseconds"),
-                    _query("endTime", _int(0), "up to this ts, microseconds"),
+                    *HISTORY_PARAMS,
                     _query("limit", _int(1, 10_000, 1000), "how many"),
                 ],
                 "responses": {
@@ -434,7 +450,8 @@ def document() -> dict[str, Any]:
                             "type": "object",
                             "required": ["executions"],
                             "properties": {
-                                "executions": {"type": "array", "items": {"type": "object"}}
+                                "executions": {"type": "array", "items": {"type": "object"}},
+                                "nextCursor": NEXT_CURSOR,
                             },
                         },
                         "the fills",
@@ -460,6 +477,36 @@ def document() -> dict[str, Any]:
                         "the balances",
                     ),
                     **_errors(401, 503),
+                },
+            }
+        },
+        "/v1/account/statement": {
+            "get": {
+                "summary": "one UTC day of your account from the reporting database: opening "
+                "and closing balances per asset, every fill, turnover",
+                "security": AUTH,
+                "parameters": [
+                    _query("date", {"type": "string"}, "the day, YYYY-MM-DD", required=True)
+                ],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "required": ["account", "date", "balances", "fills", "turnover"],
+                            "properties": {
+                                "account": {"type": "string"},
+                                "date": {"type": "string"},
+                                "startTime": {"type": "integer"},
+                                "endTime": {"type": "integer"},
+                                "balances": {"type": "object"},
+                                "fills": {"type": "array", "items": {"type": "object"}},
+                                "turnover": {"type": "object"},
+                                "volume": {"type": "object"},
+                            },
+                        },
+                        "the statement",
+                    ),
+                    **_errors(400, 401, 503),
                 },
             }
         },

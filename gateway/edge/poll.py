@@ -162,7 +162,10 @@ class PollTransport:
         self.heartbeat: bytes | None = None
         self._arrived = asyncio.Event()
 
-    async def send(self, batch: Sequence[Outgoing]) -> None:
+    def can_write(self) -> bool:
+        return True
+
+    def write(self, batch: Sequence[Outgoing]) -> int:
         for item in batch:
             if type(item) is not bytes:
                 self.envelopes.append(item)  # type: ignore[arg-type]
@@ -170,6 +173,13 @@ class PollTransport:
                 self.heartbeat = item
         if self.envelopes or self.heartbeat is not None:
             self._arrived.set()
+        return 0
+
+    def buffered(self) -> int:
+        return 0
+
+    async def wait_writable(self) -> None:
+        return None
 
     async def close(self, code: int, reason: str) -> None:
         self._arrived.set()

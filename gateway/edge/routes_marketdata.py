@@ -8,8 +8,9 @@ node answers the same), carries the channel's ``epoch`` and ``seq`` in the body 
 
 Routes: ``GET /v1/symbols`` · ``/v1/marketdata/orderBook/L2?symbol=&depth=`` ·
 ``/v1/marketdata/candles?symbol=&resolution=&startTime=&endTime=&limit=`` (the publisher's
-ring from the store, older ranges from the candle archive) · ``/v1/marketdata/ticker[?symbol=]``
-· ``/v1/marketdata/trades?symbol=&limit=`` · ``/healthz`` · ``/metrics``.
+ring from the store, older ranges from the candle archive, then the reporting database) ·
+``/v1/marketdata/ticker[?symbol=]`` · ``/v1/marketdata/trades?symbol=&limit=`` · ``/healthz``
+· ``/metrics``.
 """
 
 from __future__ import annotations
@@ -224,6 +225,17 @@ async def _candles(request: Request) -> Response:
         if start is None or archive_end is None or archive_end >= start:
             older = await services.candles.range(symbol, resolution, start, archive_end, limit)
             chosen = [c for c in older if oldest_ring is None or c["t"] < oldest_ring] + chosen
+    if services.history is not None and len(chosen) < limit and reaches_before_ring:
+        # the reporting database keeps every closed candle, past the archive's retention
+        oldest = chosen[0]["t"] if chosen else None
+        history_end = end
+        if oldest is not None:
+            history_end = oldest - 1 if end is None else min(end, oldest - 1)
+        if start is None or history_end is None or history_end >= start:
+            older = await services.history.candles(
+                symbol, resolution, start, history_end, limit - len(chosen)
+            )
+            chosen = older + chosen
     chosen = chosen[-limit:]
     body: dict[str, Any] = {"symbol": symbol, "resolution": resolution}
     if envelope is not None:

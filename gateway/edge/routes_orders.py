@@ -4,7 +4,15 @@ Routes: ``POST /v1/order`` · ``DELETE /v1/order/{orderId}`` · ``GET /v1/order/
 ``GET /v1/orders?status=open|all&limit=`` ·
 ``GET /v1/execution?symbol=&orderId=&startTime=&endTime=&limit=`` (times in microseconds, like
 every ``ts``; lists are the newest ``limit``, 1000 by default, at most 10,000, oldest first) ·
-``GET /v1/account``.
+``GET /v1/account`` · ``GET /v1/account/statement?date=YYYY-MM-DD``.
+
+History: when the node has a reporting database (``services.history``), ``GET /v1/orders`` and
+``GET /v1/execution`` with ``startTime``, ``endTime`` or ``cursor`` are answered from it: every
+order or execution of the account in the range (not only what the engine retains), oldest
+first, ``limit`` per page, and ``nextCursor`` to pass back as ``cursor`` for the next page
+(``null`` on the last; orders of every status, ``status=open`` still asks the engine). Without
+those parameters (or without a database) they answer from the engine as before. The statement
+needs the database (503 without it).
 
 ``POST /v1/order`` takes the spec's order fields (``symbol side type price qty tif
 clientOrderId``); ``op`` (default ``new``) may also be ``replace`` (``clientOrderId`` and a new
@@ -24,9 +32,11 @@ when the order is no longer open.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import orjson
@@ -34,6 +44,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from gateway.seams.history import History
 from gateway.seams.services import LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX, OrderService, Services
 from gateway.wire.errors import (
     BAD_REQUEST,
@@ -53,6 +64,8 @@ JSON = "application/json"
 UNKNOWN_ORDER = "unknown_order"
 CONFLICT_REASONS = frozenset({"duplicate_order", UNKNOWN_ORDER, "insufficient_funds"})
 _INT_MAX = 2**63 - 1
+HISTORY_PATHS = ("/v1/orders", "/v1/execution")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 @dataclass(kw_only=True)
@@ -96,12 +109,13 @@ def routes() -> list[BaseRoute]:
         Route("/v1/orders", _guard(_get_orders), methods=["GET"]),
         Route("/v1/execution", _guard(_get_executions), methods=["GET"]),
         Route("/v1/account", _guard(_get_account), methods=["GET"]),
+        Route("/v1/account/statement", _guard(_get_statement, orders=False), methods=["GET"]),
     ]
 
 
 # -- plumbing ---------------------------------------------------------------------------------
 
-Handler = Callable[[Request, OrderService, str], Awaitable[Response]]
+Handler = Callable[[Request, Any, str], Awaitable[Response]]
 
 
 def _config(services: Services) -> OrderRoutesConfig:
@@ -121,17 +135,22 @@ def _limiter(services: Services) -> RateLimiter:
     return limiter
 
 
-def _guard(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-    """Authenticate, find the order service, and turn every failure into an error body."""
+def _guard(handler: Handler, *, orders: bool = True) -> Callable[[Request], Awaitable[Response]]:
+    """Authenticate, find the order service (``orders``; else the handler gets the services),
+    and turn every failure into an error body."""
 
     async def endpoint(request: Request) -> Response:
         try:
             services: Services = request.app.state.services
             account = _authenticate(request, services)
-            if services.orders is None:
-                raise GatewayError(UNAVAILABLE, "order entry is not available on this node")
+            if _from_history(request, services) is not None:
+                return await handler(request, services, account)
             if request.method in ("POST", "DELETE") and not _limiter(services).allow(account):
                 raise GatewayError(RATE_LIMITED, "too many order requests; slow down")
+            if not orders:
+                return await handler(request, services, account)
+            if services.orders is None:
+                raise GatewayError(UNAVAILABLE, "order entry is not available on this node")
             return await handler(request, services.orders, account)
         except GatewayError as exc:
             headers = {"WWW-Authenticate": "Bearer"} if exc.code == UNAUTHORIZED else None
@@ -267,7 +286,51 @@ async def _get_order(request: Request, orders: OrderService, account: str) -> Re
     return _json(order)
 
 
-async def _get_orders(request: Request, orders: OrderService, account: str) -> Response:
+def _from_history(request: Request, services: Services) -> History | None:
+    """The history database, when a list query asks for a time range or a page of it."""
+    if services.history is None or request.url.path not in HISTORY_PATHS:
+        return None
+    params = request.query_params
+    if params.get("status") == "open":  # open orders are the engine's
+        return None
+    if any(params.get(name) not in (None, "") for name in ("startTime", "endTime", "cursor")):
+        return services.history
+    return None
+
+
+def _time_range(request: Request) -> tuple[int | None, int | None]:
+    start = _int_param(request, "startTime")
+    end = _int_param(request, "endTime")
+    if start is not None and end is not None and start > end:
+        raise GatewayError(BAD_REQUEST, "startTime is after endTime")
+    return start, end
+
+
+def _cursor(request: Request) -> str | None:
+    cursor = request.query_params.get("cursor") or None
+    if cursor is not None and len(cursor) > 64:
+        raise GatewayError(BAD_REQUEST, "malformed cursor")
+    return cursor
+
+
+async def _orders_history(request: Request, history: History, account: str) -> Response:
+    if request.query_params.get("status", "all") != "all":
+        raise GatewayError(BAD_REQUEST, "status must be 'open' or 'all'")
+    start, end = _time_range(request)
+    try:
+        found, cursor = await history.orders(
+            account, start_us=start, end_us=end, after=_cursor(request), limit=_limit(request)
+        )
+    except ValueError as exc:
+        raise GatewayError(BAD_REQUEST, str(exc)) from None
+    return _json({"orders": found, "nextCursor": cursor})
+
+
+async def _get_orders(request: Request, orders: Any, account: str) -> Response:
+    if isinstance(orders, Services):
+        history = _from_history(request, orders)
+        assert history is not None
+        return await _orders_history(request, history, account)
     status = request.query_params.get("status", "open")
     if status not in ("open", "all"):
         raise GatewayError(BAD_REQUEST, "status must be 'open' or 'all'")
@@ -275,12 +338,25 @@ async def _get_orders(request: Request, orders: OrderService, account: str) -> R
     return _json({"orders": await orders.orders(account, open_only=status == "open", limit=limit)})
 
 
-async def _get_executions(request: Request, orders: OrderService, account: str) -> Response:
+async def _get_executions(request: Request, orders: Any, account: str) -> Response:
     symbol = request.query_params.get("symbol") or None
-    start = _int_param(request, "startTime")
-    end = _int_param(request, "endTime")
-    if start is not None and end is not None and start > end:
-        raise GatewayError(BAD_REQUEST, "startTime is after endTime")
+    start, end = _time_range(request)
+    if isinstance(orders, Services):
+        history = _from_history(request, orders)
+        assert history is not None
+        try:
+            page, cursor = await history.executions(
+                account,
+                symbol=symbol,
+                order_id=_int_param(request, "orderId"),
+                start_us=start,
+                end_us=end,
+                after=_cursor(request),
+                limit=_limit(request),
+            )
+        except ValueError as exc:
+            raise GatewayError(BAD_REQUEST, str(exc)) from None
+        return _json({"executions": page, "nextCursor": cursor})
     found = await orders.executions(
         account,
         symbol=symbol,
@@ -294,6 +370,19 @@ async def _get_executions(request: Request, orders: OrderService, account: str) 
 
 async def _get_account(request: Request, orders: OrderService, account: str) -> Response:
     return _json(await orders.account(account))
+
+
+async def _get_statement(request: Request, services: Services, account: str) -> Response:
+    if services.history is None:
+        raise GatewayError(UNAVAILABLE, "statements need the reporting database (--database-url)")
+    text = request.query_params.get("date") or ""
+    if not _DATE.fullmatch(text):
+        raise GatewayError(BAD_REQUEST, "date must be YYYY-MM-DD")
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        raise GatewayError(BAD_REQUEST, "date must be a valid YYYY-MM-DD") from None
+    return _json(await services.history.statement(account, day))
 
 
 async def _by_client(orders: OrderService, account: str, coid: str) -> dict[str, Any] | None:

@@ -7,14 +7,20 @@ so the ``Last-Event-ID`` an ``EventSource`` sends when it reconnects (or an expl
 where the history no longer reaches). Control messages (heartbeats) are events without an
 ``id:`` and so do not move the client's cursor.
 
-The stream opens with a ``retry:`` field (``SseConfig.retry_ms``). The connection's writer
-hands each batch to :class:`SseTransport`, which renders it as one chunk: one write per batch.
-``send`` waits until the response has taken the chunk, so a slow reader holds back only its own
-writer (whose queue then conflates, see :mod:`gateway.fanout.connection`). Heartbeats have one
-source on this transport, so that an idle stream gets one per interval with a rising ``ts``:
-the stream writes one whenever nothing at all was written for the shorter of
-``SseConfig.heartbeat_interval_s`` and ``HubConfig.heartbeat_interval_s``, and the transport
-drops the connection's own idle heartbeats (which would race it).
+The stream opens with a ``retry:`` field (``SseConfig.retry_ms``). Each write of the hub (a
+loop tick's batch) is rendered by :class:`SseTransport` (on a one-channel stream an event is
+rendered once per write round and the same bytes go to every such client). Under uvicorn with
+:mod:`gateway.edge.lane` the rendered text goes straight to the response body (one chunk per
+write, no task switch); under any other ASGI server the response's stream takes everything
+rendered since its last chunk as one chunk. What a slow reader has not taken counts against its
+connection's bound (whose queue then conflates, see :mod:`gateway.fanout.connection`). When a
+stream is ended (``orders`` too slow) and the client does not take what is left within
+``SseConfig.close_timeout_s``, the connection is aborted (with the lane).
+
+Heartbeats have one source on this transport, so that an idle stream gets one per interval
+with a rising ``ts``: the stream writes one whenever nothing at all was written for the
+shorter of ``SseConfig.heartbeat_interval_s`` and ``HubConfig.heartbeat_interval_s``, and the
+transport drops the connection's own idle heartbeats (which would race it).
 
 A channel the snapshot store cannot serve (Redis down) is never left silent: the hub sends an
 ``unavailable`` error and drops the channel, and the stream then ends after that event, so the
@@ -28,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Protocol
 
 from sse_starlette import EventSourceResponse
 from starlette.background import BackgroundTask
@@ -51,18 +58,82 @@ def routes() -> list[BaseRoute]:
     return [Route("/v1/sse", sse, methods=["GET"])]
 
 
+LOW_WATER_BYTES = 64 * 1024
+"""The ASGI path takes writes while less than this waits for the response to take it."""
+
+HTTP_LANE = "quotegate.http_lane"
+"""``scope["extensions"]`` key of a server's direct lane for a GET response's body
+(:class:`BodyLane`, :mod:`gateway.edge.lane`)."""
+
+
+class BodyLane(Protocol):
+    """Direct writes of a started, chunked response body (:mod:`gateway.edge.lane`)."""
+
+    def can_write(self) -> bool: ...
+
+    def write(self, data: bytes) -> int: ...
+
+    def buffered(self) -> int: ...
+
+    async def wait_writable(self) -> None: ...
+
+    def abort(self) -> None: ...
+
+
+class _EventCache:
+    """The event text of the last envelope rendered for a one-channel stream: every such
+    stream at the same position gets the same bytes (its ``id:`` names only that channel),
+    so in a write round the event is rendered once."""
+
+    __slots__ = ("envelope", "event")
+
+    def __init__(self) -> None:
+        self.envelope: Envelope | None = None
+        self.event = b""
+
+
+_events = _EventCache()
+
+
 class SseTransport:
-    """Renders batches as SSE text and hands them, one chunk per batch, to the response.
+    """Renders batches as SSE text. With a server's lane (:meth:`attach`) each write goes
+    straight to the response body; without one (any ASGI server) writes pile up here
+    (counted by :meth:`buffered`) and the response's stream takes everything rendered so far
+    as one chunk.
 
     ``positions`` (wire channel name -> ``(epoch, seq)``) start at the client's cursor and
     advance with every envelope; each data event's ``id:`` is their cursor."""
 
+    __slots__ = (
+        "_chunks",
+        "_data",
+        "_lane",
+        "_pending_bytes",
+        "_space",
+        "close_timeout_s",
+        "closed",
+        "positions",
+        "wrote",
+    )
     name = "sse"
 
-    def __init__(self, positions: Mapping[str, cursor.Position]) -> None:
+    def __init__(
+        self, positions: Mapping[str, cursor.Position], *, close_timeout_s: float = 1.0
+    ) -> None:
         self.positions: dict[str, cursor.Position] = dict(positions)
-        self._chunks: asyncio.Queue[bytes] = asyncio.Queue(maxsize=1)
+        self._chunks: list[bytes] = []
+        self._pending_bytes = 0
+        self._data: asyncio.Future[None] | None = None
+        self._space: asyncio.Future[None] | None = None
+        self._lane: BodyLane | None = None
         self.closed = False
+        self.wrote = False
+        """Something was written since the stream last looked (its idle heartbeat)."""
+        self.close_timeout_s = close_timeout_s
+
+    def attach(self, lane: BodyLane) -> None:
+        """Write through ``lane`` from now on (the response has started)."""
+        self._lane = lane
 
     def render(self, batch: Sequence[Outgoing]) -> bytes:
         parts: list[bytes] = []
@@ -73,35 +144,118 @@ class SseTransport:
                     parts.append(b"data: " + item + b"\n\n")
                 continue
             env: Envelope = item  # type: ignore[assignment]
-            positions[wire_name(env.channel)] = (env.epoch, env.seq)
-            event_id = cursor.encode(positions).encode("ascii")
-            parts.append(b"id: " + event_id + b"\ndata: " + env.payload + b"\n\n")
-        return b"".join(parts)
+            wire = wire_name(env.channel)
+            positions[wire] = (env.epoch, env.seq)
+            if len(positions) == 1:
+                if _events.envelope is env:
+                    parts.append(_events.event)
+                    continue
+                event = _event(positions, env)
+                _events.envelope = env
+                _events.event = event
+                parts.append(event)
+            else:
+                parts.append(_event(positions, env))
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
-    async def send(self, batch: Sequence[Outgoing]) -> None:
+    def can_write(self) -> bool:
+        lane = self._lane
+        if lane is not None:
+            return lane.can_write()
+        return self._pending_bytes < LOW_WATER_BYTES
+
+    def write(self, batch: Sequence[Outgoing]) -> int:
         if self.closed:
             raise ConnectionError("stream closed")
         chunk = self.render(batch)
-        if chunk:  # (b"" is the end marker)
-            await self._chunks.put(chunk)
+        if not chunk:
+            return self.buffered()  # only heartbeats of the connection: the stream writes its own
+        self.wrote = True
+        lane = self._lane
+        if lane is not None:
+            held = lane.write(chunk)
+            if self._data is not None and _has_control(batch):
+                _wake(self._data)  # an error: the stream looks whether it must end
+            return held
+        self._chunks.append(chunk)
+        self._pending_bytes += len(chunk)
+        _wake(self._data)
+        return self._pending_bytes
+
+    def heartbeat(self, now_us: int) -> bytes:
+        """The stream's idle heartbeat: written through the lane when there is one (and room),
+        else returned for the response's stream to send."""
+        event = b"data: " + heartbeat_message(now_us) + b"\n\n"
+        lane = self._lane
+        if lane is not None:
+            if lane.can_write() and not self.closed:
+                lane.write(event)
+            return b""
+        return event
+
+    def buffered(self) -> int:
+        lane = self._lane
+        return lane.buffered() if lane is not None else self._pending_bytes
+
+    async def wait_writable(self) -> None:
+        lane = self._lane
+        if lane is not None:
+            await lane.wait_writable()
+            return
+        while not self.can_write() and not self.closed:
+            self._space = asyncio.get_running_loop().create_future()
+            await self._space
 
     async def close(self, code: int, reason: str) -> None:
         if self.closed:
             return
         self.closed = True
-        while not self._chunks.empty():  # make room for the end marker
-            self._chunks.get_nowait()
-        self._chunks.put_nowait(_END)
+        self._chunks = []  # the stream ends now
+        self._pending_bytes = 0
+        _wake(self._data)
+        _wake(self._space)
+        lane = self._lane
+        if lane is not None and lane.buffered():
+            # the response's end waits behind what the client has not taken: bounded
+            await asyncio.sleep(self.close_timeout_s)
+            if lane.buffered():
+                lane.abort()
 
     def pending(self) -> bool:
-        return not self._chunks.empty()
+        return bool(self._chunks)
 
     async def next_chunk(self, timeout_s: float) -> bytes | None:
-        """The next chunk; ``None`` after ``timeout_s`` idle; ``b""`` when closed."""
-        try:
-            return await asyncio.wait_for(self._chunks.get(), timeout_s)
-        except TimeoutError:
-            return None
+        """Everything written so far as one chunk; ``None`` after ``timeout_s`` idle; ``b""``
+        when closed. (With a lane only the end or the timeout come this way.)"""
+        if not self._chunks and not self.closed:
+            self._data = asyncio.get_running_loop().create_future()
+            try:
+                await asyncio.wait_for(self._data, timeout_s)
+            except TimeoutError:
+                return None
+            finally:
+                self._data = None
+        if not self._chunks:
+            return _END if self.closed else None
+        chunks = self._chunks
+        self._chunks = []
+        self._pending_bytes = 0
+        _wake(self._space)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _event(positions: Mapping[str, cursor.Position], env: Envelope) -> bytes:
+    event_id = cursor.encode(positions).encode("ascii")
+    return b"id: " + event_id + b"\ndata: " + env.payload + b"\n\n"
+
+
+def _has_control(batch: Sequence[Outgoing]) -> bool:
+    return any(type(item) is bytes for item in batch)
+
+
+def _wake(waiter: asyncio.Future[None] | None) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
 
 
 def retry_field(retry_ms: int) -> bytes:
@@ -114,16 +268,33 @@ async def _stream(
     transport: SseTransport,
     req: StreamRequest,
     config: GatewayConfig,
+    lane: BodyLane | None,
 ) -> AsyncIterator[bytes]:
     try:
         yield retry_field(config.sse.retry_ms)
+        if lane is not None:
+            transport.attach(lane)  # the response has started: the hub writes the body
         await hub.subscribe(conn, list(req.channels.values()), since=req.internal_since())
         wanted = len(req.channels)
         idle_s = min(config.sse.heartbeat_interval_s, config.hub.heartbeat_interval_s)
+        while lane is not None and not conn.closed:
+            # the hub writes the body; the stream only heartbeats and ends
+            if len(conn.subscriptions) < wanted:
+                # a channel was dropped (see below): end once its error event is written
+                for _ in range(100):
+                    if not conn.queued:
+                        break
+                    await asyncio.sleep(0.01)
+                return
+            transport.wrote = False
+            if await transport.next_chunk(idle_s) == _END:
+                return
+            if not transport.wrote and len(conn.subscriptions) >= wanted:
+                transport.heartbeat(time.time_ns() // 1000)
         while not conn.closed or transport.pending():
             chunk = await transport.next_chunk(idle_s)
             if chunk is None:
-                yield b"data: " + heartbeat_message(time.time_ns() // 1000) + b"\n\n"
+                yield transport.heartbeat(time.time_ns() // 1000)
             elif chunk == _END:
                 return
             else:
@@ -146,12 +317,14 @@ async def sse(request: Request) -> Response:
             request, cursor_text=last_event_id or request.query_params.get("cursor")
         )
         hub: Hub = request.app.state.hub
-        transport = SseTransport(req.positions)
+        transport = SseTransport(req.positions, close_timeout_s=config.sse.close_timeout_s)
         conn = hub.connect(transport, account=req.account)
     except GatewayError as exc:
         return gateway_error_response(exc)
+    extensions = request.scope.get("extensions") or {}
+    lane: BodyLane | None = extensions.get(HTTP_LANE)
     return EventSourceResponse(
-        _stream(hub, conn, transport, req, config),
+        _stream(hub, conn, transport, req, config, lane),
         ping=0,
         sep="\n",
         headers={"Cache-Control": "no-store"},

@@ -9,22 +9,34 @@ the gateway does not list), ``unauthorized`` (``orders`` before ``auth``, a bad 
 bucket, ``rate_msgs_per_s``/``rate_burst_msgs``), ``too_large`` (``max_message_bytes``; the
 server's own frame limit is set above it, see ``GatewayConfig.uvicorn_kwargs``).
 
-Outbound, the connection's writer sends everything pending as ONE text frame of
-newline-separated messages. At the connection limit the socket is closed with 1013.
+Outbound, each write (everything pending for the client in a loop tick) is ONE text frame of
+newline-separated messages. Under uvicorn with :mod:`gateway.edge.lane` the frame bytes go
+straight to the socket (the lane is the transport; a frame is built once, :func:`frame_of`,
+and the same bytes are written to every client with the same batch); under any other ASGI
+server through ``websocket.send`` (:class:`AsgiWsTransport`). At the connection limit the
+socket is closed with 1013.
+
+Closing a slow client (4008) is bounded by ``WsConfig.close_timeout_s``: the close frame is
+queued behind what the client has not read yet; if the client has not taken all of it within
+the bound, the connection is aborted (the client sees the TCP connection end without a close
+frame: 1006 in a browser).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import struct
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from gateway.fanout.transport import Outgoing, join
+from gateway.fanout.transport import Outgoing, Transport, join
 from gateway.wire import errors
 from gateway.wire.channels import ORDERS, orders_channel, parse_channel
+from gateway.wire.envelope import dumps
 from gateway.wire.errors import TooManyConnections, error_message
 
 if TYPE_CHECKING:
@@ -39,20 +51,105 @@ if TYPE_CHECKING:
 PATH = "/v1/ws"
 
 
-class WsTransport:
-    """:class:`~gateway.fanout.transport.Transport` over a Starlette WebSocket."""
+WS_LANE = "quotegate.ws_lane"
+"""``scope["extensions"]`` key of a server's direct lane: a ready
+:class:`~gateway.fanout.transport.Transport` for this WebSocket (:mod:`gateway.edge.lane`)."""
 
+ASGI_LOW_WATER_BYTES = 64 * 1024
+"""The ASGI fallback takes writes while less than this is waiting for ``websocket.send``."""
+
+
+def text_frame(data: bytes) -> bytes:
+    """One unmasked, final WebSocket text frame (a server's frame) carrying ``data``."""
+    n = len(data)
+    if n < 126:
+        return bytes((0x81, n)) + data
+    if n < 65536:
+        return struct.pack("!BBH", 0x81, 126, n) + data
+    return struct.pack("!BBQ", 0x81, 127, n) + data
+
+
+class _FrameCache:
+    """The frame of the last batch framed. In a write round every client of a channel gets
+    the same batch (the same envelope objects), so the frame is built once per round."""
+
+    __slots__ = ("batch", "frame")
+
+    def __init__(self) -> None:
+        self.batch: list[Outgoing] = []
+        self.frame = b""
+
+    def frame_of(self, batch: Sequence[Outgoing]) -> bytes:
+        if batch == self.batch:  # identity first: a C-speed compare of the same objects
+            return self.frame
+        frame = text_frame(join(batch))
+        self.batch = list(batch)
+        self.frame = frame
+        return frame
+
+
+frame_of = _FrameCache().frame_of
+"""The WebSocket frame of a batch (cached for the next client with the same batch)."""
+
+
+class AsgiWsTransport:
+    """:class:`~gateway.fanout.transport.Transport` over ASGI ``websocket.send`` (any server):
+    writes are collected and sent by a task that exists only while something is waiting."""
+
+    __slots__ = ("_close_timeout_s", "_failed", "_pending", "_pending_bytes", "_pump", "_websocket")
     name = "ws"
 
-    def __init__(self, websocket: WebSocket) -> None:
+    def __init__(self, websocket: WebSocket, *, close_timeout_s: float) -> None:
         self._websocket = websocket
+        self._close_timeout_s = close_timeout_s
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._pump: asyncio.Task[None] | None = None
+        self._failed = False
 
-    async def send(self, batch: Sequence[Outgoing]) -> None:
-        await self._websocket.send({"type": "websocket.send", "text": join(batch).decode()})
+    def can_write(self) -> bool:
+        return self._pending_bytes < ASGI_LOW_WATER_BYTES
+
+    def write(self, batch: Sequence[Outgoing]) -> int:
+        if self._failed:
+            raise ConnectionError("the client is gone")
+        data = join(batch)
+        self._pending.append(data)
+        self._pending_bytes += len(data)
+        if self._pump is None:
+            self._pump = asyncio.get_running_loop().create_task(self._send_pending())
+        return self._pending_bytes
+
+    def buffered(self) -> int:
+        return self._pending_bytes
+
+    async def wait_writable(self) -> None:
+        pump = self._pump
+        if pump is not None and not self.can_write():
+            with contextlib.suppress(Exception):
+                await asyncio.shield(pump)
+
+    async def _send_pending(self) -> None:
+        try:
+            while self._pending:
+                chunks = self._pending
+                self._pending = []
+                text = b"\n".join(chunks).decode()
+                await self._websocket.send({"type": "websocket.send", "text": text})
+                self._pending_bytes -= sum(len(c) for c in chunks)
+        except Exception:
+            self._failed = True
+            self._pending = []
+            self._pending_bytes = 0
+        finally:
+            self._pump = None
 
     async def close(self, code: int, reason: str) -> None:
+        pump = self._pump
+        if pump is not None:
+            pump.cancel()
         with contextlib.suppress(Exception):
-            await self._websocket.close(code, reason)
+            await asyncio.wait_for(self._websocket.close(code, reason), self._close_timeout_s)
 
 
 class TokenBucket:
@@ -82,7 +179,7 @@ def _reply(kind: str, id_: Any, **fields: Any) -> bytes:
     obj: dict[str, Any] = {"type": kind, **fields}
     if id_ is not None:
         obj["id"] = id_
-    return orjson.dumps(obj)
+    return dumps(obj)
 
 
 class Invalid(Exception):
@@ -243,13 +340,18 @@ async def ws_endpoint(websocket: WebSocket) -> None:
     """``/v1/ws``: accept, register with the hub, answer ops until the client leaves."""
     state = websocket.app.state
     hub: Hub = state.hub
+    config: WsConfig = state.config.ws
     await websocket.accept()
+    extensions = websocket.scope.get("extensions") or {}
+    transport: Transport | None = extensions.get(WS_LANE)
+    if transport is None:
+        transport = AsgiWsTransport(websocket, close_timeout_s=config.close_timeout_s)
     try:
-        conn = hub.connect(WsTransport(websocket))
+        conn = hub.connect(transport)
     except TooManyConnections:
         await websocket.close(errors.WS_CLOSE_TRY_AGAIN, "too many connections")
         return
-    session = WsSession(hub, conn, state.services, state.config.ws)
+    session = WsSession(hub, conn, state.services, config)
     try:
         while True:
             message = await websocket.receive()

@@ -2,7 +2,14 @@
 
 Publish path: the bus calls :meth:`Hub._on_envelope` with each envelope; for every connection
 subscribed to ``envelope.channel`` it calls ``conn.deliver(envelope)``, which only appends the
-envelope (already encoded bytes) to that connection's bounded queue. Nothing awaits a client.
+envelope (already encoded bytes) to that connection's bounded queue and marks it for the hub's
+:class:`~gateway.fanout.connection.Flusher`. At the end of the loop tick the flusher writes
+each marked connection's queue to its transport, synchronously: no task per connection, no
+task switch per delivery. Nothing awaits a client.
+
+Heartbeats: one sweep every half ``heartbeat_interval_s`` queues a heartbeat on each
+connection that had nothing written since the previous sweep, so an idle stream gets one at
+least every ``heartbeat_interval_s``.
 
 Subscribe path (:meth:`Hub.subscribe`): the connection is registered for the channel first,
 in *syncing* mode, so live envelopes arriving during the store read are buffered; then the
@@ -17,10 +24,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from gateway.fanout.connection import Connection, Mode, Subscription
+from gateway.fanout.connection import NO_PENDING, Connection, Flusher, Mode, Subscription
 from gateway.wire.envelope import Envelope
 from gateway.wire.errors import UNAVAILABLE, TooManyConnections, error_message
 
@@ -36,7 +44,7 @@ Since = Mapping[str, tuple[str, int]]
 
 class Hub:
     """Subscriptions and fan-out. ``start`` adds the bus listener; ``close`` removes it and
-    stops every connection's writer."""
+    stops every connection (its slow-path task, if any)."""
 
     def __init__(
         self,
@@ -52,6 +60,8 @@ class Hub:
         self.metrics = metrics
         self._index: dict[str, set[Connection]] = {}
         self._connections: set[Connection] = set()
+        self._flusher = Flusher()
+        self._heartbeats: asyncio.Task[None] | None = None
         self._started = False
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -61,12 +71,20 @@ class Hub:
         if not self._started:
             self._started = True
             self.bus.add_listener(self._on_envelope)
+            self._heartbeats = asyncio.get_running_loop().create_task(
+                self._heartbeat_sweeps(), name="hub-heartbeats"
+            )
 
     async def close(self) -> None:
-        """Stop listening and close every connection's writer. Idempotent."""
+        """Stop listening and close every connection. Idempotent."""
         if self._started:
             self._started = False
             self.bus.remove_listener(self._on_envelope)
+        if self._heartbeats is not None:
+            self._heartbeats.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeats
+            self._heartbeats = None
         for conn in list(self._connections):
             await self.disconnect(conn)
 
@@ -81,7 +99,7 @@ class Hub:
     # -- connections -----------------------------------------------------------------------
 
     def connect(self, transport: Transport, *, account: str | None = None) -> Connection:
-        """Register a client and start its writer. Raises
+        """Register a client. Raises
         :class:`~gateway.wire.errors.TooManyConnections` at ``max_connections``."""
         if len(self._connections) >= self.config.max_connections:
             raise TooManyConnections()
@@ -93,6 +111,7 @@ class Hub:
             metrics=tm,
             resync=self._resync,
             on_closed=self._on_closed,
+            flusher=self._flusher,
         )
         self._connections.add(conn)
         if tm is not None:
@@ -101,7 +120,7 @@ class Hub:
         return conn
 
     async def disconnect(self, conn: Connection) -> None:
-        """Unsubscribe everything and stop the writer. Idempotent."""
+        """Unsubscribe everything and stop writing. Idempotent."""
         self._remove(conn)
         await conn.close()
 
@@ -169,10 +188,22 @@ class Hub:
         if self.metrics is not None:
             self.metrics.envelopes_received.inc()
 
+    async def _heartbeat_sweeps(self) -> None:
+        interval_s = self.config.heartbeat_interval_s
+        period_s = interval_s / 4
+        idle_s = interval_s - period_s  # so a link is never idle longer than the interval
+        while True:
+            await asyncio.sleep(period_s)
+            now_s = time.monotonic()
+            ts_us = time.time_ns() // 1000
+            for conn in list(self._connections):
+                if not conn.closed:
+                    conn.heartbeat(now_s, idle_s, ts_us)
+
     # -- store reads -----------------------------------------------------------------------
 
     async def _resync(self, conn: Connection, channels: dict[str, tuple[str, int] | None]) -> None:
-        """Resync stale channels (called by the connection's writer): a fresh snapshot for a
+        """Resync stale channels (called by the connection's slow path): a fresh snapshot for a
         conflated channel, the missed updates for one with a gap."""
         await self._sync(conn, channels)
 
@@ -261,7 +292,7 @@ class Hub:
 
     def _go_live(self, conn: Connection, sub: Subscription) -> None:
         pending = sub.pending
-        sub.pending = []
+        sub.pending = NO_PENDING
         sub.mode = Mode.LIVE
         for envelope in pending:
             if sub.mode is not Mode.LIVE:

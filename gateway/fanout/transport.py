@@ -1,10 +1,17 @@
-"""The one seam between the hub and the three transports (WebSocket, SSE, polling).
+"""The one seam between the hub and the transports (WebSocket, SSE, polling).
 
-A :class:`~gateway.fanout.connection.Connection`'s writer task hands its transport everything that
-is pending in one :meth:`Transport.send` call; the transport writes it in one go (one
-WebSocket text frame with messages joined by ``\\n``, one SSE write, one poll response).
+The hub writes from the publish path: once per event-loop tick, every connection with
+something pending hands its transport everything pending in one synchronous
+:meth:`Transport.write` (batching; no task switch per delivery). Only when a client is slow
+(``can_write()`` is false) does its connection wait, on a task of its own, in
+:meth:`Transport.wait_writable`.
+
 Items are envelopes (data, whose wire bytes are ``envelope.payload``) or pre-encoded control
 messages (``bytes``: replies, errors, heartbeats). Transports never encode envelopes.
+
+Each transport has two implementations behind this one protocol: a direct lane (the server's
+socket, when the server offers it, see :mod:`gateway.edge.lane`) and a plain ASGI fallback
+that any ASGI server runs.
 """
 
 from __future__ import annotations
@@ -21,17 +28,32 @@ Outgoing = Envelope | bytes
 class Transport(Protocol):
     """What a connection writes to.
 
-    ``send`` is called by one writer task at a time, never concurrently, and may block as long
-    as the client is slow (only that client's writer waits). An exception from ``send`` means
-    the client is gone: the connection closes. ``close`` may be called while a ``send`` is
-    pending (the slow-client close) and must not raise.
+    ``write`` is only called when ``can_write()``; it never blocks and never awaits, and it
+    raises when the client is gone (the connection then closes). ``buffered`` is what the
+    transport holds for the client, written but not yet taken: the connection counts it
+    against its byte bound. ``close`` is bounded in time: when
+    the close cannot be written in time the transport is aborted. ``close`` may be called at
+    any time and must not raise.
     """
 
     name: str
     """``"ws"``, ``"sse"`` or ``"poll"``: the metrics label."""
 
-    async def send(self, batch: Sequence[Outgoing]) -> None:
-        """Write every item of ``batch``, in order, in one write."""
+    def can_write(self) -> bool:
+        """True when a write now goes out without piling up (the client keeps up)."""
+        ...
+
+    def write(self, batch: Sequence[Outgoing]) -> int:
+        """Hand every item of ``batch``, in order, to the client in one write; return
+        :meth:`buffered` after it."""
+        ...
+
+    def buffered(self) -> int:
+        """Bytes written and not yet taken by the client."""
+        ...
+
+    async def wait_writable(self) -> None:
+        """Return when :meth:`can_write` (or the client is gone)."""
         ...
 
     async def close(self, code: int, reason: str) -> None:
@@ -46,4 +68,7 @@ def payload(item: Outgoing) -> bytes:
 
 def join(batch: Sequence[Outgoing], sep: bytes = b"\n") -> bytes:
     """The wire bytes of a batch, ``sep``-joined (no trailing separator)."""
+    if len(batch) == 1:
+        item = batch[0]
+        return item if type(item) is bytes else item.payload  # type: ignore[union-attr]
     return sep.join([item if type(item) is bytes else item.payload for item in batch])  # type: ignore[union-attr]

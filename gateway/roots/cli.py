@@ -25,7 +25,12 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "distributed mode: a stateless gateway node (market data from Kafka, REST from Redis)",
     ),
     "replay": ("gateway.roots.replay", "run a command file through a fresh engine"),
-    "bench": ("loadtest.bench", "benchmarks: engine, publisher, store, distributed"),
+    "report": ("gateway.roots.report", "one account's statement for one day (reporting db)"),
+    "reconcile": ("gateway.roots.reconcile", "engine wallets against the reporting database"),
+    "bench": (
+        "loadtest.bench",
+        "benchmarks: engine, publisher, store, reporter, fanout, distributed",
+    ),
 }
 
 

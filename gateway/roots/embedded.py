@@ -10,6 +10,10 @@ only thread that touches the engine)::
 A periodic task calls ``publisher.flush_due(now)`` for conflated channels. The snapshot store
 is in memory, or Redis with ``redis_url``; closed candles go to a SQLite archive.
 
+With ``database_url`` a :class:`~gateway.reporting.reporter.Reporter` gets each command's
+offer through its bounded queue (never waited on), after a journal restore first what it had
+not written; it serves ``services.history`` (``docs/reporting.md``).
+
 With a journal (``journal``, :mod:`gateway.roots.run_journal`) every command is journaled by the
 engine; ``start()`` first replays an existing journal (engine and publisher rebuilt, the
 replayed envelopes recorded in the store but not published on the bus), then skips the setup
@@ -42,6 +46,11 @@ from engine.sequencer import wall_clock_us
 from feeds.replay import ReplayConfig, ReplayFeed, leading_instruments
 from feeds.synthetic import DEFAULT_SYMBOLS, SyntheticConfig, SyntheticFeed
 from gateway.marketdata.publisher import Publisher, PublisherConfig
+from gateway.marketdata.sequencing import new_epoch
+from gateway.reporting.history import DatabaseHistory
+from gateway.reporting.records import CandleClosed, Offer
+from gateway.reporting.reporter import Reporter, ReporterConfig
+from gateway.reporting.translate import funded, listed
 from gateway.roots.run_journal import JournalTee, RunJournal, RunJournalConfig, TeeSink
 from gateway.seams.bus import MarketDataBus
 from gateway.seams.bus_memory import MemoryBus
@@ -63,6 +72,7 @@ RESTORED_TAIL = 256
 _SYMBOL_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")  # no dots: symbols are parts of channel names
 _ORDER_COMMANDS = (NewOrder, CancelOrder, ReplaceOrder)
 _FEEDBACK_EVENTS = (Done, Cancelled, Rejected)  # what the synthetic feed observes
+_UNEVENTFUL = (Deposit, DefineInstrument)  # commands the reporter gets a record of, not events
 log = logging.getLogger("quotegate.run")
 
 
@@ -75,9 +85,11 @@ class EmbeddedConfig:
     Redis (``store_flush_interval_ms``: its write batching); ``candles_db``: SQLite file of
     closed candles (``None``: in memory), ``candles_retention_ms`` how long it keeps each
     resolution (:mod:`gateway.seams.candle_buffer`). ``journal``: journal every command and
-    restore from it at start (``None``: nothing is written). ``gc_threshold``: the GC's generation-0
-    threshold after setup, when the long-lived state is also frozen (``gc.freeze``); 0 leaves
-    the GC alone."""
+    restore from it at start (``None``: nothing is written). ``database_url``: report to
+    ``sqlite:PATH`` or ``postgresql://...`` (``None``: no reporter); ``reporter_queue_records``
+    bounds its queue, ``reporter_batch_records`` its transactions. ``gc_threshold``: the GC's
+    generation-0 threshold after setup, when the long-lived state is also frozen
+    (``gc.freeze``); 0 leaves the GC alone."""
 
     symbols: Sequence[str] = DEFAULT_SYMBOLS
     feed: str = "synthetic"
@@ -96,6 +108,10 @@ class EmbeddedConfig:
     store_history_max: int = 1000
     store_flush_interval_ms: int = 50
     journal: RunJournalConfig | None = None
+    database_url: str | None = None
+    reporter_queue_records: int = 1_000_000
+    reporter_batch_records: int = 5000
+    reporter_flush_interval_ms: int = 50
     gc_threshold: int = 50_000
     publisher: PublisherConfig | None = None  # None: the publisher's defaults
     engine: EngineConfig = field(default_factory=EngineConfig)  # retention, open-order cap
@@ -114,6 +130,14 @@ class EmbeddedConfig:
             raise ValueError("store_flush_interval_ms must be at least 1")
         if self.store_history_max < 1:
             raise ValueError("store_history_max must be at least 1")
+        if self.reporter_queue_records < 1 or self.reporter_batch_records < 1:
+            raise ValueError("the reporter's queue and batch need at least 1 record")
+        if self.database_url is not None and not self.database_url.startswith(
+            ("sqlite:", "postgresql://", "postgres://")
+        ):
+            raise ValueError(
+                f"database URL {self.database_url!r}: use sqlite:PATH or postgresql://..."
+            )
         if self.gc_threshold < 0:
             raise ValueError("gc_threshold must be >= 0 (0: leave the GC alone)")
         symbols = list(dict.fromkeys(s.strip() for s in self.symbols if s.strip()))
@@ -197,11 +221,25 @@ class EmbeddedRuntime:
         self.archive = self._archive_given or _candle_archive(
             config.candles_db, config.candles_retention_ms
         )
+        self._report: Callable[[Offer], None] | None = None
+        self.reporter: Reporter | None = None
+        if config.database_url:
+            stream = journal.stream_name() if journal is not None else "r" + new_epoch(15)
+            self.reporter = Reporter(
+                ReporterConfig(
+                    database_url=config.database_url,
+                    stream=stream,
+                    queue_capacity_records=config.reporter_queue_records,
+                    batch_max_records=config.reporter_batch_records,
+                    flush_interval_ms=config.reporter_flush_interval_ms,
+                ),
+                head=lambda: self.engine.out_seq,
+            )
         self.publisher = Publisher(
             pub_cfg,
             sink=self._sink,
             clock=clock,
-            on_candle_closed=self.archive.append,
+            on_candle_closed=self._candle_closed,
             open_orders=self._open_orders,
             instrument_lookup=self.engine.instruments.get,
         )
@@ -262,6 +300,10 @@ class EmbeddedRuntime:
         if self.journal_error is not None:
             raise GatewayError(UNAVAILABLE, "commands are refused: the journal cannot be written")
         self.commands += 1
+        report = self._report
+        if report is not None and cmd.ts is None and type(cmd) in _UNEVENTFUL:
+            # stamped here, so that the reporter's record and the journal hold the same ts
+            cmd = cmd._replace(ts=self._clock())
         try:
             events: list[Event] = self.engine.submit(cmd)
         except JournalError as exc:  # durability lost: refuse everything from now on
@@ -272,6 +314,11 @@ class EmbeddedRuntime:
             self._defined(cmd)
         if events:
             self.publisher.on_events(events)
+        if report is not None:
+            if events:
+                report(events)
+            elif type(cmd) is Deposit:
+                self._report_deposit(cmd, cmd.ts or 0)
         return events
 
     def _defined(self, cmd: DefineInstrument) -> None:
@@ -279,6 +326,19 @@ class EmbeddedRuntime:
         if inst is not None and inst.symbol not in self.publisher.instruments:
             self.publisher.add_instrument(inst)
             self._record_snapshots(symbol_channels(inst.symbol))
+            if self._report is not None:
+                self._report([listed(self.engine.in_seq, cmd.ts or 0, inst)])
+
+    def _report_deposit(self, cmd: Deposit, ts: int) -> None:
+        """A credited deposit (no event) as a ``Funded`` record."""
+        if self._report is not None:
+            is_share = cmd.asset in self.engine.instruments
+            self._report([funded(self.engine.in_seq, ts, cmd, is_share)])
+
+    def _candle_closed(self, symbol: str, resolution: str, candle: dict[str, Any]) -> None:
+        self.archive.append(symbol, resolution, candle)
+        if self._report is not None:
+            self._report([CandleClosed(symbol, resolution, candle)])
 
     def _feed_submit(self, cmd: Command) -> list[Event]:
         """A feed's way in: setup the journal already holds is skipped; after a restart its
@@ -358,15 +418,27 @@ class EmbeddedRuntime:
 
     async def open(self, *, storage: bool = True) -> None:
         """Start storage (unless ``storage`` is false: a standby engine starts it when it takes
-        over), restore the journal and start its sync task: the first half of ``start``."""
+        over) and the reporter, restore the journal and start its sync task: the first half of
+        ``start``."""
         self._started = True
         if storage:
             await self.start_storage()
+        reporter = self.reporter
+        restored: list[Offer] = []
+        if reporter is not None:
+            await reporter.open()
+            self._closers.append(reporter.close)
+            self._report = restored.append
         self._raise_gc_threshold()  # the restore builds a large long-lived state
-        if self.journal is not None:
-            self._restore(self.journal)
-            await self.journal.start()
-            self._closers.append(self.journal.close)
+        try:
+            if self.journal is not None:
+                self._restore(self.journal)
+                await self.journal.start()
+                self._closers.append(self.journal.close)
+        finally:
+            self._report = None
+        if reporter is not None:
+            await self._start_reporter(reporter, restored)
 
     async def start_storage(self) -> None:
         for component in (self.archive, self.store, self.bus):
@@ -450,11 +522,20 @@ class EmbeddedRuntime:
         on_events = publisher.on_events
         conflated = any(publisher.config.conflate_ms.values())
 
+        report = self._report
+        mark = self.reporter.last_in_seq if self.reporter is not None else 0
+        engine = self.engine
+
         def replayed(ts: int, cmd: Command, events: list[Event]) -> None:
             if type(cmd) is DefineInstrument:
                 self._defined(cmd)
             if events:
                 on_events(events)
+            if report is not None and engine.in_seq > mark:
+                if events:
+                    report(events)
+                elif type(cmd) is Deposit:
+                    self._report_deposit(cmd, ts)
             if conflated:
                 publisher.flush_due(ts)
 
@@ -484,6 +565,16 @@ class EmbeddedRuntime:
             time.perf_counter() - started,
             self.engine.state_hash()[:16],
         )
+
+    async def _start_reporter(self, reporter: Reporter, restored: list[Offer]) -> None:
+        """Bring the database to the restored engine, then serve history from it and hand it
+        the live events."""
+        await reporter.catch_up(self.engine.in_seq, self.engine.out_seq, restored)
+        await reporter.start()
+        assert reporter.queue is not None
+        self._report = reporter.queue.offer
+        self.services.history = DatabaseHistory(reporter.db, reporter.stream)
+        self.services.reporter = reporter
 
     def _restart_synthetic(self, feed: SyntheticFeed) -> None:
         """After a restore: cancel the quotes the feed's previous run left open (the new run

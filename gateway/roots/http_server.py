@@ -38,6 +38,7 @@ import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from gateway.config import GatewayConfig, HttpConfig
+from gateway.edge.lane import LaneHttpProtocol, lane_protocol
 from gateway.wire.errors import BAD_REQUEST, TOO_LARGE, error_body
 
 LINGER_S = 2.0
@@ -161,11 +162,17 @@ def limited_protocol(limits: HttpConfig) -> type[LimitedHttpToolsProtocol]:
 
 
 def uvicorn_config_kwargs(config: GatewayConfig) -> dict[str, Any]:
-    """``uvicorn.Config`` keyword arguments: the gateway's own plus the limited httptools
-    protocol and uvloop."""
+    """``uvicorn.Config`` keyword arguments: the gateway's own, uvloop, and the protocol
+    classes: httptools with the request-head limits and the SSE body lane, websockets-sansio
+    with the WebSocket lane (:mod:`gateway.edge.lane`)."""
+    http = type("GatewayHttpProtocol", (LaneHttpProtocol, limited_protocol(config.http)), {})
     return {
         **config.uvicorn_kwargs(),
-        "http": limited_protocol(config.http),
+        "http": http,
+        "ws": lane_protocol(
+            max_held_bytes=config.hub.queue_max_bytes,
+            close_timeout_s=config.ws.close_timeout_s,
+        ),
         "loop": "uvloop",
     }
 

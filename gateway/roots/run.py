@@ -20,10 +20,14 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import uvicorn
+
+    from gateway.config import GatewayConfig
     from gateway.roots.embedded import EmbeddedConfig
 
 DEFAULT_SYMBOLS = "AAPL,MSFT,TSLA"
 DEFAULT_CANDLES_DB = "data/candles.sqlite3"
+DEFAULT_DATABASE_URL = "sqlite:data/reports.sqlite3"
 
 # flag dest -> (environment variable, default)
 ENV: dict[str, tuple[str, Any]] = {
@@ -41,8 +45,12 @@ ENV: dict[str, tuple[str, Any]] = {
     "candles_db": ("QUOTEGATE_CANDLES_DB", DEFAULT_CANDLES_DB),
     "candles_retention_s": ("QUOTEGATE_CANDLES_RETENTION_S", "1s=86400"),
     "web_dir": ("QUOTEGATE_WEB_DIR", None),
+    "transports": ("QUOTEGATE_TRANSPORTS", "ws,sse,poll"),
     "log_level": ("QUOTEGATE_LOG_LEVEL", "info"),
     "journal": ("QUOTEGATE_JOURNAL", None),
+    "database_url": ("QUOTEGATE_DATABASE_URL", DEFAULT_DATABASE_URL),
+    "reporter_queue_records": ("QUOTEGATE_REPORTER_QUEUE_RECORDS", 1_000_000),
+    "reporter_batch_records": ("QUOTEGATE_REPORTER_BATCH_RECORDS", 5000),
     "fsync": ("QUOTEGATE_FSYNC", "interval"),
     "fsync_interval_ms": ("QUOTEGATE_FSYNC_INTERVAL_MS", 5.0),
     "book_depth": ("QUOTEGATE_BOOK_DEPTH", 50),
@@ -77,6 +85,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--host", help="address to bind (QUOTEGATE_HOST, default 127.0.0.1)")
     a("--port", type=int, help="port (QUOTEGATE_PORT, default 8000)")
     a("--web-dir", help="directory served at / (QUOTEGATE_WEB_DIR, default the repo's web/)")
+    a(
+        "--transports",
+        metavar="LIST",
+        help="streaming transports to offer, comma-separated; one left out is refused as a "
+        "blocking proxy would (WebSocket handshake 403, SSE/poll 404) "
+        "(QUOTEGATE_TRANSPORTS, default ws,sse,poll)",
+    )
     for flag, (key, what) in HTTP_LIMIT_FLAGS.items():
         env = "QUOTEGATE_" + key.upper().replace(".", "_")
         a(flag, type=int, dest=flag[2:].replace("-", "_"), help=f"{what} ({env})")
@@ -124,6 +139,25 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="journal every command to PATH and restore from it at start (QUOTEGATE_JOURNAL; "
         "default none: nothing is written)",
+    )
+    a(
+        "--database-url",
+        metavar="URL",
+        help="reporting database for history, statements and reconciliation: "
+        "sqlite:PATH, postgresql://user@host:port/db, or 'none' for no reporter "
+        f"(QUOTEGATE_DATABASE_URL, default {DEFAULT_DATABASE_URL})",
+    )
+    a(
+        "--reporter-queue-records",
+        type=int,
+        help="records the reporter's queue holds before it overflows "
+        "(QUOTEGATE_REPORTER_QUEUE_RECORDS, default 1000000)",
+    )
+    a(
+        "--reporter-batch-records",
+        type=int,
+        help="records per reporting transaction at most "
+        "(QUOTEGATE_REPORTER_BATCH_RECORDS, default 5000)",
     )
     a(
         "--fsync",
@@ -232,6 +266,9 @@ def embedded_config(s: Mapping[str, Any]) -> EmbeddedConfig:
             if s["journal"]
             else None
         ),
+        database_url=None if s["database_url"] == "none" else s["database_url"],
+        reporter_queue_records=s["reporter_queue_records"],
+        reporter_batch_records=s["reporter_batch_records"],
         gc_threshold=s["gc_threshold"],
         engine=EngineConfig(
             finished_orders_max=s["finished_orders_max"] or None,
@@ -247,6 +284,53 @@ def default_web_dir() -> str | None:
         if (candidate / "index.html").is_file():
             return str(candidate)
     return None
+
+
+def _check_database(url: str) -> str | None:
+    """Open the reporting database once; the problem, or ``None``."""
+    import asyncio
+
+    from gateway.reporting.database import open_database
+
+    async def check() -> None:
+        db = open_database(url)
+        try:
+            await db.open()
+        finally:
+            await db.close()
+
+    try:
+        asyncio.run(check())
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def _redacted(url: str) -> str:
+    """A database URL without its password."""
+    scheme, sep, rest = url.partition("://")
+    if sep and "@" in rest:
+        userinfo, _, host = rest.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        return f"{scheme}://{user}@{host}"
+    return url
+
+
+def uvicorn_config(app: Any, gateway: GatewayConfig, **overrides: Any) -> uvicorn.Config:
+    """The ``uvicorn.Config`` quotegate serves ``app`` with: the lifespan and
+    :func:`gateway.roots.http_server.uvicorn_config_kwargs` (uvloop, the request-head limits,
+    the direct lanes for WebSocket frames and SSE bodies); ``overrides`` win (e.g. ``port``,
+    ``log_level``). Also installs the access-log token redaction (after uvicorn has configured
+    its loggers). ``quotegate run`` and ``quotegate bench fanout`` both serve with it."""
+    import uvicorn
+
+    from gateway.roots.http_server import install_log_redaction, uvicorn_config_kwargs
+
+    config = uvicorn.Config(
+        app, **{"lifespan": "on", **uvicorn_config_kwargs(gateway), **overrides}
+    )
+    install_log_redaction()
+    return config
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
@@ -284,10 +368,9 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from engine.journal import JournalError
-    from gateway.config import GatewayConfig
+    from gateway.config import TRANSPORTS, GatewayConfig
     from gateway.edge.app import create_app
     from gateway.roots.embedded import EmbeddedRuntime
-    from gateway.roots.http_server import install_log_redaction, uvicorn_config_kwargs
     from gateway.trading.accounts import AccountsError
 
     try:
@@ -303,12 +386,20 @@ def run(args: argparse.Namespace) -> int:
                 "port": s["port"],
                 "log_level": s["log_level"],
                 "web_dir": s["web_dir"] or default_web_dir(),
+                "transports": s["transports"],
                 **{
                     key: getattr(args, flag[2:].replace("-", "_"), None)
                     for flag, (key, _) in HTTP_LIMIT_FLAGS.items()
                 },
             }
         )
+        if embedded.database_url:
+            # opened (and migrated) once before the server: a database that cannot be reached
+            # stops the command with one line, not a traceback from the app's startup
+            problem = _check_database(embedded.database_url)
+            if problem is not None:
+                url = _redacted(embedded.database_url)
+                raise ValueError(f"reporting database {url}: {problem}")
     except (AccountsError, JournalError, ValueError, OSError) as exc:
         print(f"quotegate run: {exc}", file=sys.stderr)
         return 2
@@ -325,8 +416,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
     app = create_app(gateway, services=runtime.session)
-    config = uvicorn.Config(app, lifespan="on", **uvicorn_config_kwargs(gateway))
-    install_log_redaction()  # after uvicorn.Config has configured its loggers
+    config = uvicorn_config(app, gateway)
 
     class Server(uvicorn.Server):
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
@@ -341,6 +431,8 @@ def run(args: argparse.Namespace) -> int:
         f"quotegate: feed={embedded.feed} symbols={symbols} "
         f"accounts={embedded.accounts_file or 'demo'}",
         f"quotegate: open http://{host}:{gateway.port}/",
+        "quotegate: transports "
+        + ",".join(t for t in TRANSPORTS if t in gateway.enabled_transports()),
     ]
     if runtime.journal is not None:
         jc = runtime.journal.config
@@ -349,6 +441,8 @@ def run(args: argparse.Namespace) -> int:
             f"{runtime.journal.restored_records} commands to restore; "
             f"{runtime.journal.epoch_reason or 'epoch given'})"
         )
+    if embedded.database_url:
+        banner.append(f"quotegate: reporting to {_redacted(embedded.database_url)}")
     if runtime.accounts.demo_key is not None:
         banner.append(f"quotegate: demo account 'demo', API key: {runtime.accounts.demo_key}")
     print("\n".join(banner), file=sys.stderr, flush=True)  # always shown, whatever the level

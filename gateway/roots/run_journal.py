@@ -47,6 +47,7 @@ from runtime.tasks import cancel_and_wait
 log = logging.getLogger("quotegate.journal")
 
 _EPOCH_RE = re.compile(r"[0-9a-z]{1,32}")
+_STREAM_RE = re.compile(r"j[0-9a-z]{15}")
 CLEAN_MARK = "clean"
 """Second line of the epoch file after a clean shutdown: ``clean <last inSeq>``."""
 
@@ -180,6 +181,24 @@ class RunJournal:
             os.fsync(f.fileno())
         os.replace(tmp, self.epoch_path)
         _sync_directory(self.epoch_path.parent)
+
+    def stream_name(self) -> str:
+        """The name the reporting database knows this journal's history by (``PATH.stream``):
+        kept while the journal holds records, a new one for a new journal."""
+        path = Path(f"{self.config.path}.stream")
+        if self.restored_records:
+            with contextlib.suppress(OSError, UnicodeDecodeError):
+                saved = path.read_text("ascii").strip()
+                if _STREAM_RE.fullmatch(saved):
+                    return saved
+        name = "j" + new_epoch(15)
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w", encoding="ascii") as f:
+            f.write(name + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        return name
 
     def replay(self, submit_sequenced: SubmitSequenced, replayed: Replayed) -> int:
         """Run the journal's records through ``submit_sequenced`` and hand each command and its

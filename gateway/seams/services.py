@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from gateway.seams.bus import MarketDataBus
+from gateway.seams.history import History, ReporterStatus
 from gateway.seams.store import SnapshotStore
 
 LIST_LIMIT_DEFAULT = 1000
@@ -95,6 +96,8 @@ class Services:
     store: SnapshotStore
     candles: CandleArchive | None = None
     orders: OrderService | None = None
+    history: History | None = None  # the reporting database (paged history, statements)
+    reporter: ReporterStatus | None = None  # its writer's lag, for /metrics
     authenticate: Callable[[str], str | None] = lambda _token: None
     symbols: Callable[[], list[dict[str, Any]]] = list
     extra: dict[str, Any] = field(default_factory=dict)

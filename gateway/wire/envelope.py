@@ -6,6 +6,14 @@ from typing import Any, NamedTuple
 
 import orjson
 
+
+def dumps(obj: Any) -> bytes:
+    """``orjson.dumps`` for bytes that are kept (queued, stored): orjson returns a bytes
+    object that still holds its 4 KiB initial buffer, whatever its length, so a queued
+    80-byte reply would cost 4 KiB; the copy holds only its length."""
+    return memoryview(orjson.dumps(obj)).tobytes()
+
+
 SNAPSHOT = "snapshot"
 UPDATE = "update"
 
@@ -37,7 +45,7 @@ class Envelope(NamedTuple):
         wire_channel: str | None = None,
     ) -> Envelope:
         """Encode ``data`` into the protocol's envelope JSON once."""
-        payload = orjson.dumps(
+        payload = dumps(
             {
                 "type": type_,
                 "ch": wire_channel or channel,

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from gateway.wire.envelope import dumps
+
 if TYPE_CHECKING:
     from starlette.responses import Response
 
@@ -55,7 +57,8 @@ HTTP_STATUS: dict[str, int] = {
 """The HTTP status that goes with each code on REST endpoints."""
 
 WS_CLOSE_SLOW = 4008
-"""WebSocket close code for a client whose ``orders`` queue passed its bound."""
+"""WebSocket close code for a client that does not read what it is sent: its ``orders``
+queue, or its replies, passed the connection's byte bound."""
 WS_CLOSE_TRY_AGAIN = 1013
 """WebSocket close code when the gateway is at its connection limit."""
 
@@ -94,7 +97,7 @@ def error_message(code: str, message: str, id: Any = None) -> bytes:
     obj: dict[str, Any] = {"type": "error", "code": code, "message": message}
     if id is not None:
         obj["id"] = id
-    return orjson.dumps(obj)
+    return dumps(obj)
 
 
 def error_body(code: str, message: str) -> bytes:

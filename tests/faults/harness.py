@@ -65,6 +65,7 @@ class Quotegate:
                 [
                     sys.executable, "-m", "gateway.roots.cli", "run",
                     "--port", str(self.port), "--candles-db", ":memory:",
+                    "--database-url", "sqlite::memory:",
                     "--demo-key", KEY, "--log-level", "warning", *self.args,
                 ],
                 cwd=ROOT,

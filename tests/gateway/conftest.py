@@ -84,8 +84,9 @@ class FakePublisher:
 
 
 class RecordingTransport:
-    """A Transport that keeps every batch; ``gate`` (when cleared) blocks ``send`` like a
-    client that stopped reading; ``fail`` makes ``send`` raise like a vanished client."""
+    """A Transport that keeps every batch; ``gate`` (when cleared) makes it not writable like
+    a client that stopped reading (``held`` bytes then count as its buffer); ``fail`` makes
+    ``write`` raise like a vanished client."""
 
     def __init__(self, name: str = "ws") -> None:
         self.name = name
@@ -94,14 +95,24 @@ class RecordingTransport:
         self.gate = asyncio.Event()
         self.gate.set()
         self.fail = False
+        self.held = 0
         self.sent = asyncio.Event()
 
-    async def send(self, batch: Sequence[Outgoing]) -> None:
-        await self.gate.wait()
+    def can_write(self) -> bool:
+        return self.gate.is_set()
+
+    def write(self, batch: Sequence[Outgoing]) -> int:
         if self.fail:
             raise ConnectionResetError("gone")
         self.batches.append(list(batch))
         self.sent.set()
+        return self.buffered()
+
+    def buffered(self) -> int:
+        return 0 if self.gate.is_set() else self.held
+
+    async def wait_writable(self) -> None:
+        await self.gate.wait()
 
     async def close(self, code: int, reason: str) -> None:
         self.closed = (code, reason)
@@ -200,15 +211,24 @@ def client(app: Any) -> Iterator[Any]:
 
 
 class Server:
-    """A uvicorn server on a free port, in the test's event loop."""
+    """A uvicorn server on a free port, in the test's event loop, configured the way
+    ``quotegate run`` is (``uvicorn_config``: the direct lane); ``lane=False`` serves with
+    plain uvicorn settings, so the endpoints take their ASGI fallback."""
 
-    def __init__(self, app: Any, config: GatewayConfig) -> None:
+    def __init__(self, app: Any, config: GatewayConfig, *, lane: bool = True) -> None:
         import uvicorn
+
+        from gateway.roots.run import uvicorn_config
 
         self.app = app
         self.port = _free_port()
-        kwargs = {**config.uvicorn_kwargs(), "port": self.port, "log_level": "warning"}
-        self.server = uvicorn.Server(uvicorn.Config(app, lifespan="on", **kwargs))
+        if lane:
+            # the test's loop, whatever it is: uvicorn must not install its own
+            uv = uvicorn_config(app, config, port=self.port, log_level="warning", loop="none")
+        else:
+            kwargs = {**config.uvicorn_kwargs(), "port": self.port, "log_level": "warning"}
+            uv = uvicorn.Config(app, lifespan="on", **kwargs)
+        self.server = uvicorn.Server(uv)
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -239,9 +259,13 @@ class Server:
 
 
 @contextlib.asynccontextmanager
-async def serving(stack: Stack, config: GatewayConfig) -> AsyncIterator[Server]:
+async def serving(
+    stack: Stack, config: GatewayConfig, *, lane: bool = True
+) -> AsyncIterator[Server]:
     """The stack's services in an app made with ``config``, on a started :class:`Server`."""
-    srv = Server(create_app(config, services=stack.services, metrics=stack.metrics), config)
+    srv = Server(
+        create_app(config, services=stack.services, metrics=stack.metrics), config, lane=lane
+    )
     await srv.start()
     try:
         yield srv
@@ -249,10 +273,13 @@ async def serving(stack: Stack, config: GatewayConfig) -> AsyncIterator[Server]:
         await srv.stop()
 
 
-@pytest.fixture
-async def server(app: Any, gateway_config: GatewayConfig) -> AsyncIterator[Server]:
-    """The app on a real uvicorn server (127.0.0.1, free port), same event loop as the test."""
-    srv = Server(app, gateway_config)
+@pytest.fixture(params=["lane", "asgi"])
+async def server(
+    app: Any, gateway_config: GatewayConfig, request: pytest.FixtureRequest
+) -> AsyncIterator[Server]:
+    """The app on a real uvicorn server (127.0.0.1, free port), same event loop as the test;
+    once with the direct lane (as ``quotegate run`` serves) and once plain ASGI."""
+    srv = Server(app, gateway_config, lane=request.param == "lane")
     await srv.start()
     try:
         yield srv

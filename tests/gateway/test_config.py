@@ -57,3 +57,14 @@ def test_uvicorn_kwargs_let_the_endpoint_answer_too_large() -> None:
     assert kwargs["port"] == 1234
     assert kwargs["ws_max_size"] > config.ws.max_message_bytes
     assert kwargs["ws_ping_interval"] == config.ws.ping_interval_s
+
+
+def test_transports_from_env_and_refused_names() -> None:
+    assert GatewayConfig().enabled_transports() == {"ws", "sse", "poll"}
+    config = GatewayConfig.from_env({"QUOTEGATE_TRANSPORTS": "sse, poll"})
+    assert config.enabled_transports() == {"sse", "poll"}
+    assert GatewayConfig.from_env({}, overrides={"transports": "poll"}).transports == "poll"
+    with pytest.raises(ValueError, match="unknown 'grpc'"):
+        GatewayConfig.from_env({"QUOTEGATE_TRANSPORTS": "ws,grpc"})
+    with pytest.raises(ValueError, match="at least one"):
+        GatewayConfig(transports=" , ")

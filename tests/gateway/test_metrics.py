@@ -30,14 +30,14 @@ def test_registries_are_per_instance() -> None:
 
 def test_sent_batch_moves_counters_and_histograms() -> None:
     m = Metrics()
-    m.transport("sse").sent(5, 500, 0.002)
-    m.transport("sse").sent(1, 10, None)
+    m.transport("sse").sent(5, 500, 0.002, 3)
+    m.transport("sse").sent(1, 10, None, 1)
     got = samples(m)
     label = (("transport", "sse"),)
     assert got[("quotegate_messages_sent_total", label)] == 6
     assert got[("quotegate_bytes_sent_total", label)] == 510
     assert got[("quotegate_queue_depth_messages_count", label)] == 2
-    assert got[("quotegate_queue_depth_messages_sum", label)] == 6
+    assert got[("quotegate_queue_depth_messages_sum", label)] == 4
     assert got[("quotegate_publish_to_send_seconds_count", label)] == 1
     assert got[("quotegate_publish_to_send_seconds_sum", label)] == 0.002
 

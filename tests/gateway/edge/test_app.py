@@ -172,3 +172,25 @@ def test_websocket_served_by_the_app(client: Any) -> None:
     with client.websocket_connect("/v1/ws") as ws:
         ws.send_text('{"op":"ping","id":1}')
         assert orjson.loads(ws.receive_text()) == {"type": "pong", "id": 1}
+
+
+def test_switched_off_transports_are_refused_like_a_blocking_proxy(stack: Stack) -> None:
+    from starlette.websockets import WebSocketDisconnect
+
+    app = create_app(GatewayConfig(transports="poll"), services=stack.services)
+    with test_client(app) as client:
+        for path in ("/v1/sse?ch=ticker.AAPL", "/v1/sse"):
+            refused = client.get(path)
+            assert refused.status_code == 404
+            assert refused.json()["error"]["code"] == "not_found"
+            assert "sse transport is switched off" in refused.json()["error"]["message"]
+        with pytest.raises(WebSocketDisconnect) as closed, client.websocket_connect("/v1/ws"):
+            pass  # pragma: no cover - the handshake is refused
+        assert closed.value.code == 1008
+        assert client.get("/v1/poll?ch=ticker.AAPL").status_code == 200
+    app = create_app(GatewayConfig(transports="ws,sse"), services=stack.services)
+    with test_client(app) as client:
+        assert client.get("/v1/poll?ch=ticker.AAPL").status_code == 404
+        with client.websocket_connect("/v1/ws") as ws:
+            ws.send_json({"op": "ping", "id": 1})
+            assert ws.receive_json() == {"type": "pong", "id": 1}

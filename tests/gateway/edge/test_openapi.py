@@ -5,6 +5,7 @@ document lists, on a real embedded runtime (engine, publisher, store, order entr
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,9 +23,15 @@ AUTH = {"Authorization": f"Bearer {KEY}"}
 
 
 @pytest.fixture
-async def live() -> AsyncIterator[tuple[Starlette, httpx.AsyncClient]]:
+async def live(tmp_path: Path) -> AsyncIterator[tuple[Starlette, httpx.AsyncClient]]:
     runtime = EmbeddedRuntime(
-        EmbeddedConfig(symbols=["AAPL"], feed="none", demo_api_key=KEY, candles_db=":memory:")
+        EmbeddedConfig(
+            symbols=["AAPL"],
+            feed="none",
+            demo_api_key=KEY,
+            candles_db=":memory:",
+            database_url=f"sqlite:{tmp_path / 'reports.sqlite3'}",
+        )
     )
     app = create_app(GatewayConfig(), services=runtime.session)
     async with app.router.lifespan_context(app):
@@ -162,6 +169,7 @@ async def test_every_operation_answers_as_documented(
         ("/v1/orders", "get"): ("/v1/orders?status=all&limit=10", {}),
         ("/v1/execution", "get"): ("/v1/execution?symbol=AAPL", {}),
         ("/v1/account", "get"): ("/v1/account", {}),
+        ("/v1/account/statement", "get"): ("/v1/account/statement?date=2026-01-02", {}),
         ("/healthz", "get"): ("/healthz", {}),
         ("/metrics", "get"): ("/metrics", {}),
         ("/openapi.json", "get"): ("/openapi.json", {}),
@@ -195,6 +203,9 @@ async def test_every_operation_answers_as_documented(
         ("/v1/order/{orderId}", "get", "/v1/order/99999", {}),
         ("/v1/orders", "get", "/v1/orders?limit=0", {}),
         ("/v1/execution", "get", "/v1/execution?limit=10001", {}),
+        ("/v1/execution", "get", "/v1/execution?cursor=nope", {}),
+        ("/v1/orders", "get", "/v1/orders?startTime=0&limit=0", {}),
+        ("/v1/account/statement", "get", "/v1/account/statement?date=2026-02-30", {}),
     ]
     assert set(good) == _documented() - {("/v1/sse", "get")}  # (a stream: checked below)
     for (path, method), (url, kw) in good.items():
@@ -205,6 +216,9 @@ async def test_every_operation_answers_as_documented(
         response = await client.request(method.upper(), url, headers=AUTH, **kw)
         assert response.status_code >= 400, url
         _check(path, method, response)
+    history = await client.get("/v1/orders?startTime=0&limit=1", headers=AUTH)
+    assert history.status_code == 200 and "nextCursor" in history.json()
+    _check("/v1/orders", "get", history)
     unauthorized = await client.get("/v1/account")
     _check("/v1/account", "get", unauthorized)
     etag = (await client.get("/v1/symbols")).headers["etag"]

@@ -257,13 +257,16 @@ async def test_client_disconnect_releases_the_connection(server: Server, app: An
     assert hub.connection_count == 0
 
 
-async def test_transport_renders_one_chunk_per_batch() -> None:
+async def test_transport_renders_what_is_written_as_one_chunk() -> None:
     transport = SseTransport({"book.A": ("e", 1)})
     a = Envelope.build("update", "book.A", "e", 2, 1, {"x": 1})
     b = Envelope.build("update", "orders.bob", "e", 7, 1, {"x": 2}, wire_channel="orders")
     error = b'{"type":"error","code":"unavailable","message":"x"}'
-    await transport.send([a, b'{"type":"heartbeat","ts":1}', error, b])
+    transport.write([a, b'{"type":"heartbeat","ts":1}', error])
+    transport.write([b])  # a second write before the stream takes the first: one chunk
+    assert transport.buffered() > 0
     chunk = await transport.next_chunk(1.0)
+    assert transport.buffered() == 0
     assert chunk is not None
     events = chunk.split(b"\n\n")
     assert events[-1] == b"" and len(events) == 4  # the connection's heartbeat is dropped
@@ -278,7 +281,10 @@ async def test_transport_renders_one_chunk_per_batch() -> None:
 async def test_slow_orders_reader_is_cut_off_and_the_stream_ends(stack: Stack) -> None:
     from gateway.config import HubConfig
 
-    hub = Hub(HubConfig(queue_max_messages=4), bus=stack.bus, store=stack.store)
+    # what the stream has not taken counts: the transport holds it, under the same bound
+    hub = Hub(
+        HubConfig(queue_max_messages=4, queue_max_bytes=2000), bus=stack.bus, store=stack.store
+    )
     await hub.start()
     try:
         transport = SseTransport({})

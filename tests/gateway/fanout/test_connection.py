@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import time
 
 import pytest
 
 from gateway.config import HubConfig
 from gateway.fanout.connection import Connection, Mode, Subscription
-from gateway.fanout.transport import Outgoing
 from gateway.metrics import Metrics
 from gateway.wire.envelope import SNAPSHOT, UPDATE, Envelope
 from tests.gateway.conftest import RecordingTransport
@@ -87,24 +86,17 @@ async def test_everything_pending_goes_in_one_send() -> None:
     await conn.close()
 
 
-async def test_position_is_the_last_envelope_handed_over() -> None:
+async def test_live_deliveries_are_written_at_the_end_of_the_tick_without_a_task() -> None:
     conn, transport, _, _ = make()
     live(conn, "book.A", "trades.A")
-    seen_during_send: list[tuple[str, int] | None] = []
-    original = transport.send
-
-    async def send(batch: Sequence[Outgoing]) -> None:
-        seen_during_send.append(conn.position("book.A"))
-        await original(batch)
-
-    transport.send = send  # type: ignore[method-assign]
     conn.deliver(env("book.A", 7))
     conn.deliver(env("trades.A", 3))
-    conn.start()
-    await transport.wait_for(lambda: len(transport.items()) == 2)
-    assert seen_during_send == [None]  # during send: not yet
-    assert conn.position("book.A") == ("e1", 7)
-    assert conn.positions() == {"book.A": ("e1", 7), "trades.A": ("e1", 3)}
+    assert transport.batches == []  # nothing written inside the publish call
+    await asyncio.sleep(0)  # the end of the tick
+    assert [[(e.channel, e.seq) for e in b] for b in transport.batches] == [  # type: ignore[union-attr]
+        [("book.A", 7), ("trades.A", 3)]
+    ]
+    assert conn._slow is None  # no task for a client that keeps up
     await conn.close()
 
 
@@ -150,11 +142,9 @@ async def test_new_epoch_update_resyncs_but_snapshot_passes() -> None:
 async def test_overflow_conflates_market_data_channel() -> None:
     conn, transport, metrics, resync = make(HubConfig(queue_max_messages=10))
     live(conn, "book.A", "trades.A")
-    transport.gate.clear()  # the client stopped reading
-    conn.start()
     conn.deliver(env("book.A", 1))
-    # the writer takes seq 1 and blocks in send
-    await until(lambda: conn.queued == 0, what="the writer to take seq 1")
+    await until(lambda: conn.queued == 0, what="the write at the end of the tick")
+    transport.gate.clear()  # the client stopped reading
     conn.deliver(env("trades.A", 1))
     for seq in range(2, 200):
         conn.deliver(env("book.A", seq))  # never blocks
@@ -208,39 +198,72 @@ async def test_failed_send_closes_connection() -> None:
     transport = RecordingTransport()
     transport.fail = True
     conn = Connection(transport, HubConfig(), on_closed=closed.append)
-    conn.start()
     conn.enqueue(b"{}")
-    await conn.wait_closed()
+    await asyncio.sleep(0)  # the write fails at the end of the tick
     assert conn.closed and closed == [conn]
     conn.enqueue(b"{}")  # ignored once closed
     assert conn.queued == 0
     await conn.close()
 
 
-async def test_heartbeat_on_idle_link() -> None:
-    conn, transport, _, _ = make(HubConfig(heartbeat_interval_s=0.01))
-    conn.start()
-    await transport.wait_for(lambda: bool(transport.controls()))
-    beat = transport.controls()[0]
-    assert beat["type"] == "heartbeat" and isinstance(beat["ts"], int)
+async def test_heartbeat_only_when_nothing_was_written_for_the_idle_time() -> None:
+    conn, transport, _, _ = make()
+    live(conn, "book.A")
+    conn.deliver(env("book.A", 1))
+    await asyncio.sleep(0)
+    written = time.monotonic()
+    conn.heartbeat(written + 0.5, 1.0, 123)  # written half a second ago: no heartbeat
+    await asyncio.sleep(0)
+    assert transport.controls() == []
+    conn.heartbeat(written + 1.5, 1.0, 456)  # idle for longer: a heartbeat
+    await asyncio.sleep(0)
+    assert transport.controls() == [{"type": "heartbeat", "ts": 456}]
+    await conn.close()
+
+
+async def test_replies_count_against_the_bound_and_close_4008() -> None:
+    """A client that keeps asking and never reads: its replies are held for it, so they are
+    bounded like everything else (issue: pongs/errors outside the bound grew without end)."""
+    conn, transport, metrics = await stalled(HubConfig(queue_max_bytes=1000))
+    for i in range(200):
+        conn.enqueue(b'{"type":"pong","id":%d}' % i)
+    assert conn.closed and conn.held_bytes == 0
+    assert metrics.value("quotegate_slow_disconnects_total", {"transport": "ws"}) == 1
+    await conn.wait_closed()
+    assert transport.closed == (4008, "slow")
+
+
+async def test_what_the_transport_holds_counts_against_the_bound() -> None:
+    conn, transport, metrics = await stalled(HubConfig(queue_max_bytes=10_000), "book.A")
+    transport.held = 9_500  # written but not taken by the client
+    conn.deliver(env("book.A", 1))
+    await asyncio.sleep(0)  # not writable: the slow path waits for the client
+    assert conn.held_bytes > 9_500
+    conn.deliver(env("book.A", 2, size=1000))
+    assert metrics.value("quotegate_conflations_total", {"transport": "ws"}) == 1
     await conn.close()
 
 
 async def test_close_is_idempotent() -> None:
-    """``close`` stops the writer and drops what is queued, leaves the transport to its
-    endpoint, and can be called again; nothing delivered later is sent."""
-    conn, transport, _, _ = make(HubConfig(heartbeat_interval_s=0.01))
+    """``close`` stops writing (and the slow path's task) and drops what is queued, leaves
+    the transport to its endpoint, and can be called again; nothing delivered later is sent."""
+    conn, transport, _, _ = make()
     live(conn, "book.A")
-    conn.start()
-    await transport.wait_for(lambda: bool(transport.controls()))  # the writer runs
+    conn.deliver(env("book.A", 1))
+    await transport.wait_for(lambda: len(transport.envelopes()) == 1)
+    transport.gate.clear()  # the client stalls: the slow path waits for it
+    conn.deliver(env("book.A", 2))
+    await until(lambda: conn._slow is not None, what="the slow path")
     await conn.close()
     await conn.close()
     assert conn.closed
-    await asyncio.wait_for(conn.wait_closed(), 5)  # the writer task has ended
+    await asyncio.wait_for(conn.wait_closed(), 5)  # the slow path's task has ended
+    assert conn._slow is None
     assert transport.closed is None  # the endpoint closes the transport, not close()
-    sent = len(transport.items())
-    conn.deliver(env("book.A", 1))
-    assert conn.queued == 0 and len(transport.items()) == sent  # (no writer left to send)
+    transport.gate.set()
+    conn.deliver(env("book.A", 3))
+    await asyncio.sleep(0.01)
+    assert conn.queued == 0 and [e.seq for e in transport.envelopes()] == [1]
 
 
 @pytest.mark.parametrize("channel", ["orders.alice"])

@@ -33,6 +33,7 @@ def _start(port: int, log: Path, *extra: str) -> subprocess.Popen[bytes]:
             sys.executable, "-m", "gateway.roots.cli", "run",
             "--port", str(port), "--symbols", "AAPL,MSFT", "--rate", "1000",
             "--candles-db", ":memory:", "--demo-key", KEY, "--log-level", "warning",
+            "--database-url", f"sqlite:{log.parent / 'reports.sqlite3'}",
             *extra,
         ],
         cwd=ROOT,
@@ -209,6 +210,18 @@ def test_flags_win_over_environment_over_defaults() -> None:
     kept = settings(parser.parse_args([]), {"QUOTEGATE_CANDLES_RETENTION_S": "1m=60"})
     assert kept["candles_retention_s"] == "1m=60"
     assert s["finished_orders_max"] == 1_000_000 and s["executions_max"] == 100_000
+    assert s["transports"] == "ws,sse,poll"
+    env_only = settings(parser.parse_args([]), {"QUOTEGATE_TRANSPORTS": "sse,poll"})
+    assert env_only["transports"] == "sse,poll"
+    flag = settings(parser.parse_args(["--transports", "poll"]), {"QUOTEGATE_TRANSPORTS": "ws"})
+    assert flag["transports"] == "poll"
+
+
+def test_unknown_transport_exits_2(tmp_path: Path, free_port: int) -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--transports", "ws,carrier-pigeon", "--port", str(free_port)])
+    assert run(args) == 2
 
 
 def test_journal_publisher_and_store_flags() -> None:
