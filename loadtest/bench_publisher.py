@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loadtest.args import EXIT_BAD_ARGUMENTS, ArgumentCheck
+from loadtest.progress import Progress, silent
 
 TARGET_EVENTS_S = 200_000
 
@@ -72,9 +73,8 @@ def run(args: argparse.Namespace) -> int:
     check.at_least(1, "commands", "symbols", "accounts", "repeat", "depth")
     if check.failed():
         return EXIT_BAD_ARGUMENTS
-    stream = None
-    for conflate in conflations:
-        config = PublisherBenchConfig(
+    configs = [
+        PublisherBenchConfig(
             commands=args.commands,
             symbols=args.symbols,
             accounts=args.accounts,
@@ -84,9 +84,22 @@ def run(args: argparse.Namespace) -> int:
             repeat=args.repeat,
             profile=args.profile,
         )
-        stream = stream or generate_events(config)
-        run_bench(config, log=lambda text: print(text, flush=True), stream=stream)
+        for conflate in conflations
+    ]
+    total = args.commands + sum(planned_work(c) for c in configs)
+    with Progress(total, desc="bench publisher", unit="cmd") as progress:
+        progress.note("generating the engine's events")
+        stream = generate_events(configs[0])
+        progress.advance(args.commands)
+        for config in configs:
+            run_bench(config, log=progress.write, stream=stream, progress=progress)
     return 0
+
+
+def planned_work(config: PublisherBenchConfig) -> int:
+    """The commands whose events :func:`run_bench` publishes (one measuring pass, ``repeat``
+    timed passes and the profile's), for the progress bar (the stream given)."""
+    return config.commands * (1 + config.repeat + config.profile)
 
 
 def generate_events(config: PublisherBenchConfig) -> tuple[list[list[Any]], dict[str, Any]]:
@@ -157,9 +170,13 @@ def run_bench(
     log: Any = print,
     *,
     stream: tuple[list[list[Any]], dict[str, Any]] | None = None,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """One configuration: ``stream`` is a :func:`generate_events` result to reuse (it must
-    come from the same commands, symbols, accounts and seed)."""
+    come from the same commands, symbols, accounts and seed); ``progress`` advances by the
+    commands of each pass (:func:`planned_work`)."""
+    progress = progress or silent()
+    label = f"conflation {config.conflate_ms or 'off'}"
     log(
         f"bench publisher: {config.commands:,} commands, {config.symbols} symbols, "
         f"{config.accounts} accounts, depth {config.book_depth}, "
@@ -180,8 +197,15 @@ def run_bench(
     gc.collect()
     gc.freeze()  # the pre-generated stream: nothing a live runtime's collector would scan
     try:
+        progress.note(f"{label}: measuring")
         _, envelopes, nbytes = publish_all(config, batches, instruments, measure_bytes=True)
-        elapsed = min(publish_all(config, batches, instruments)[0] for _ in range(config.repeat))
+        progress.advance(config.commands)
+        progress.note(f"{label}: timed runs")
+        runs = []
+        for _ in range(config.repeat):
+            runs.append(publish_all(config, batches, instruments)[0])
+            progress.advance(config.commands)
+        elapsed = min(runs)
     finally:
         gc.unfreeze()
     rate = events / elapsed
@@ -205,6 +229,7 @@ def run_bench(
         prof.enable()
         publish_all(config, batches, instruments)
         prof.disable()
+        progress.advance(config.commands)
         out = io.StringIO()
         pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(18)
         log(out.getvalue())

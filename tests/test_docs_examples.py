@@ -13,14 +13,14 @@ from __future__ import annotations
 import ast
 import os
 import re
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
+
+from tests.live import quotegate_run
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
@@ -70,41 +70,9 @@ def test_examples_import_only_what_the_install_brings(name: str, line: int, code
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``quotegate run`` as the README starts it (synthetic market), on a free port."""
-    from tests.services import free_port
-
-    port = free_port()
     log = tmp_path_factory.mktemp("docs") / "run.log"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("QUOTEGATE_")}
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway.roots.cli", "run", "--port", str(port),
-             "--rate", "500", "--candles-db", ":memory:", "--demo-key", KEY,
-             "--database-url", f"sqlite:{log.parent / 'reports.sqlite3'}",
-             "--log-level", "warning"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            if proc.poll() is not None:
-                raise AssertionError(log.read_text())
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            subprocess.run(["sleep", "0.1"], check=True)
-        else:
-            raise AssertionError("quotegate run did not come up")
+    with quotegate_run(log, "--rate", "500", key=KEY) as base:
         yield base
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
 
 
 @pytest.mark.slow

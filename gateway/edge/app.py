@@ -194,16 +194,38 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = _STATUS_CODES.get(exc.status_code, errors.BAD_REQUEST)
     headers = dict(exc.headers) if exc.headers else None
-    where = f"{request.method} {request.url.path[:200]}"
-    if exc.status_code == 404:
+    status = exc.status_code
+    path = request.url.path
+    where = f"{request.method} {path[:200]}"
+    if status in (404, 405):
+        # the API routes decide, not the web page's static mount that also matches every path
+        methods = api_methods(request.app.routes, path)
+        if methods:
+            status, code = 405, errors.METHOD_NOT_ALLOWED
+            headers = {**(headers or {}), "Allow": ", ".join(sorted(methods))}
+        elif path.startswith(API_PREFIX) or status == 404:
+            status, code, headers = 404, errors.NOT_FOUND, None
+    if status == 404:
         message = f"no such endpoint: {where}"
-    elif exc.status_code == 405:
+    elif status == 405:
         allow = (headers or {}).get("Allow") or (headers or {}).get("allow") or ""
         allowed = ", ".join(sorted(m.strip() for m in allow.split(",") if m.strip()))
         message = f"method not allowed: {where}" + (f" (allowed: {allowed})" if allowed else "")
     else:
         message = str(exc.detail)
-    return error_response(exc.status_code, code, message, headers=headers)
+    return error_response(status, code, message, headers=headers)
+
+
+API_PREFIX = "/v1/"
+
+
+def api_methods(routes: Sequence[BaseRoute], path: str) -> set[str]:
+    """Every method the HTTP routes whose path matches ``path`` take (``HEAD`` with ``GET``)."""
+    methods: set[str] = set()
+    for route in routes:
+        if isinstance(route, Route) and route.path_regex.match(path):
+            methods.update(route.methods or ())
+    return methods
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:

@@ -1,8 +1,10 @@
 """The OpenAPI 3.1 document of the REST API, served at ``GET /openapi.json``.
 
-Written by hand next to the routes it describes (``tests/gateway/edge/test_openapi.py`` checks
+Written by hand next to the routes it describes: ``tests/gateway/edge/test_openapi.py`` checks
 that every HTTP route of the app is in it, every path in it is a route, and that each operation
-answers with a status and body the document lists). The streams' messages are described in
+answers with a status and body the document lists; ``test_openapi_schemathesis.py`` runs
+schemathesis's generated requests against a live ``quotegate run`` and checks every answer
+against the document. The streams' messages are described in
 docs/protocol.md; here ``/v1/sse`` and ``/v1/poll`` appear as HTTP operations and the
 WebSocket ``/v1/ws`` is named in the description only (OpenAPI has no WebSocket operations).
 """
@@ -81,7 +83,12 @@ def _errors(*statuses: int) -> dict[str, Any]:
     return {str(s): {"$ref": f"#/components/responses/E{s}"} for s in statuses}
 
 
-SYMBOL = _query("symbol", {"type": "string"}, "a symbol of GET /v1/symbols", required=True)
+SYMBOL = _query(
+    "symbol",
+    {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,32}$"},
+    "a symbol of GET /v1/symbols",
+    required=True,
+)
 ETAG_TEXT = "the answer's tag: send it back as If-None-Match to get 304 while nothing changed"
 NOT_MODIFIED = {"304": {"description": "Not Modified: the If-None-Match tag is current"}}
 AUTH: list[dict[str, list[str]]] = [{"bearer": []}]
@@ -205,6 +212,8 @@ def document() -> dict[str, Any]:
         405: "method_not_allowed",
         409: "conflict: the order is not open; duplicate_order, unknown_order, insufficient_funds",
         413: "too_large: a body over 16 KiB",
+        414: "too_large: a URL past the server's limit (any path)",
+        431: "too_large: request headers past the server's limits (any path)",
         429: "rate_limited or too_many_subscriptions",
         500: "internal: a server error (never a traceback)",
         503: "unavailable: no order entry, store or free connection",
@@ -277,7 +286,11 @@ def document() -> dict[str, Any]:
                     "200": _json(
                         {
                             "oneOf": [
-                                {"type": "object", "properties": header | ticker["properties"]},
+                                {
+                                    "type": "object",
+                                    "required": ["symbol", "epoch", "seq", "ts"],
+                                    "properties": header | ticker["properties"],
+                                },
                                 {
                                     "type": "object",
                                     "required": ["tickers"],
@@ -546,7 +559,9 @@ def document() -> dict[str, Any]:
                 "Snapshots, order entry and the HTTP streams of quotegate. Prices and cash are "
                 "decimal strings, quantities integers, every ts integer microseconds (candle t: "
                 "milliseconds). The WebSocket /v1/ws and every stream message are described in "
-                'docs/protocol.md. Every error is {"error":{"code","message"}}.'
+                'docs/protocol.md. Every error is {"error":{"code","message"}}; any request '
+                "may also get 414 or 431 (components.responses) from the HTTP server's "
+                "request-head limits."
             ),
         },
         "paths": paths,

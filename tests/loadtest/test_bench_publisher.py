@@ -38,3 +38,15 @@ def test_default_run_reports_unconflated_and_venue_figures(
     out = capsys.readouterr().out
     assert out.count("events/s") == 2 and "conflation off" in out
     assert "conflation {'book': 100, 'ticker': 250, 'candles': 250, 'trades': 0}" in out
+
+
+def test_the_progress_reaches_exactly_the_planned_work() -> None:
+    from loadtest.progress import Progress
+
+    config = bench_publisher.PublisherBenchConfig(commands=1_500, symbols=3, accounts=3, repeat=2)
+    stream = bench_publisher.generate_events(config)
+    with Progress(
+        bench_publisher.planned_work(config), desc="t", unit="cmd", enabled=False
+    ) as progress:
+        bench_publisher.run_bench(config, log=lambda _: None, stream=stream, progress=progress)
+        assert progress.done == bench_publisher.planned_work(config) == 1_500 * 3

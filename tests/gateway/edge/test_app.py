@@ -3,6 +3,7 @@ static web UI, JSON errors without tracebacks."""
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -20,7 +21,7 @@ from gateway.edge.app import collect_routes, create_app
 from gateway.fanout.hub import Hub
 from gateway.seams.services import Services
 from gateway.wire.errors import NOT_FOUND, GatewayError
-from tests.gateway.conftest import Stack, make_stack
+from tests.gateway.conftest import Stack, make_config, make_stack
 
 
 def test_client(app: Any) -> Any:
@@ -172,6 +173,38 @@ def test_websocket_served_by_the_app(client: Any) -> None:
     with client.websocket_connect("/v1/ws") as ws:
         ws.send_text('{"op":"ping","id":1}')
         assert orjson.loads(ws.receive_text()) == {"type": "pong", "id": 1}
+
+
+def test_wrong_methods_name_the_api_routes_methods_not_the_pages(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """The web page's static mount matches every path; a wrong method on an API path still
+    answers the API's own 405 (its methods in Allow), and an API path that does not exist a
+    404, never the page's ``Allow: GET, HEAD``."""
+    (tmp_path / "index.html").write_text("<html></html>")
+    config = dataclasses.replace(make_config(), web_dir=str(tmp_path))
+    app = create_app(config, services=stack.services)
+    with test_client(app) as client:
+        for method, path, allowed in [
+            ("OPTIONS", "/v1/order", "POST"),
+            ("PUT", "/v1/order/5", "DELETE, GET, HEAD"),
+            ("DELETE", "/v1/symbols", "GET, HEAD"),
+        ]:
+            r = client.request(method, path)
+            assert r.status_code == 405, (method, path, r.text)
+            assert sorted(r.headers["allow"].split(", ")) == allowed.split(", ")
+            assert r.json()["error"] == {
+                "code": "method_not_allowed",
+                "message": f"method not allowed: {method} {path} (allowed: {allowed})",
+            }
+        r = client.delete("/v1/order/")
+        assert r.status_code == 404
+        assert r.json()["error"] == {
+            "code": "not_found",
+            "message": "no such endpoint: DELETE /v1/order/",
+        }
+        assert "allow" not in r.headers
+        assert client.get("/").status_code == 200  # the page is still served
 
 
 def test_switched_off_transports_are_refused_like_a_blocking_proxy(stack: Stack) -> None:

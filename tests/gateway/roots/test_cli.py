@@ -63,3 +63,16 @@ def test_the_console_script_answers_help_without_a_traceback() -> None:
         check=False,
     )
     assert done.returncode == 0 and "--commands" in done.stdout and not done.stderr
+
+
+def test_every_run_flag_is_in_the_running_docs_and_no_other() -> None:
+    """docs/running.md's flag table and ``quotegate run``'s parser name the same flags."""
+    import re
+    from pathlib import Path
+
+    parser = build_parser("run")
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    flags = {a.option_strings[-1] for a in _options(sub.choices["run"])}
+    text = (Path(__file__).resolve().parents[3] / "docs" / "running.md").read_text()
+    documented = set(re.findall(r"^\| `(--[a-z-]+)", text, re.MULTILINE))
+    assert flags == documented
