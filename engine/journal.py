@@ -372,6 +372,19 @@ class Journal:
         else:
             self._write(sync=self._policy == "every")
 
+    def flush_begin(self) -> Callable[[], None]:
+        """:meth:`flush` in two halves, for a caller that must not block (an event loop): hand
+        the buffer on now (written at once under ``"every"``/``"never"``) and return the wait
+        for the sync thread to have written and synced it (a no-op without one). The wait may
+        run on another thread; nothing else of the journal may."""
+        if self._fd is None:
+            return _no_wait
+        if self._syncer is not None:
+            self._hand_off()
+            return self._syncer.wait_idle
+        self._write(sync=self._policy == "every")
+        return _no_wait
+
     def close(self) -> None:
         """Write, sync and close; idempotent."""
         if self._fd is None:
@@ -411,6 +424,10 @@ class Journal:
         if sync:
             _sync(fd)
             self._syncs += 1
+
+
+def _no_wait() -> None:
+    return None
 
 
 # --------------------------------------------------------------------------- restore

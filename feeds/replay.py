@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.codec import decode_command
-from engine.commands import Command
+from engine.commands import Command, DefineInstrument
 from runtime.tasks import cancel_and_wait
 
 Submit = Callable[[Command], Any]
@@ -116,3 +116,18 @@ class ReplayFeed:
             except Exception:
                 self.errors += 1
             since_yield += 1
+
+
+REPLAY_SCAN_LINES = 10_000
+
+
+def leading_instruments(path: str, scan_lines: int = REPLAY_SCAN_LINES) -> list[DefineInstrument]:
+    """Instrument definitions among the first lines of a replay file (defined before the
+    opening deposits, which may be in shares of them)."""
+    out: list[DefineInstrument] = []
+    for i, cmd in enumerate(read_commands(path)):
+        if i >= scan_lines:
+            break
+        if isinstance(cmd, DefineInstrument):
+            out.append(cmd)
+    return out

@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, str] = {
     "durability": "journal: latency publish-after-commit would add vs the clean-shutdown mark",
     "fanout": "push fan-out: quotegate WebSocket/SSE/polling against websockets, Starlette, "
     "sse-starlette and python-socketio, side by side",
+    "distributed": "engine + gateways over Kafka and Redis: latency vs run, commands/s, failover",
 }
 
 

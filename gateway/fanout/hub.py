@@ -231,6 +231,10 @@ class Hub:
                 )
                 continue
             snapshot, updates = result
+            if snapshot is not None and _behind(snapshot, since):
+                # the store lags the client (it has seen newer updates live): nothing to send
+                # from it yet; the missing updates are read again before going live
+                snapshot = None
             if snapshot is not None:
                 conn.push(sub, snapshot, force=True)
             else:
@@ -294,3 +298,8 @@ class Hub:
             if sub.mode is not Mode.LIVE:
                 break
             conn.accept(sub, envelope)
+
+
+def _behind(snapshot: Envelope, since: tuple[str, int] | None) -> bool:
+    """Whether a store's snapshot is older than (or as old as) what the client already has."""
+    return since is not None and snapshot.epoch == since[0] and snapshot.seq <= since[1]

@@ -15,10 +15,22 @@ from types import ModuleType
 
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "run": ("gateway.roots.run", "run everything in one process (engine, feed, gateway, web UI)"),
+    "engine": (
+        "gateway.roots.engine_process",
+        "distributed mode: the engine process (commands from Kafka, market data to Kafka, "
+        "snapshots to Redis)",
+    ),
+    "gateway": (
+        "gateway.roots.gateway_process",
+        "distributed mode: a stateless gateway node (market data from Kafka, REST from Redis)",
+    ),
     "replay": ("gateway.roots.replay", "run a command file through a fresh engine"),
     "report": ("gateway.roots.report", "one account's statement for one day (reporting db)"),
     "reconcile": ("gateway.roots.reconcile", "engine wallets against the reporting database"),
-    "bench": ("loadtest.bench", "benchmarks: engine, publisher, store, reporter, fanout"),
+    "bench": (
+        "loadtest.bench",
+        "benchmarks: engine, publisher, store, reporter, fanout, distributed",
+    ),
 }
 
 

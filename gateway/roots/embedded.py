@@ -39,10 +39,11 @@ from typing import Any
 
 from engine import Engine, EngineConfig
 from engine.commands import CancelOrder, Command, DefineInstrument, Deposit, NewOrder, ReplaceOrder
+from engine.core import JournalSink
 from engine.events import Cancelled, Done, Event, Rejected
 from engine.journal import JournalError
 from engine.sequencer import wall_clock_us
-from feeds.replay import ReplayConfig, ReplayFeed, read_commands
+from feeds.replay import ReplayConfig, ReplayFeed, leading_instruments
 from feeds.synthetic import DEFAULT_SYMBOLS, SyntheticConfig, SyntheticFeed
 from gateway.marketdata.publisher import Publisher, PublisherConfig
 from gateway.marketdata.sequencing import new_epoch
@@ -50,7 +51,8 @@ from gateway.reporting.history import DatabaseHistory
 from gateway.reporting.records import CandleClosed, Offer
 from gateway.reporting.reporter import Reporter, ReporterConfig
 from gateway.reporting.translate import funded, listed
-from gateway.roots.run_journal import RunJournal, RunJournalConfig
+from gateway.roots.run_journal import JournalTee, RunJournal, RunJournalConfig, TeeSink
+from gateway.seams.bus import MarketDataBus
 from gateway.seams.bus_memory import MemoryBus
 from gateway.seams.candle_buffer import DEFAULT_RETENTION_MS
 from gateway.seams.candles_sqlite import SqliteCandleArchive, SqliteCandleConfig
@@ -66,8 +68,8 @@ from gateway.wire.errors import UNAVAILABLE, GatewayError
 from runtime.tasks import cancel_and_wait
 
 FEEDS = ("synthetic", "replay", "none")
+RESTORED_TAIL = 256
 _SYMBOL_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")  # no dots: symbols are parts of channel names
-REPLAY_SCAN_LINES = 10_000
 _ORDER_COMMANDS = (NewOrder, CancelOrder, ReplaceOrder)
 _FEEDBACK_EVENTS = (Done, Cancelled, Rejected)  # what the synthetic feed observes
 _UNEVENTFUL = (Deposit, DefineInstrument)  # commands the reporter gets a record of, not events
@@ -150,13 +152,32 @@ class EmbeddedConfig:
 class EmbeddedRuntime:
     """Owns the engine, publisher, bus, store, candle archive, feed and their tasks."""
 
-    def __init__(self, config: EmbeddedConfig, *, clock: Callable[[], int] = wall_clock_us):
+    def __init__(
+        self,
+        config: EmbeddedConfig,
+        *,
+        clock: Callable[[], int] = wall_clock_us,
+        bus: MarketDataBus | None = None,
+        archive: CandleArchive | None = None,
+        journal_tee: JournalTee | None = None,
+        synced_before_publish: bool = False,
+    ):
+        """``bus`` and ``archive`` replace the memory bus and the SQLite archive (the engine
+        process of distributed mode passes its Kafka bus and Redis archive); ``journal_tee``
+        is called with every record the engine journals (the failover log), after the
+        journal took it; ``synced_before_publish``: nothing leaves this runtime before the
+        journal synced it (the engine process), so a crash keeps the epoch
+        (:meth:`RunJournal.epoch`)."""
+        self._synced_before_publish = synced_before_publish
         self.config = config
+        self._bus_given = bus
+        self._archive_given = archive
+        self._journal_tee = journal_tee
         self._clock = clock
         self._replay_instruments: list[DefineInstrument] = []
         if config.feed == "replay":
             assert config.replay_file is not None
-            self._replay_instruments = _leading_instruments(config.replay_file)
+            self._replay_instruments = leading_instruments(config.replay_file)
         symbols = (
             [i.symbol for i in self._replay_instruments]
             if config.feed == "replay"
@@ -184,15 +205,22 @@ class EmbeddedRuntime:
             # restart then starts a new history (new epoch); so does a restart after a crash
             # that may have lost published commands (RunJournal.epoch)
             reuse = not any(pub_cfg.conflate_ms.values())
-            pub_cfg = dataclasses.replace(pub_cfg, epoch=journal.epoch(reuse=reuse))
+            synced = self._synced_before_publish
+            pub_cfg = dataclasses.replace(
+                pub_cfg,
+                epoch=journal.epoch(reuse=reuse, synced_before_publish=synced),
+            )
         self._coid_prefix = journal.coid_prefix if journal is not None else ""
         self._replaying = False
         self._replay_tail: dict[str, deque[Envelope]] = {}
-        self.engine = Engine(
-            config.engine, clock=clock, journal=journal.journal if journal is not None else None
+        sink: JournalSink | None = journal.journal if journal is not None else None
+        if sink is not None and self._journal_tee is not None:
+            sink = TeeSink(sink, self._journal_tee)
+        self.engine = Engine(config.engine, clock=clock, journal=sink)
+        self.bus: MarketDataBus = self._bus_given or MemoryBus()
+        self.archive = self._archive_given or _candle_archive(
+            config.candles_db, config.candles_retention_ms
         )
-        self.bus = MemoryBus()
-        self.archive = _candle_archive(config.candles_db, config.candles_retention_ms)
         self._report: Callable[[Offer], None] | None = None
         self.reporter: Reporter | None = None
         if config.database_url:
@@ -256,6 +284,12 @@ class EmbeddedRuntime:
         self.restored_commands = 0
         self.journal_error: JournalError | None = None
         self._gc_saved: tuple[int, int, int] | None = None
+        self.restored_tail: list[Envelope] = []
+        """The newest ``RESTORED_TAIL`` envelopes of each channel rebuilt from the journal
+        (recorded in the store, not published): a distributed engine publishes them again, for
+        what its previous run may not have sent before it died."""
+        self.shadow_pending: list[str] | None = None
+        """In shadow mode (when a list): channels whose first snapshot is due at takeover."""
 
     # -- the sequencing point -------------------------------------------------------------
 
@@ -337,6 +371,9 @@ class EmbeddedRuntime:
     def _record_snapshots(self, channels: Iterable[str]) -> None:
         """Give the store a snapshot of channels that have none yet (a new symbol or account),
         so that REST and subscribers find them before their first update."""
+        if self._replaying and self.shadow_pending is not None:
+            self.shadow_pending.extend(channels)
+            return
         for channel in channels:
             envelope = self.publisher.snapshot(channel)
             if envelope is not None:
@@ -376,10 +413,16 @@ class EmbeddedRuntime:
         if self._started:
             return
         self._started = True
-        cfg = self.config
-        for component in (self.archive, self.store, self.bus):
-            await component.start()
-            self._closers.append(component.close)
+        await self.open()
+        await self.begin()
+
+    async def open(self, *, storage: bool = True) -> None:
+        """Start storage (unless ``storage`` is false: a standby engine starts it when it takes
+        over) and the reporter, restore the journal and start its sync task: the first half of
+        ``start``."""
+        self._started = True
+        if storage:
+            await self.start_storage()
         reporter = self.reporter
         restored: list[Offer] = []
         if reporter is not None:
@@ -396,6 +439,16 @@ class EmbeddedRuntime:
             self._report = None
         if reporter is not None:
             await self._start_reporter(reporter, restored)
+
+    async def start_storage(self) -> None:
+        for component in (self.archive, self.store, self.bus):
+            await component.start()
+            self._closers.append(component.close)
+
+    async def begin(self) -> None:
+        """Setup commands the journal does not hold yet, the feed and the flush task: the
+        second half of ``start`` (a standby engine runs it when it takes over)."""
+        cfg = self.config
         if isinstance(self.feed, SyntheticFeed):
             if self.restored_commands:
                 self._restart_synthetic(self.feed)
@@ -417,6 +470,47 @@ class EmbeddedRuntime:
         if self.feed is not None:
             await self.feed.start()
             self._closers.append(self.feed.close)
+
+    # -- a standby's replica ----------------------------------------------------------------
+
+    @property
+    def shadow(self) -> bool:
+        """A standby's mode: envelopes are kept per channel (the last ``store_history_max``)
+        instead of going to the store and the bus."""
+        return self._replaying
+
+    @shadow.setter
+    def shadow(self, on: bool) -> None:
+        self._replaying = on
+
+    def apply_sequenced(self, in_seq: int, ts: int, cmd: Command) -> None:
+        """Apply one record of the leader's log: journaled here too, then run exactly as the
+        leader ran it (``Engine.submit_sequenced``), its envelopes kept in shadow mode."""
+        journal = self.journal
+        if journal is not None:
+            journal.journal.append(in_seq, ts, cmd)
+        events = self.engine.submit_sequenced(in_seq, ts, cmd)
+        ok = bool(events) and type(events[0]) is not Rejected
+        if isinstance(cmd, Deposit) and journal is not None and ok:
+            journal.funded.add((cmd.account, cmd.asset))
+        if type(cmd) is DefineInstrument:
+            self._defined(cmd)
+        if events:
+            self.publisher.on_events(events)
+        self.restored_commands += 1
+
+    def set_coid_prefix(self, prefix: str) -> None:
+        """The prefix of the feed's client order ids from now on (a new leader's own)."""
+        self._coid_prefix = prefix
+
+    def record_snapshots(self, channels: Iterable[str]) -> None:
+        """Give the store a first snapshot of each of ``channels`` (after shadow mode)."""
+        self._record_snapshots(channels)
+
+    def take_shadow(self) -> list[Envelope]:
+        """The envelopes kept in shadow mode (per channel in seq order), and forget them."""
+        tails, self._replay_tail = self._replay_tail, {}
+        return [envelope for tail in tails.values() for envelope in tail]
 
     def _restore(self, journal: RunJournal) -> None:
         """Replay the journal: the engine and the publisher (its envelopes go to the store,
@@ -445,15 +539,18 @@ class EmbeddedRuntime:
             if conflated:
                 publisher.flush_due(ts)
 
-        self._replaying = True
+        shadow, self._replaying = self._replaying, True
         try:
             self.restored_commands = journal.replay(self.engine.submit_sequenced, replayed)
             publisher.flush_all()
         finally:
-            self._replaying = False
+            self._replaying = shadow
+        if shadow:
+            return  # a standby keeps the tail (take_shadow) for when it takes over
         # the store gets what it would keep of the replayed updates: each channel's last
         # history_max (older ones would only be dropped again)
         tails, self._replay_tail = self._replay_tail, {}
+        self.restored_tail = [e for tail in tails.values() for e in list(tail)[-RESTORED_TAIL:]]
         record = self.store.record
         for tail in tails.values():
             for envelope in tail:
@@ -569,18 +666,6 @@ async def embedded_services(config: EmbeddedConfig) -> EmbeddedRuntime:
         await runtime.close()
         raise
     return runtime
-
-
-def _leading_instruments(path: str) -> list[DefineInstrument]:
-    """Instrument definitions among the first lines of a replay file (defined before the
-    opening deposits, which may be in shares of them)."""
-    out: list[DefineInstrument] = []
-    for i, cmd in enumerate(read_commands(path)):
-        if i >= REPLAY_SCAN_LINES:
-            break
-        if isinstance(cmd, DefineInstrument):
-            out.append(cmd)
-    return out
 
 
 def _snapshot_store(config: EmbeddedConfig, provider: SnapshotProvider) -> SnapshotStore:

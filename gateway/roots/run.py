@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     import uvicorn
 
     from gateway.config import GatewayConfig
+    from gateway.roots.embedded import EmbeddedConfig
 
 DEFAULT_SYMBOLS = "AAPL,MSFT,TSLA"
 DEFAULT_CANDLES_DB = "data/candles.sqlite3"
@@ -83,6 +84,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument
     a("--host", help="address to bind (QUOTEGATE_HOST, default 127.0.0.1)")
     a("--port", type=int, help="port (QUOTEGATE_PORT, default 8000)")
+    a("--web-dir", help="directory served at / (QUOTEGATE_WEB_DIR, default the repo's web/)")
+    a(
+        "--transports",
+        metavar="LIST",
+        help="streaming transports to offer, comma-separated; one left out is refused as a "
+        "blocking proxy would (WebSocket handshake 403, SSE/poll 404) "
+        "(QUOTEGATE_TRANSPORTS, default ws,sse,poll)",
+    )
+    for flag, (key, what) in HTTP_LIMIT_FLAGS.items():
+        env = "QUOTEGATE_" + key.upper().replace(".", "_")
+        a(flag, type=int, dest=flag[2:].replace("-", "_"), help=f"{what} ({env})")
+    add_engine_arguments(parser)
+
+
+def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of the engine side (feed, accounts, storage, journal, publisher, GC): shared
+    by ``quotegate run`` and ``quotegate engine``."""
+    a = parser.add_argument
     a("--symbols", help=f"comma-separated symbols (QUOTEGATE_SYMBOLS, default {DEFAULT_SYMBOLS})")
     a(
         "--feed",
@@ -113,14 +132,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="how far behind the newest candle each resolution is kept in the candles db, in "
         "seconds; resolutions not named are kept forever, '' keeps all "
         "(QUOTEGATE_CANDLES_RETENTION_S, default 1s=86400)",
-    )
-    a("--web-dir", help="directory served at / (QUOTEGATE_WEB_DIR, default the repo's web/)")
-    a(
-        "--transports",
-        metavar="LIST",
-        help="streaming transports to offer, comma-separated; one left out is refused as a "
-        "blocking proxy would (WebSocket handshake 403, SSE/poll 404) "
-        "(QUOTEGATE_TRANSPORTS, default ws,sse,poll)",
     )
     a("--log-level", help="debug, info, warning, error (QUOTEGATE_LOG_LEVEL, default info)")
     a(
@@ -187,10 +198,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="finished orders the engine keeps for lookup, by newest order id; 0 keeps all "
         "(QUOTEGATE_FINISHED_ORDERS_MAX, default 1000000)",
     )
-    limits = HTTP_LIMIT_FLAGS
-    for flag, (key, what) in limits.items():
-        env = "QUOTEGATE_" + key.upper().replace(".", "_")
-        a(flag, type=int, dest=flag[2:].replace("-", "_"), help=f"{what} ({env})")
     a(
         "--executions-max",
         type=int,
@@ -199,11 +206,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def settings(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Flag, else environment, else default, converted to the default's type."""
+def settings(
+    args: argparse.Namespace,
+    env: Mapping[str, str] | None = None,
+    *,
+    table: Mapping[str, tuple[str, Any]] = ENV,
+) -> dict[str, Any]:
+    """Flag, else environment, else default, converted to the default's type (``table``:
+    flag dest -> (variable, default); ``quotegate run``'s by default)."""
     env = os.environ if env is None else env
     out: dict[str, Any] = {}
-    for dest, (var, default) in ENV.items():
+    for dest, (var, default) in table.items():
         value = getattr(args, dest, None)
         if value is None:
             raw = env.get(var)
@@ -216,6 +229,52 @@ def settings(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> 
                     raise ValueError(f"{var}={raw!r} is not a valid {dest}") from None
         out[dest] = value
     return out
+
+
+def embedded_config(s: Mapping[str, Any]) -> EmbeddedConfig:
+    """The embedded runtime's config from :func:`settings` (``quotegate run`` and ``quotegate
+    engine``). Bad values raise ``ValueError``."""
+    from engine import EngineConfig
+    from gateway.marketdata.publisher import PublisherConfig, parse_conflate_ms
+    from gateway.roots.embedded import EmbeddedConfig
+    from gateway.roots.run_journal import RunJournalConfig
+    from gateway.seams.candle_buffer import parse_retention_s
+
+    return EmbeddedConfig(
+        symbols=[x for x in str(s["symbols"]).split(",") if x.strip()],
+        feed=s["feed"],
+        rate_orders_per_s=s["rate"],
+        seed=s["seed"],
+        replay_file=s["replay_file"],
+        replay_speed=s["replay_speed"],
+        accounts_file=s["accounts"],
+        demo_api_key=s["demo_key"],
+        redis_url=s["redis"],
+        candles_db=s["candles_db"],
+        candles_retention_ms=parse_retention_s(str(s["candles_retention_s"])),
+        store_history_max=s["history_max"],
+        store_flush_interval_ms=s["store_flush_interval_ms"],
+        publisher=PublisherConfig(
+            book_depth=s["book_depth"],
+            history_max=s["history_max"],
+            conflate_ms=parse_conflate_ms(str(s["conflate_ms"])),
+        ),
+        journal=(
+            RunJournalConfig(
+                path=s["journal"], fsync=s["fsync"], fsync_interval_ms=s["fsync_interval_ms"]
+            )
+            if s["journal"]
+            else None
+        ),
+        database_url=None if s["database_url"] == "none" else s["database_url"],
+        reporter_queue_records=s["reporter_queue_records"],
+        reporter_batch_records=s["reporter_batch_records"],
+        gc_threshold=s["gc_threshold"],
+        engine=EngineConfig(
+            finished_orders_max=s["finished_orders_max"] or None,
+            executions_per_account_max=s["executions_max"] or None,
+        ),
+    )
 
 
 def default_web_dir() -> str | None:
@@ -297,7 +356,7 @@ def bind_listener(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _bind_error(host: str, port: int, exc: OSError) -> str:
+def bind_error(host: str, port: int, exc: OSError) -> str:
     if exc.errno == errno.EADDRINUSE:
         why = f"port {port} on {host} is already in use (is another server running there?)"
     else:
@@ -308,14 +367,10 @@ def _bind_error(host: str, port: int, exc: OSError) -> str:
 def run(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from engine import EngineConfig
     from engine.journal import JournalError
     from gateway.config import TRANSPORTS, GatewayConfig
     from gateway.edge.app import create_app
-    from gateway.marketdata.publisher import PublisherConfig, parse_conflate_ms
-    from gateway.roots.embedded import EmbeddedConfig, EmbeddedRuntime
-    from gateway.roots.run_journal import RunJournalConfig
-    from gateway.seams.candle_buffer import parse_retention_s
+    from gateway.roots.embedded import EmbeddedRuntime
     from gateway.trading.accounts import AccountsError
 
     try:
@@ -324,41 +379,7 @@ def run(args: argparse.Namespace) -> int:
             level=str(s["log_level"]).upper(),
             format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         )
-        embedded = EmbeddedConfig(
-            symbols=[x for x in str(s["symbols"]).split(",") if x.strip()],
-            feed=s["feed"],
-            rate_orders_per_s=s["rate"],
-            seed=s["seed"],
-            replay_file=s["replay_file"],
-            replay_speed=s["replay_speed"],
-            accounts_file=s["accounts"],
-            demo_api_key=s["demo_key"],
-            redis_url=s["redis"],
-            candles_db=s["candles_db"],
-            candles_retention_ms=parse_retention_s(str(s["candles_retention_s"])),
-            store_history_max=s["history_max"],
-            store_flush_interval_ms=s["store_flush_interval_ms"],
-            publisher=PublisherConfig(
-                book_depth=s["book_depth"],
-                history_max=s["history_max"],
-                conflate_ms=parse_conflate_ms(str(s["conflate_ms"])),
-            ),
-            journal=(
-                RunJournalConfig(
-                    path=s["journal"], fsync=s["fsync"], fsync_interval_ms=s["fsync_interval_ms"]
-                )
-                if s["journal"]
-                else None
-            ),
-            database_url=None if s["database_url"] == "none" else s["database_url"],
-            reporter_queue_records=s["reporter_queue_records"],
-            reporter_batch_records=s["reporter_batch_records"],
-            gc_threshold=s["gc_threshold"],
-            engine=EngineConfig(
-                finished_orders_max=s["finished_orders_max"] or None,
-                executions_per_account_max=s["executions_max"] or None,
-            ),
-        )
+        embedded = embedded_config(s)
         gateway = GatewayConfig.from_env(
             overrides={
                 "host": s["host"],
@@ -385,7 +406,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         listener = bind_listener(gateway.host, gateway.port)
     except OSError as exc:
-        print(_bind_error(gateway.host, gateway.port, exc), file=sys.stderr)
+        print(bind_error(gateway.host, gateway.port, exc), file=sys.stderr)
         return 2
     try:
         runtime = EmbeddedRuntime(embedded)

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.commands import Command, Deposit
+from engine.core import JournalSink
 from engine.events import Event, Rejected
 from engine.journal import FSYNC_POLICIES, FsyncPolicy, Journal, JournalConfig, replay
 from gateway.marketdata.sequencing import new_epoch
@@ -107,10 +108,12 @@ class RunJournal:
         unique per start (the inSeq the run starts after grows with every run that ordered)."""
         return f"r{self.restored_records}." if self.restored_records else ""
 
-    def epoch(self, *, reuse: bool = True) -> str:
+    def epoch(self, *, reuse: bool = True, synced_before_publish: bool = False) -> str:
         """The publisher's epoch: the saved one when the journal holds records, ``reuse`` is
         allowed and the previous run provably published nothing the journal lacks (a clean
-        shutdown mark at the journal's last ``inSeq``, or ``fsync="every"``); else a new one.
+        shutdown mark at the journal's last ``inSeq``, ``fsync="every"``, or a runtime that
+        publishes only what the journal has synced: ``synced_before_publish``, the engine
+        process of distributed mode under ``every``/``interval``); else a new one.
         Either way the file is rewritten without the mark (synced) before this returns, so a
         crash of this run cannot pass for a clean shutdown."""
         saved, clean_at = self._read_epoch_file()
@@ -121,7 +124,9 @@ class RunJournal:
             why = "conflated channels (seqs a replay does not reproduce)"
         elif saved is None:
             why = f"no saved epoch in {self.epoch_path}"
-        elif self.config.fsync == "every":
+        elif self.config.fsync == "every" or (
+            synced_before_publish and self.config.fsync != "never"
+        ):
             why = ""
         elif clean_at is None:
             why = f"no clean shutdown recorded (fsync={self.config.fsync}): the last published "
@@ -138,7 +143,11 @@ class RunJournal:
         else:
             epoch = saved
             self.epoch_reason = f"epoch {epoch} kept: " + (
-                "fsync=every" if clean_at != last else f"clean shutdown at inSeq {last}"
+                f"clean shutdown at inSeq {last}"
+                if clean_at == last
+                else "fsync=every"
+                if self.config.fsync == "every"
+                else "published only what the journal had synced"
             )
         self._write_epoch_file(epoch, clean_at=None)
         self.current_epoch = epoch
@@ -241,3 +250,20 @@ def _sync_directory(path: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+JournalTee = Callable[[int, int, Command], None]
+
+
+class TeeSink:
+    """A journal sink that also hands each record to ``tee`` (after the journal took it)."""
+
+    __slots__ = ("_append", "_tee")
+
+    def __init__(self, sink: JournalSink, tee: JournalTee) -> None:
+        self._append = sink.append
+        self._tee = tee
+
+    def append(self, in_seq: int, ts: int, cmd: Command) -> None:
+        self._append(in_seq, ts, cmd)
+        self._tee(in_seq, ts, cmd)

@@ -1,7 +1,7 @@
 """The market-data bus: carries encoded envelopes from the one publisher to every gateway.
 
 Implementations: :mod:`gateway.seams.bus_memory` (one process) and, in distributed mode,
-``gateway.bus_kafka`` (Kafka topic, partitioned by channel).
+:mod:`gateway.seams.bus_kafka` (a Kafka topic, keyed by channel).
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ class MarketDataBus(Protocol):
 
     * **Ordering**: per channel, listeners see envelopes in publish order (seq ascending).
       Across channels there is no order.
-    * **Delivery**: at most once, live only. Nothing is stored: a listener added later sees
-      only what is published after it. A consumer that finds a seq gap (a restart, a lost
-      connection) refills it from the :class:`~gateway.seams.store.SnapshotStore`.
+    * **Delivery**: at most once, live only. Nothing is replayed: a listener added later sees
+      only what the bus delivers after it was added (on a networked bus an envelope still in
+      flight when the listener is added may reach it). A consumer that finds a seq gap (a
+      restart, a lost connection) refills it from the :class:`~gateway.seams.store.SnapshotStore`.
     * **Never blocks the publisher**: ``publish`` returns at once; it does not wait for
       listeners, brokers or the network. Implementations buffer and flush on their own task.
     * Listeners run on the event loop and must not block; they only enqueue.

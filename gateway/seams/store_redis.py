@@ -24,6 +24,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from itertools import chain
 from typing import Any
@@ -139,6 +140,13 @@ class RedisSnapshotStore:
         self._resume_script: Any = None
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
+        self.fence: tuple[str, int] | None = None
+        """``(key, token)``: write only while Redis holds ``token`` at ``key`` (the engine
+        leader's fencing token, :mod:`gateway.seams.lease_redis`); checked with ``WATCH`` in
+        the write's own transaction, so a deposed writer's batch is refused whole."""
+        self.before_write: Callable[[], Awaitable[None]] | None = None
+        """Awaited after a batch is built and before it is sent (the engine makes the commands
+        behind the batch durable there)."""
         self._rebuild = False
         self.writer_error: str | None = None
         """Why the last flush failed, ``None`` once a flush (and any rebuild) succeeded."""
@@ -416,7 +424,9 @@ class RedisSnapshotStore:
         )
         replies = len(commands) + 2  # MULTI, MSET, the others, EXEC
         self.flush_cpu_seconds += time.perf_counter() - started
-        await _send(client, packed, replies)
+        if self.before_write is not None:
+            await self.before_write()
+        await _send(client, packed, replies, fence=self.fence)
         self._streams.update(streams)
         self._listed.update(listed)
         self._known.update(streams)
@@ -453,6 +463,21 @@ class RedisSnapshotStore:
             return Resume(Envelope.parse(reply[1], channel=channel), _NO_UPDATES)
         return Resume(None, _NO_UPDATES)
 
+    async def positions(self, channels: list[str]) -> dict[str, tuple[str, int]]:
+        """``(epoch, seq)`` of the newest update Redis holds for each channel that has one."""
+        if not channels:
+            return {}
+        try:
+            metas = await self._require().mget([self._key(ch, "meta") for ch in channels])
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable() from exc
+        out: dict[str, tuple[str, int]] = {}
+        for channel, meta in zip(channels, metas, strict=True):
+            stream = _parse_meta(_as_bytes(meta)) if meta is not None else None
+            if stream is not None:
+                out[channel] = (stream.epoch, stream.cur)
+        return out
+
     async def channels(self) -> list[str]:
         try:
             members = await self._require().smembers(self._prefix + "channels")
@@ -472,11 +497,28 @@ def _pack(args: list[bytes]) -> bytes:
     return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%b\r\n" % (len(a), a) for a in args)
 
 
-async def _send(client: aioredis.Redis, packed: bytes, replies: int) -> None:
-    """Send pre-packed commands on one pooled connection and check every reply."""
+class FencedError(RedisError):
+    """The store's fencing token is no longer the current one: this writer was deposed."""
+
+
+async def _send(
+    client: aioredis.Redis, packed: bytes, replies: int, *, fence: tuple[str, int] | None = None
+) -> None:
+    """Send pre-packed commands on one pooled connection and check every reply. With a
+    ``fence``, the key is watched and checked first: the transaction runs only if it still
+    holds the token (``EXEC`` fails if the key changes in between)."""
     pool = client.connection_pool
     conn = await pool.get_connection()  # type: ignore[no-untyped-call]  # untyped in redis-py
     try:
+        if fence is not None:
+            key = fence[0].encode()
+            await conn.send_packed_command(_pack([b"WATCH", key]) + _pack([b"GET", key]))
+            await conn.read_response()
+            current = await conn.read_response()
+            if current is None or int(current) != fence[1]:
+                await conn.send_packed_command(_pack([b"UNWATCH"]))
+                await conn.read_response()
+                raise FencedError(f"fencing token {fence[1]} is no longer current ({current!r})")
         await conn.send_packed_command(packed)
         results = [await conn.read_response() for _ in range(replies)]
     except BaseException:

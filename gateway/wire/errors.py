@@ -25,6 +25,8 @@ NOT_FOUND = "not_found"
 METHOD_NOT_ALLOWED = "method_not_allowed"
 CONFLICT = "conflict"
 UNAVAILABLE = "unavailable"
+TIMEOUT = "timeout"
+"""Distributed mode: the engine did not answer an order-entry request in time."""
 INTERNAL = "internal"
 
 STREAM_CODES = (
@@ -50,6 +52,7 @@ HTTP_STATUS: dict[str, int] = {
     RATE_LIMITED: 429,
     INTERNAL: 500,
     UNAVAILABLE: 503,
+    TIMEOUT: 504,
 }
 """The HTTP status that goes with each code on REST endpoints."""
 

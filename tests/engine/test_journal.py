@@ -393,3 +393,19 @@ def test_a_record_of_an_unknown_format_is_refused_not_cut(tmp_path: Path) -> Non
     with pytest.raises(JournalError, match="unknown format"):
         scan(path)
     assert path.read_bytes() == data
+
+
+def test_flush_begin_hands_on_now_and_waits_apart(tmp_path: Path) -> None:
+    """The two halves of flush: after the returned wait, everything appended is on disk."""
+    from engine.commands import Deposit
+
+    for policy in ("interval", "every", "never"):
+        path = tmp_path / f"{policy}.log"
+        journal = Journal(JournalConfig(path=str(path), fsync=policy, fsync_interval_ms=1000))
+        try:
+            journal.append(1, 10, Deposit("a", "USD", "1"))
+            wait = journal.flush_begin()
+            wait()
+            assert path.read_bytes().count(b"\n") == 1, policy
+        finally:
+            journal.close()

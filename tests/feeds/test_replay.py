@@ -114,3 +114,16 @@ def test_missing_file_and_bad_speed(tmp_path: Path) -> None:
     (tmp_path / "f").write_text("")
     with pytest.raises(ValueError):
         ReplayFeed(ReplayConfig(path=str(tmp_path / "f"), speed=-1), lambda c: None)
+
+
+def test_leading_instruments_scans_only_the_first_lines(tmp_path: Path) -> None:
+    from feeds.replay import leading_instruments
+
+    path = tmp_path / "cmds.jsonl"
+    path.write_text(
+        '{"op":"instrument","symbol":"AAA","tick":"0.01","lot":1}\n'
+        '{"op":"deposit","account":"a","asset":"USD","amount":"10"}\n'
+        '{"op":"instrument","symbol":"BBB","tick":"0.01","lot":1}\n'
+    )
+    assert [i.symbol for i in leading_instruments(str(path))] == ["AAA", "BBB"]
+    assert [i.symbol for i in leading_instruments(str(path), scan_lines=2)] == ["AAA"]

@@ -83,7 +83,11 @@ class BusContract:
             assert rec.seqs(ch) == list(range(1, 201)), ch
 
     async def test_delivery_is_live_only(self, bus_pair: BusPair) -> None:
+        """Nothing is replayed: an envelope delivered before a listener is added never reaches
+        it. (Publish is asynchronous on a networked bus, so ``settle`` first lets envelope 1
+        arrive; one still in flight when a listener is added may reach it.)"""
         bus_pair.publisher.publish(envelope("ticker.AAPL", 1))
+        await bus_pair.settle()
         rec = Recorder()
         bus_pair.subscriber.add_listener(rec)
         await bus_pair.settle()

@@ -297,3 +297,43 @@ async def test_store_failure_then_recovery_sends_the_snapshot(stack: Stack) -> N
     assert transport.envelopes()[0].type == "snapshot"
     assert "book.AAPL" in conn.subscriptions
     await hub.close()
+
+
+class LaggingStore(MemorySnapshotStore):
+    """A store that, while ``lagging``, answers a resume with an older snapshot (the Redis
+    store behind the bus: it does not have the client's seq yet)."""
+
+    lagging = False
+
+    async def resume(self, channel: str, epoch: str, seq: int) -> Resume:
+        found = await super().resume(channel, epoch, seq)
+        if self.lagging:
+            snap = await super().snapshot(channel)
+            assert snap is not None
+            old = seq - 2
+            stale = Envelope.build(SNAPSHOT, channel, snap.epoch, old, snap.ts, {"seq": old})
+            return Resume(stale, ())
+        return found
+
+
+async def test_a_store_behind_the_client_never_sends_it_back() -> None:
+    """A resume that the store answers with a snapshot older than the client's position (the
+    store lags the bus) sends nothing from the store; the client goes on from its seq."""
+    stack = make_stack()
+    store = LaggingStore(snapshot_provider=stack.publisher.snapshot)
+    stack.store = store
+    stack.publisher.store = store
+    stack.publisher.emit_many("book.AAPL", 12)  # seq 12
+    hub = Hub(HubConfig(resume_retry_delay_s=0.01), bus=stack.bus, store=store)
+    await hub.start()
+    try:
+        transport = RecordingTransport()
+        conn = hub.connect(transport)
+        store.lagging = True
+        await hub.subscribe(conn, ["book.AAPL"], {"book.AAPL": ("ep1", 12)})
+        store.lagging = False
+        stack.publisher.emit_many("book.AAPL", 2)
+        await transport.wait_for(lambda: len(transport.envelopes()) == 2)
+        assert seqs(transport.envelopes()) == [(UPDATE, 13), (UPDATE, 14)]
+    finally:
+        await hub.close()

@@ -12,7 +12,7 @@ from redis.exceptions import ResponseError
 
 from gateway.seams.store import Resume, StoreUnavailable
 from gateway.seams.store_config import RedisStoreConfig
-from gateway.seams.store_redis import RedisSnapshotStore
+from gateway.seams.store_redis import FencedError, RedisSnapshotStore
 from gateway.wire.envelope import SNAPSHOT, UPDATE, Envelope
 from tests.gateway.store_support import Publisher
 from tests.services import RedisServer, RedisServerConfig, free_port
@@ -401,3 +401,48 @@ async def test_no_history_key_is_ever_orphaned(redis_url: str, client: aioredis.
             assert set(await key_names(client, f"t:{{{CH}}}:h:*")) == expected, step
     finally:
         await store.close()
+
+
+async def test_a_fenced_store_writes_only_while_its_token_is_current(
+    redis_url: str, client: aioredis.Redis
+) -> None:
+    """The engine leader's fencing: a batch is refused whole once another token is current,
+    and kept for a retry (a deposed writer never overwrites its successor)."""
+    pub = Publisher()
+    store = make(redis_url, pub)
+    store.fence = ("qg:fence", 7)
+    await store.start()
+    try:
+        await client.set("qg:fence", 7)
+        pub.publish_many(CH, 2)
+        await store.flush()
+        await client.set("qg:fence", 8)  # a new leader took over
+        pub.publish_many(CH, 2)
+        with pytest.raises(FencedError):
+            await store.flush()
+        assert [e.seq for e in (await store.resume(CH, "e1", 0)).updates] == [1, 2]
+        store.fence = ("qg:fence", 8)
+        await store.flush()  # the kept batch goes once the token is ours again
+        assert [e.seq for e in (await store.resume(CH, "e1", 0)).updates] == [1, 2, 3, 4]
+    finally:
+        await store.close()
+
+
+async def test_before_write_runs_before_each_batch(redis_url: str) -> None:
+    pub = Publisher()
+    store = make(redis_url, pub)
+    seen: list[int] = []
+
+    async def durable() -> None:
+        seen.append(len(await store.channels()))  # what Redis holds before the batch
+
+    store.before_write = durable
+    await store.start()
+    try:
+        pub.publish_many(CH, 3)
+        await store.flush()
+        assert seen == [0]
+        assert await store.positions([CH, "book.NONE"]) == {CH: ("e1", 3)}
+    finally:
+        await store.close()
+
