@@ -48,6 +48,7 @@ from gateway.wire.errors import (
     UNKNOWN_CHANNEL,
     GatewayError,
     gateway_error_response,
+    quoted,
 )
 
 MAX_CH_PARAM_CHARS = 8192
@@ -123,9 +124,9 @@ def parse_stream_request(request: Request, *, cursor_text: str | None) -> Stream
     for name in names:
         parsed = parse_channel(name)
         if parsed is None:
-            raise GatewayError(UNKNOWN_CHANNEL, f"unknown channel {name[:64]!r}")
+            raise GatewayError(UNKNOWN_CHANNEL, f"unknown channel {quoted(name)}")
         if parsed.symbol is not None and known and parsed.symbol not in known:
-            raise GatewayError(UNKNOWN_CHANNEL, f"unknown symbol in {name!r}")
+            raise GatewayError(UNKNOWN_CHANNEL, f"unknown symbol in {quoted(name)}")
     account: str | None = None
     token = _token(request)
     if token is not None:
@@ -222,7 +223,7 @@ def _wait_s(request: Request) -> float:
         raise GatewayError(
             BAD_REQUEST,
             f"wait must be a number of seconds, 0 or more (at most {config.wait_max_s:g} is "
-            f"used), not {text[:32]!r}",
+            f"used), not {quoted(text, 32)}",
         ) from None
     return min(value, config.wait_max_s)
 

@@ -29,7 +29,7 @@ from gateway.config import GatewayConfig, RestConfig
 from gateway.seams.services import Services
 from gateway.wire.channels import BOOK, CANDLES, RESOLUTIONS, TICKER, TRADES
 from gateway.wire.envelope import Envelope
-from gateway.wire.errors import BAD_REQUEST, NOT_FOUND, UNAVAILABLE, error_response
+from gateway.wire.errors import BAD_REQUEST, NOT_FOUND, UNAVAILABLE, error_response, quoted
 
 if TYPE_CHECKING:
     from gateway.metrics import Metrics
@@ -108,7 +108,7 @@ def _symbol(request: Request) -> str:
         raise BadParam("malformed symbol")
     names = symbol_names(_services(request))
     if names and symbol not in names:
-        raise NotFound(f"unknown symbol {symbol!r}")
+        raise NotFound(f"unknown symbol {quoted(symbol)}")
     return symbol
 
 

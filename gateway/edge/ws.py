@@ -37,7 +37,7 @@ from gateway.fanout.transport import Outgoing, Transport, join
 from gateway.wire import errors
 from gateway.wire.channels import ORDERS, orders_channel, parse_channel
 from gateway.wire.envelope import dumps
-from gateway.wire.errors import TooManyConnections, error_message
+from gateway.wire.errors import TooManyConnections, error_message, quoted
 
 if TYPE_CHECKING:
     from starlette.routing import BaseRoute
@@ -241,7 +241,7 @@ class WsSession:
             elif op == "ping":
                 self.conn.enqueue(_reply("pong", id_))
             else:
-                raise Invalid(errors.BAD_REQUEST, f"unknown op {str(op)[:32]!r}")
+                raise Invalid(errors.BAD_REQUEST, f"unknown op {quoted(op, 32)}")
         except Invalid as exc:
             self.conn.enqueue(error_message(exc.code, exc.message, id_))
 
@@ -263,13 +263,13 @@ class WsSession:
     def _internal(self, name: str, symbols: set[str] | None) -> str:
         channel = parse_channel(name)
         if channel is None:
-            raise Invalid(errors.UNKNOWN_CHANNEL, f"unknown channel {name[:64]!r}")
+            raise Invalid(errors.UNKNOWN_CHANNEL, f"unknown channel {quoted(name)}")
         if channel.kind == ORDERS:
             if self.conn.account is None:
                 raise Invalid(errors.UNAUTHORIZED, "auth before subscribing to orders")
             return orders_channel(self.conn.account)
         if symbols is not None and channel.symbol not in symbols:
-            raise Invalid(errors.UNKNOWN_CHANNEL, f"unknown symbol {channel.symbol!r}")
+            raise Invalid(errors.UNKNOWN_CHANNEL, f"unknown symbol {quoted(channel.symbol)}")
         return name
 
     def _symbols(self) -> set[str] | None:
@@ -287,7 +287,7 @@ class WsSession:
         since: dict[str, tuple[str, int]] = {}
         for name, pos in raw.items():
             if not isinstance(pos, dict):
-                raise Invalid(errors.BAD_REQUEST, f"since[{name[:64]!r}]: {{epoch, seq}}")
+                raise Invalid(errors.BAD_REQUEST, f"since[{quoted(name)}]: {{epoch, seq}}")
             epoch, seq = pos.get("epoch"), pos.get("seq")
             if (
                 not isinstance(epoch, str)
@@ -296,7 +296,7 @@ class WsSession:
                 or seq < 0
             ):
                 raise Invalid(
-                    errors.BAD_REQUEST, f"since[{name[:64]!r}]: epoch string and seq >= 0"
+                    errors.BAD_REQUEST, f"since[{quoted(name)}]: epoch string and seq >= 0"
                 )
             internal = wanted.get(name)
             if internal is not None:

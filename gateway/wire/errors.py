@@ -86,6 +86,12 @@ class TooManyConnections(GatewayError):
         self.headers = {"Retry-After": "1"}
 
 
+def quoted(value: object, limit: int = 64) -> str:
+    """``value`` as the API writes a string, in JSON quotes (``"nope.X"``, not Python's
+    ``'nope.X'``), cut to ``limit`` characters first so an error never echoes a huge input."""
+    return orjson.dumps(str(value)[:limit]).decode()
+
+
 def gateway_error_response(exc: GatewayError) -> Response:
     """The JSON error response of a :class:`GatewayError`, with its headers."""
     return error_response(exc.status, exc.code, exc.message, headers=exc.headers or None)

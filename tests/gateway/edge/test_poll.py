@@ -170,7 +170,7 @@ async def test_a_bad_wait_says_what_a_wait_is(http: httpx.AsyncClient) -> None:
     assert r.json()["error"] == {
         "code": "bad_request",
         "message": f"wait must be a number of seconds, 0 or more (at most {WAIT_MAX_S:g} is "
-        "used), not '-1'",
+        'used), not "-1"',
     }
 
 

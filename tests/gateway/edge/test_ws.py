@@ -443,3 +443,21 @@ async def test_heartbeats_and_ping_frames_on_an_idle_link(stack: Stack) -> None:
     finally:
         raw.close()
         await srv.stop()
+
+
+@pytest.mark.parametrize(
+    ("message", "text"),
+    [
+        ({"op": "dance", "id": 9}, 'unknown op "dance"'),
+        ({"op": "subscribe", "ch": ["nope.AAPL"], "id": 9}, 'unknown channel "nope.AAPL"'),
+        ({"op": "subscribe", "ch": ["book.ZZZZ"], "id": 9}, 'unknown symbol "ZZZZ"'),
+    ],
+)
+def test_error_messages_quote_values_as_json_does(client: Any, message: Any, text: str) -> None:
+    """A client sees the values it sent in the API's own (JSON) quotes, never Python's."""
+    with client.websocket_connect("/v1/ws") as ws:
+        r = SyncReader(ws)
+        r.send(message)
+        err = r.next()
+        assert text in err["message"], err
+        assert "'" not in err["message"], err

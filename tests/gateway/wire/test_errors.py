@@ -33,3 +33,11 @@ def test_every_stream_code_has_a_status() -> None:
     assert set(errors.STREAM_CODES) <= set(errors.HTTP_STATUS)
     assert GatewayError(errors.UNAUTHORIZED, "who?").status == 401
     assert errors.TooManyConnections().status == 503
+
+
+def test_quoted_values_are_json_strings_cut_to_their_limit() -> None:
+    assert errors.quoted("nope.X") == '"nope.X"'
+    assert errors.quoted("it's") == '"it\'s"'
+    assert errors.quoted('a"b') == '"a\\"b"'
+    assert errors.quoted(7) == '"7"'
+    assert errors.quoted("x" * 100, 32) == '"' + "x" * 32 + '"'
