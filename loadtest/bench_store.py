@@ -32,6 +32,7 @@ from typing import Any
 import orjson
 
 from loadtest.args import EXIT_BAD_ARGUMENTS, ArgumentCheck
+from loadtest.progress import Progress, silent
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -117,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
         server = RedisServer()
         url = server.start()
     try:
-        results = asyncio.run(run_bench(config, url, log=lambda t: print(t, flush=True)))
+        with Progress(planned_work(config), desc="bench store", unit="event") as progress:
+            results = asyncio.run(run_bench(config, url, log=progress.write, progress=progress))
     finally:
         if server is not None:
             server.stop()
@@ -189,12 +191,21 @@ class _RedisCounters:
 # --- phases -------------------------------------------------------------------------------------
 
 
-async def run_bench(config: StoreBenchConfig, url: str, log: Any = print) -> dict[str, Any]:
+def planned_work(config: StoreBenchConfig) -> int:
+    """The engine events the bench generates and then publishes (paced, then at the maximum
+    rate): the progress bar's total. The Redis memory and read phases follow, shown by name."""
+    return 2 * (int(config.rate_events_s * config.paced_s) + config.max_events)
+
+
+async def run_bench(
+    config: StoreBenchConfig, url: str, log: Any = print, progress: Progress | None = None
+) -> dict[str, Any]:
     import redis.asyncio as aioredis
 
     from gateway.seams.store_config import RedisStoreConfig
     from gateway.seams.store_redis import RedisSnapshotStore
 
+    progress = progress or silent()
     paced_events = int(config.rate_events_s * config.paced_s)
     log(
         f"bench store: {config.symbols} symbols, {config.accounts} accounts, flush every "
@@ -203,7 +214,9 @@ async def run_bench(config: StoreBenchConfig, url: str, log: Any = print) -> dic
         f"{config.conflate_ms or 'off'}, redis {url} (python {platform.python_version()})"
     )
     t0 = time.perf_counter()
+    progress.note("generating the engine's events")
     batches, engine = generate_batches(config, paced_events + config.max_events)
+    progress.advance(paced_events + config.max_events)
     total_events = sum(len(b) for b in batches)
     log(f"  stream: {total_events:,} engine events ({time.perf_counter() - t0:.1f} s to generate)")
     # The pre-generated stream is the bench's own baggage, not the app's: keep it out of the
@@ -238,6 +251,7 @@ async def run_bench(config: StoreBenchConfig, url: str, log: Any = print) -> dic
             count += len(batches[split])
             split += 1
         if split:
+            progress.note(f"paced at {config.rate_events_s:,} events/s")
             results["paced"] = await _paced(config, pub, store, batches[:split], counters)
             p = results["paced"]
             log(
@@ -249,8 +263,10 @@ async def run_bench(config: StoreBenchConfig, url: str, log: Any = print) -> dic
                 f"flushing {p['flush_wall_share']:.1%} of the time "
                 f"(building batches {p['flush_build_share']:.1%})"
             )
+        progress.advance(paced_events)
         rest = batches[split:]
         if rest:
+            progress.note("at the maximum rate")
             provider0 = provider_s[0]
             results["max"] = await _max_rate(config, pub, store, rest, counters)
             m = results["max"]
@@ -271,6 +287,8 @@ async def run_bench(config: StoreBenchConfig, url: str, log: Any = print) -> dic
                 f"{m['redis_commands_per_event']:.4f} commands per event, "
                 f"{m['redis_commands_per_s']:,} commands/s, {m['redis_mb_per_s']} MB/s in"
             )
+        progress.advance(config.max_events)
+        progress.note("Redis memory")
         results["redis_memory"] = await _memory(admin, prefix)
         mem = results["redis_memory"]
         log(
@@ -278,6 +296,7 @@ async def run_bench(config: StoreBenchConfig, url: str, log: Any = print) -> dic
             f"({mem['channels']:,} channels, history {config.history_max})"
         )
         if config.reads:
+            progress.note("snapshot and resume reads")
             results["reads"] = await _reads(config, url, prefix, pub)
             r = results["reads"]
             log(

@@ -84,3 +84,15 @@ async def test_bench_leaves_other_keys_alone(redis_url: str) -> None:
         assert await client.keys("*") == [b"someone:else"]
     finally:
         await client.aclose()
+
+
+@pytest.mark.redis
+async def test_the_progress_reaches_exactly_the_planned_work(redis_url: str) -> None:
+    from loadtest.progress import Progress
+
+    config = bench_store.StoreBenchConfig(
+        symbols=3, accounts=3, rate_events_s=10_000, paced_s=0.1, max_events=1_000, reads=0
+    )
+    with Progress(bench_store.planned_work(config), desc="t", unit="event", enabled=False) as p:
+        await bench_store.run_bench(config, redis_url, log=lambda _line: None, progress=p)
+        assert p.done == bench_store.planned_work(config) == 2 * (1_000 + 1_000)
