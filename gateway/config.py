@@ -241,11 +241,14 @@ def _coerce_into(base: Any, values: Mapping[str, Any]) -> Any:
     for name, value in values.items():
         if name not in known:
             raise ValueError(f"unknown config field {name!r} of {type(base).__name__}")
-        changes[name] = _coerce(getattr(base, name), value, name)
+        changes[name] = coerce_setting(getattr(base, name), value, name)
     return dataclasses.replace(base, **changes)
 
 
-def _coerce(current: Any, value: Any, name: str) -> Any:
+def coerce_setting(current: Any, value: Any, name: str) -> Any:
+    """``value`` (from a flag or the environment) in the type of the setting's ``current``
+    value: booleans from 1/true/yes/on and 0/false/no/off, ints, floats; ``ValueError``
+    naming the setting when it does not parse."""
     if dataclasses.is_dataclass(current) or not isinstance(value, str):
         return value
     try:

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.config import coerce_setting
+
 COMPRESSIONS = ("none", "gzip")
 """Codecs this install can use without extra native libraries (aiokafka's gzip is built in)."""
 
@@ -100,29 +102,11 @@ class KafkaConfig:
         for f in dataclasses.fields(cls):
             raw = env.get(ENV_PREFIX + f.name.upper())
             if raw is not None and raw != "":
-                values[f.name] = _coerce(getattr(base, f.name), raw, f.name)
+                values[f.name] = coerce_setting(getattr(base, f.name), raw, f"kafka {f.name}")
         for key, value in (overrides or {}).items():
             if value is None:
                 continue
             if key not in {f.name for f in dataclasses.fields(cls)}:
                 raise ValueError(f"unknown kafka setting {key!r}")
-            values[key] = _coerce(getattr(base, key), value, key)
+            values[key] = coerce_setting(getattr(base, key), value, f"kafka {key}")
         return dataclasses.replace(base, **values)
-
-
-def _coerce(current: Any, value: Any, name: str) -> Any:
-    if not isinstance(value, str):
-        return value
-    try:
-        if isinstance(current, bool):
-            lowered = value.strip().lower()
-            if lowered in ("1", "true", "yes", "on"):
-                return True
-            if lowered in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(value)
-        if isinstance(current, int):
-            return int(value)
-    except ValueError:
-        raise ValueError(f"bad value {value!r} for kafka {name}") from None
-    return value
