@@ -176,7 +176,8 @@ async def _rows_phase(config: ReporterBenchConfig, url: str, commands: list[Any]
 async def _engine_round(
     config: ReporterBenchConfig, commands: list[Any], url: str | None, paced: bool
 ) -> dict[str, Any]:
-    from gateway.roots.embedded import EmbeddedConfig, EmbeddedRuntime
+    from gateway.roots.embedded import EmbeddedRuntime
+    from gateway.roots.embedded_config import EmbeddedConfig
 
     runtime = EmbeddedRuntime(
         EmbeddedConfig(

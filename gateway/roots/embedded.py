@@ -30,36 +30,31 @@ import contextlib
 import dataclasses
 import gc
 import logging
-import re
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
-from engine import Engine, EngineConfig
+from engine import Engine
 from engine.commands import CancelOrder, Command, DefineInstrument, Deposit, NewOrder, ReplaceOrder
 from engine.core import JournalSink
 from engine.events import Cancelled, Done, Event, Rejected
 from engine.journal import JournalError
 from engine.sequencer import wall_clock_us
 from feeds.replay import ReplayConfig, ReplayFeed, leading_instruments
-from feeds.synthetic import DEFAULT_SYMBOLS, SyntheticConfig, SyntheticFeed
+from feeds.synthetic import SyntheticConfig, SyntheticFeed
 from gateway.marketdata.publisher import Publisher, PublisherConfig
 from gateway.marketdata.sequencing import new_epoch
 from gateway.reporting.history import DatabaseHistory
 from gateway.reporting.records import CandleClosed, Offer
 from gateway.reporting.reporter import Reporter, ReporterConfig
 from gateway.reporting.translate import funded, listed
-from gateway.roots.run_journal import JournalTee, RunJournal, RunJournalConfig, TeeSink
+from gateway.roots.embedded_config import EmbeddedConfig, candle_archive, snapshot_store
+from gateway.roots.run_journal import JournalTee, RunJournal, TeeSink
 from gateway.seams.bus import MarketDataBus
 from gateway.seams.bus_memory import MemoryBus
-from gateway.seams.candle_buffer import DEFAULT_RETENTION_MS
-from gateway.seams.candles_sqlite import SqliteCandleArchive, SqliteCandleConfig
 from gateway.seams.services import CandleArchive, Services
 from gateway.seams.store import SnapshotStore
-from gateway.seams.store_config import RedisStoreConfig, SnapshotProvider, StoreConfig
-from gateway.seams.store_memory import MemorySnapshotStore
 from gateway.trading.accounts import Accounts
 from gateway.trading.order_service import EngineOrderService, order_to_json
 from gateway.wire.channels import orders_channel, symbol_channels
@@ -67,86 +62,11 @@ from gateway.wire.envelope import Envelope
 from gateway.wire.errors import UNAVAILABLE, GatewayError
 from runtime.tasks import cancel_and_wait
 
-FEEDS = ("synthetic", "replay", "none")
 RESTORED_TAIL = 256
-_SYMBOL_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")  # no dots: symbols are parts of channel names
 _ORDER_COMMANDS = (NewOrder, CancelOrder, ReplaceOrder)
 _FEEDBACK_EVENTS = (Done, Cancelled, Rejected)  # what the synthetic feed observes
 _UNEVENTFUL = (Deposit, DefineInstrument)  # commands the reporter gets a record of, not events
 log = logging.getLogger("quotegate.run")
-
-
-@dataclass(kw_only=True)
-class EmbeddedConfig:
-    """The embedded runtime. ``feed``: ``synthetic``, ``replay`` (``replay_file``) or
-    ``none``; ``rate_orders_per_s`` paces the synthetic feed; ``replay_speed`` the replay
-    (0 = as fast as possible). ``accounts_file``: see :mod:`gateway.trading.accounts` (without
-    one, a ``demo`` account with ``demo_api_key`` or a random key). ``redis_url``: keep snapshots in
-    Redis (``store_flush_interval_ms``: its write batching); ``candles_db``: SQLite file of
-    closed candles (``None``: in memory), ``candles_retention_ms`` how long it keeps each
-    resolution (:mod:`gateway.seams.candle_buffer`). ``journal``: journal every command and
-    restore from it at start (``None``: nothing is written). ``database_url``: report to
-    ``sqlite:PATH`` or ``postgresql://...`` (``None``: no reporter); ``reporter_queue_records``
-    bounds its queue, ``reporter_batch_records`` its transactions. ``gc_threshold``: the GC's
-    generation-0 threshold after setup, when the long-lived state is also frozen
-    (``gc.freeze``); 0 leaves the GC alone."""
-
-    symbols: Sequence[str] = DEFAULT_SYMBOLS
-    feed: str = "synthetic"
-    rate_orders_per_s: float = 200.0
-    seed: int = 1
-    tick: str = "0.01"
-    lot: int = 1
-    replay_file: str | None = None
-    replay_speed: float = 1.0
-    accounts_file: str | None = None
-    demo_api_key: str | None = None
-    redis_url: str | None = None
-    candles_db: str | None = None
-    candles_retention_ms: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_RETENTION_MS))
-    flush_interval_ms: int = 20
-    store_history_max: int = 1000
-    store_flush_interval_ms: int = 50
-    journal: RunJournalConfig | None = None
-    database_url: str | None = None
-    reporter_queue_records: int = 1_000_000
-    reporter_batch_records: int = 5000
-    reporter_flush_interval_ms: int = 50
-    gc_threshold: int = 50_000
-    publisher: PublisherConfig | None = None  # None: the publisher's defaults
-    engine: EngineConfig = field(default_factory=EngineConfig)  # retention, open-order cap
-    synthetic: dict[str, Any] = field(default_factory=dict)  # extra SyntheticConfig fields
-
-    def __post_init__(self) -> None:
-        if self.feed not in FEEDS:
-            raise ValueError(f"feed must be one of {', '.join(FEEDS)}, not {self.feed!r}")
-        if self.feed == "replay" and not self.replay_file:
-            raise ValueError("the replay feed needs a replay file (--replay-file)")
-        if self.rate_orders_per_s < 0:
-            raise ValueError("the feed rate must be >= 0")
-        if self.flush_interval_ms < 1:
-            raise ValueError("flush_interval_ms must be at least 1")
-        if self.store_flush_interval_ms < 1:
-            raise ValueError("store_flush_interval_ms must be at least 1")
-        if self.store_history_max < 1:
-            raise ValueError("store_history_max must be at least 1")
-        if self.reporter_queue_records < 1 or self.reporter_batch_records < 1:
-            raise ValueError("the reporter's queue and batch need at least 1 record")
-        if self.database_url is not None and not self.database_url.startswith(
-            ("sqlite:", "postgresql://", "postgres://")
-        ):
-            raise ValueError(
-                f"database URL {self.database_url!r}: use sqlite:PATH or postgresql://..."
-            )
-        if self.gc_threshold < 0:
-            raise ValueError("gc_threshold must be >= 0 (0: leave the GC alone)")
-        symbols = list(dict.fromkeys(s.strip() for s in self.symbols if s.strip()))
-        if not symbols and self.feed != "replay":
-            raise ValueError("at least one symbol is needed")
-        for symbol in symbols:
-            if not _SYMBOL_RE.fullmatch(symbol):
-                raise ValueError(f"bad symbol {symbol!r}: 1-32 characters of A-Z a-z 0-9 _ -")
-        self.symbols = symbols
 
 
 class EmbeddedRuntime:
@@ -218,7 +138,7 @@ class EmbeddedRuntime:
             sink = TeeSink(sink, self._journal_tee)
         self.engine = Engine(config.engine, clock=clock, journal=sink)
         self.bus: MarketDataBus = self._bus_given or MemoryBus()
-        self.archive = self._archive_given or _candle_archive(
+        self.archive = self._archive_given or candle_archive(
             config.candles_db, config.candles_retention_ms
         )
         self._report: Callable[[Offer], None] | None = None
@@ -243,7 +163,7 @@ class EmbeddedRuntime:
             open_orders=self._open_orders,
             instrument_lookup=self.engine.instruments.get,
         )
-        self.store: SnapshotStore = _snapshot_store(config, self.publisher.snapshot)
+        self.store: SnapshotStore = snapshot_store(config, self.publisher.snapshot)
         self.order_service = EngineOrderService(self.engine, self.submit)
         self.feed: SyntheticFeed | ReplayFeed | None = None
         if config.feed == "synthetic":
@@ -666,26 +586,3 @@ async def embedded_services(config: EmbeddedConfig) -> EmbeddedRuntime:
         await runtime.close()
         raise
     return runtime
-
-
-def _snapshot_store(config: EmbeddedConfig, provider: SnapshotProvider) -> SnapshotStore:
-    if config.redis_url:
-        from gateway.seams.store_redis import RedisSnapshotStore  # imports redis: only when asked
-
-        return RedisSnapshotStore(
-            RedisStoreConfig(
-                url=config.redis_url,
-                history_max=config.store_history_max,
-                flush_interval_ms=config.store_flush_interval_ms,
-            ),
-            snapshot_provider=provider,
-        )
-    return MemorySnapshotStore(
-        StoreConfig(history_max=config.store_history_max), snapshot_provider=provider
-    )
-
-
-def _candle_archive(path: str | None, retention_ms: dict[str, int]) -> CandleArchive:
-    return SqliteCandleArchive(
-        SqliteCandleConfig(path=path or ":memory:", retention_ms=retention_ms)
-    )

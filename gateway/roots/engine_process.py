@@ -43,7 +43,8 @@ from redis.exceptions import RedisError
 
 from engine.commands import Command
 from gateway.roots.distributed_args import add_kafka_arguments, kafka_config
-from gateway.roots.embedded import EmbeddedConfig, EmbeddedRuntime
+from gateway.roots.embedded import EmbeddedRuntime
+from gateway.roots.embedded_config import EmbeddedConfig
 from gateway.roots.engine_failover import EngineLog, Failover
 from gateway.seams.bus_kafka import KafkaBus
 from gateway.seams.candles_redis import RedisCandleArchive, RedisCandleConfig

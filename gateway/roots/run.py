@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     import uvicorn
 
     from gateway.config import GatewayConfig
-    from gateway.roots.embedded import EmbeddedConfig
+    from gateway.roots.embedded_config import EmbeddedConfig
 
 DEFAULT_SYMBOLS = "AAPL,MSFT,TSLA"
 DEFAULT_CANDLES_DB = "data/candles.sqlite3"
@@ -236,7 +236,7 @@ def embedded_config(s: Mapping[str, Any]) -> EmbeddedConfig:
     engine``). Bad values raise ``ValueError``."""
     from engine import EngineConfig
     from gateway.marketdata.publisher import PublisherConfig, parse_conflate_ms
-    from gateway.roots.embedded import EmbeddedConfig
+    from gateway.roots.embedded_config import EmbeddedConfig
     from gateway.roots.run_journal import RunJournalConfig
     from gateway.seams.candle_buffer import parse_retention_s
 

@@ -16,7 +16,8 @@ from starlette.routing import Route
 from gateway.config import GatewayConfig
 from gateway.edge.app import create_app
 from gateway.edge.openapi import document
-from gateway.roots.embedded import EmbeddedConfig, EmbeddedRuntime
+from gateway.roots.embedded import EmbeddedRuntime
+from gateway.roots.embedded_config import EmbeddedConfig
 
 KEY = "openapi-key-0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}

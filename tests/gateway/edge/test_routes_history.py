@@ -18,7 +18,8 @@ from starlette.applications import Starlette
 from engine import EngineConfig
 from gateway.edge import routes_marketdata, routes_orders
 from gateway.reporting.records import CandleClosed
-from gateway.roots.embedded import EmbeddedConfig, EmbeddedRuntime
+from gateway.roots.embedded import EmbeddedRuntime
+from gateway.roots.embedded_config import EmbeddedConfig
 
 ALICE = "alice-key-0123456789"
 BOB = "bob-key-0123456789ab"

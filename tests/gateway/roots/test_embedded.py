@@ -10,7 +10,8 @@ import orjson
 import pytest
 
 from engine.commands import NewOrder
-from gateway.roots.embedded import EmbeddedConfig, EmbeddedRuntime, embedded_services
+from gateway.roots.embedded import EmbeddedRuntime, embedded_services
+from gateway.roots.embedded_config import EmbeddedConfig
 from gateway.wire.envelope import Envelope
 from tests.waiting import until
 

@@ -15,7 +15,8 @@ from gateway.reporting.reconcile import reconcile
 from gateway.reporting.reporter import Reporter, ReporterConfig
 from gateway.reporting.tap import EngineTap
 from gateway.roots import cli
-from gateway.roots.embedded import EmbeddedConfig, EmbeddedRuntime
+from gateway.roots.embedded import EmbeddedRuntime
+from gateway.roots.embedded_config import EmbeddedConfig
 from gateway.roots.run_journal import RunJournalConfig
 from tests.gateway.reporting.support import dump, wallet_totals
 

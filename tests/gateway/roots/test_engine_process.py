@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.roots.embedded import EmbeddedConfig
+from gateway.roots.embedded_config import EmbeddedConfig
 from gateway.roots.engine_process import EngineProcess, OffsetLog
 from gateway.seams.kafka_config import KafkaConfig
 

@@ -17,7 +17,8 @@ from engine.commands import DefineInstrument
 from engine.journal import FsyncPolicy, scan
 from gateway.edge.routes_orders import routes
 from gateway.marketdata.publisher import PublisherConfig
-from gateway.roots.embedded import EmbeddedConfig, EmbeddedRuntime, embedded_services
+from gateway.roots.embedded import EmbeddedRuntime, embedded_services
+from gateway.roots.embedded_config import EmbeddedConfig
 from gateway.roots.run_journal import RunJournal, RunJournalConfig
 
 KEY = "journal-test-key-0123456789"
