@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +17,24 @@ import httpx
 from tests.services import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def wait_healthy(
+    proc: subprocess.Popen[bytes], base: str, log: Path, *, timeout_s: float = 30.0
+) -> None:
+    """Wait until the ``quotegate run`` process ``proc`` answers ``GET base/healthz`` with 200;
+    ``AssertionError`` with its log when it exits first or does not come up in ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(log.read_text())
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"quotegate run did not come up:\n{log.read_text()}")
 
 
 @contextmanager
@@ -36,17 +55,7 @@ def quotegate_run(
         )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(300):
-            if proc.poll() is not None:
-                raise AssertionError(log.read_text())
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            subprocess.run(["sleep", "0.1"], check=True)
-        else:
-            raise AssertionError("quotegate run did not come up")
+        wait_healthy(proc, base, log)
         yield base
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -16,14 +16,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
+from tests.live import wait_healthy
 from tests.services import missing_service
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -109,17 +108,7 @@ class QuotegateServer:
                 ],
                 cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
             )  # fmt: skip
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(log.read_text())
-            try:
-                if httpx.get(f"{self.base}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"quotegate run did not come up:\n{log.read_text()}")
+        wait_healthy(self.proc, self.base, log, timeout_s=60)
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None

@@ -20,6 +20,7 @@ from websockets.asyncio.client import connect
 from engine.journal import scan
 from gateway.marketdata.l2book import checksum_of
 from gateway.roots.run import add_arguments, run, settings
+from tests.live import wait_healthy
 
 KEY = "run-test-key-0123456789"
 ROOT = Path(__file__).resolve().parents[3]
@@ -54,17 +55,7 @@ def server(free_port: int, tmp_path: Path) -> Iterator[str]:
     )  # fmt: skip
     base = f"http://127.0.0.1:{free_port}"
     try:
-        for _ in range(300):
-            if proc.poll() is not None:
-                raise AssertionError(log.read_text())
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            subprocess.run(["sleep", "0.1"], check=True)
-        else:
-            raise AssertionError("quotegate run did not come up")
+        wait_healthy(proc, base, log)
         yield base
     finally:
         if proc.poll() is None:

@@ -15,7 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 import orjson
 import pytest
 
@@ -23,19 +22,11 @@ from gateway.reporting.database import open_database
 from gateway.roots.run import add_arguments, run, settings
 from tests.gateway.roots.test_embedded_reporting import _reference, _stream_rows
 from tests.gateway.roots.test_run import ROOT, _start
+from tests.live import wait_healthy
 
 
 def _wait_up(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
-    for _ in range(300):
-        if proc.poll() is not None:
-            raise AssertionError(log.read_text())
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("quotegate run did not come up")
+    wait_healthy(proc, f"http://127.0.0.1:{port}", log)
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
