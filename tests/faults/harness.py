@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import itertools
 import os
 import signal
 import socket
@@ -17,13 +18,14 @@ import subprocess
 import sys
 import time
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.services import free_port
@@ -245,6 +247,43 @@ async def read_ws_until(ws: Any, client: Client, updates: int, max_s: float) -> 
         if left <= 0:
             return
         await read_ws(ws, client, min(left, 0.2))
+
+
+@dataclass
+class Bystander:
+    """A reading client beside a fault: what it got (``client``) and when each frame came."""
+
+    client: Client = field(default_factory=lambda: Client())
+    arrivals: list[float] = field(default_factory=list)
+
+    def longest_stall_s(self) -> float:
+        """The longest time the stream went without a frame."""
+        return max(b - a for a, b in itertools.pairwise(self.arrivals))
+
+
+@contextlib.asynccontextmanager
+async def bystander(qg: Quotegate) -> AsyncIterator[Bystander]:
+    """A WebSocket client on ``book.AAPL`` and ``trades.AAPL`` reading in the background; it
+    has read for a second when the body starts, and goes on for half a second after it."""
+    watch = Bystander()
+
+    async def follow(ws: Any) -> None:
+        with contextlib.suppress(Exception):
+            async for frame in ws:
+                watch.arrivals.append(time.monotonic())
+                watch.client.on_frame(frame)
+
+    async with connect(qg.ws_url) as ws:
+        await ws.send(subscribe_op(["book.AAPL", "trades.AAPL"]))
+        reader = asyncio.create_task(follow(ws))
+        try:
+            await asyncio.sleep(1.0)
+            yield watch
+            await asyncio.sleep(0.5)
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
 
 
 def subscribe_op(channels: Sequence[str], since: dict[str, tuple[str, int]] | None = None) -> str:
