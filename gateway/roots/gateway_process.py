@@ -145,8 +145,13 @@ def run(args: argparse.Namespace) -> int:
 
     from gateway.config import GatewayConfig
     from gateway.edge.app import create_app
-    from gateway.roots.http_server import install_log_redaction, uvicorn_config_kwargs
-    from gateway.roots.run import bind_error, bind_listener, default_web_dir, settings
+    from gateway.roots.run import (
+        bind_error,
+        bind_listener,
+        default_web_dir,
+        settings,
+        uvicorn_config,
+    )
     from gateway.trading.accounts import AccountsError
 
     try:
@@ -189,9 +194,7 @@ def run(args: argparse.Namespace) -> int:
         print(bind_error(gateway.host, gateway.port, exc), file=sys.stderr)
         return 2
     app = create_app(gateway, services=process.session)
-    config = uvicorn.Config(app, lifespan="on", **uvicorn_config_kwargs(gateway))
-    install_log_redaction()  # API keys given as token= never reach the logs
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(uvicorn_config(app, gateway))  # with the token redaction
     host = gateway.host if ":" not in gateway.host else f"[{gateway.host}]"
     print(
         f"quotegate gateway: node {process.node}, kafka {process.config.kafka.bootstrap}, "
